@@ -1,0 +1,237 @@
+"""The ``mgen`` command line: thin parsing around the library.
+
+    mgen simulate  exact simulator on a trace (fixed length or real GLUE dev lengths)
+    mgen cost      differentiable cost model on the same workload statistics
+    mgen report    energy breakdown of independent vs fully shared models, JSON + stacked bar PNG
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from mgen_jax.errors import MgenError
+
+GLUE5 = "SST-2,CoLA,MRPC,STS-B,RTE"
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# shared argument handling
+# ------------------------------------------------------------------------------------------------------------------
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--hw", default="isaac", help="hardware preset name (configs/hw/) or YAML path [isaac]")
+    p.add_argument("--model", default="minilm-l6", help="minilm-l6 | bert-base | bert-large | HF config.json/dir")
+    p.add_argument(
+        "--tasks", default=GLUE5,
+        help=f"number of tasks T, or comma-separated GLUE task names [{GLUE5}]",
+    )
+    p.add_argument(
+        "--branch-points", default="0",
+        help="b1,...,bT (task t shares units 1..b_t), or one value for every task; 0 = independent, U = full sharing",
+    )
+    p.add_argument("--tokens", type=int, help="fixed token count per request (default: real GLUE dev lengths)")
+    p.add_argument("--length-tasks", help="GLUE tasks whose dev sets give the lengths [the --tasks names]")
+    p.add_argument("--max-length", type=int, default=128, help="truncation of real lengths, tokens [128]")
+    p.add_argument("--glue-dir", help="GLUE TSV folder [$MGEN_GLUE_DIR or ../shared/data/glue]")
+    p.add_argument("--task-subsets", help='task-set distribution, e.g. "SST-2+CoLA:0.5,MRPC:0.5" [every task]')
+    p.add_argument("--seed", type=int, default=0, help="seed for drawing task sets per request [0]")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _parse_tasks(text: str) -> tuple[tuple[str, ...], tuple[int, ...], bool]:
+    """(names, num_labels, are_glue_tasks)."""
+    from mgen_jax.data.glue import get_task
+    from mgen_jax.errors import ConfigError
+
+    text = text.strip()
+    if text.isdigit():
+        t = int(text)
+        if t < 1:
+            raise ConfigError(f"--tasks must be >= 1, got {t}")
+        return tuple(f"task{i}" for i in range(t)), (2,) * t, False
+    tasks = [get_task(name.strip()) for name in text.split(",") if name.strip()]
+    if not tasks:
+        raise ConfigError("--tasks is empty")
+    return tuple(t.name for t in tasks), tuple(t.num_labels for t in tasks), True
+
+
+def _parse_branch_points(text: str, num_tasks: int, num_units: int) -> list[int]:
+    from mgen_jax.errors import ConfigError
+
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"--branch-points must be integers, got {text!r}") from None
+    if len(values) == 1:
+        values = values * num_tasks
+    if len(values) != num_tasks:
+        raise ConfigError(f"--branch-points has {len(values)} values for {num_tasks} tasks")
+    bad = [v for v in values if not 0 <= v <= num_units]
+    if bad:
+        raise ConfigError(f"--branch-points {bad} out of range 0..{num_units} (U = 2 x layers)")
+    return values
+
+
+def _build(args: argparse.Namespace) -> dict[str, Any]:
+    from mgen_jax import hw
+    from mgen_jax.errors import ConfigError
+    from mgen_jax.workload import assign_subsets, fixed_trace, parse_subsets
+
+    spec = hw.load_spec(args.hw)
+    arch = hw.load_arch(args.model)
+    names, labels, glue = _parse_tasks(args.tasks)
+    b = _parse_branch_points(args.branch_points, len(names), arch.num_units)
+    if args.tokens is not None:
+        trace = fixed_trace(len(names), args.tokens, task_names=names)
+    else:
+        length_tasks = [s.strip() for s in args.length_tasks.split(",")] if args.length_tasks else None
+        if not glue and not length_tasks:
+            raise ConfigError("real lengths need GLUE task names (--tasks or --length-tasks), or give --tokens N")
+        from mgen_jax.workload.glue import glue_trace
+
+        trace = glue_trace(
+            length_tasks or names, task_names=names, glue_dir=args.glue_dir, max_length=args.max_length
+        )
+    subsets = None
+    if args.task_subsets:
+        subsets = parse_subsets(args.task_subsets, names)
+        trace = assign_subsets(trace, subsets, seed=args.seed)
+    return {"spec": spec, "arch": arch, "names": names, "labels": labels, "b": b, "trace": trace, "subsets": subsets}
+
+
+def _print_table(title: str, rows: Sequence[tuple[str, str]]) -> None:
+    width = max(len(k) for k, _ in rows)
+    print(title)
+    for key, value in rows:
+        print(f"  {key:<{width}}  {value}")
+
+
+def _fmt_j(x: float) -> str:
+    for unit, scale in (("mJ", 1e-3), ("uJ", 1e-6), ("nJ", 1e-9), ("pJ", 1e-12)):
+        if abs(x) >= scale:
+            return f"{x / scale:10.4f} {unit}"
+    return f"{x:10.4g} J"
+
+
+def _emit(result: dict[str, Any], as_json: bool, title: str) -> None:
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    total = result["energy_per_request_j"]
+    rows = [
+        ("hardware / model", f"{result['hw']} / {result['model']}"),
+        ("tasks", ", ".join(result["tasks"])),
+        ("branch points", ",".join(map(str, result["branch_points"]))),
+        ("workload", result["workload"]),
+        ("energy per request", _fmt_j(total)),
+    ]
+    rows += [(f"  {k}", f"{_fmt_j(v)}  {100 * v / total:5.1f} %") for k, v in result["breakdown_per_request_j"].items() if v]
+    rows += [
+        ("crossbars", f"{result['crossbars']:,} of {result['chip_crossbars']:,} on one chip"),
+        ("area", f"{result['area_mm2']:.2f} mm^2 ({result['tiles']} tiles)"),
+        ("latency per request", f"{result['latency_per_request_s'] * 1e6:.1f} us (estimate)"),
+    ]
+    _print_table(title, rows)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# commands
+# ------------------------------------------------------------------------------------------------------------------
+def cmd_simulate(args: argparse.Namespace) -> None:
+    from mgen_jax.hw import SharingTree
+    from mgen_jax.sim import simulate
+
+    m = _build(args)
+    tree = SharingTree.from_branch_points(m["b"], m["arch"].num_units)
+    result = simulate(m["spec"], m["arch"], tree, m["trace"], num_labels=m["labels"])
+    summary = result.summary()
+    summary["branch_points"] = m["b"]
+    summary["workload"] = m["trace"].description
+    _emit(summary, args.json, "mgen simulate (exact, event counting)")
+
+
+def cmd_cost(args: argparse.Namespace) -> None:
+    import jax.numpy as jnp
+
+    from mgen_jax import cost
+
+    m = _build(args)
+    spec, arch, trace = m["spec"], m["arch"], m["trace"]
+    tables = cost.build_tables(spec, arch, m["labels"], dtype=jnp.float32)
+    if m["subsets"] is not None:  # the distribution itself, not the draws of the simulator's trace
+        workload = cost.workload_from_lengths(trace.tokens, m["subsets"], len(m["names"]))
+    else:
+        workload = cost.workload_from_trace(trace)
+    p = cost.onehot_probs(m["b"], arch.num_units)
+    estimate = cost.expected_energy(p, tables, workload)
+    crossbars = int(round(float(cost.expected_crossbars(p, tables))))
+    tiles = math.ceil(crossbars / spec.crossbars_per_tile)
+    summary = {
+        "hw": spec.name,
+        "model": arch.name,
+        "tasks": list(m["names"]),
+        "branch_points": m["b"],
+        "workload": trace.description + ("" if m["subsets"] is None else f"; task subsets {args.task_subsets}"),
+        "energy_per_request_j": float(estimate.total_j),
+        "breakdown_per_request_j": cost.component_dict(estimate.by_component_j),
+        "counts_per_request": cost.action_dict(cost.expected_counts(p, tables, workload)),
+        "crossbars": crossbars,
+        "tiles": tiles,
+        "area_mm2": tiles * spec.tile_area_mm2,
+        "chip_crossbars": spec.chip_crossbars,
+        "fits_on_chip": crossbars <= spec.chip_crossbars,
+        "latency_per_request_s": float(cost.expected_latency_s(tables, workload)),
+        "latency_is_estimate": True,
+    }
+    _emit(summary, args.json, "mgen cost (differentiable cost model, expected values)")
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from mgen_jax.report import breakdown_report
+
+    out = breakdown_report(
+        tasks=[t.strip() for t in args.tasks.split(",")], hw_name=args.hw, model=args.model, out_dir=Path(args.out),
+        glue_dir=args.glue_dir, max_length=args.max_length,
+    )
+    print(out["table"])
+    print(f"wrote {out['json']} and {out['png']}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mgen", description="energy-aware multi-task BERT on ReRAM PIM accelerators")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("simulate", help="exact event-counting simulation of a discrete multi-task model")
+    _add_model_args(p)
+    p.set_defaults(func=cmd_simulate)
+    p = sub.add_parser("cost", help="differentiable cost model (expected energy per request)")
+    _add_model_args(p)
+    p.set_defaults(func=cmd_cost)
+    p = sub.add_parser("report", help="energy breakdown: independent vs fully shared, on real GLUE dev lengths")
+    p.add_argument("--tasks", default=GLUE5)
+    p.add_argument("--hw", default="isaac")
+    p.add_argument("--model", default="minilm-l6")
+    p.add_argument("--glue-dir")
+    p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--out", default="experiments/results", help="output folder [experiments/results]")
+    p.set_defaults(func=cmd_report)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except MgenError as exc:
+        print(f"mgen {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""The operations of each part of a BERT encoder, and their action counts as a polynomial in the token count n.
+
+A part is a sharing unit (attention or FFN block), the embedding (always shared) or a task head (never shared).
+Each part is a tuple of operations:
+
+- ``MatrixOp``: a K x N weight matrix mapped on crossbars, applied to every token (``per_sequence=False``) or once
+  per sequence (the head, on the [CLS] token);
+- ``DigitalOp``: CMOS work beside the crossbars (attention products, softmax, LayerNorm, GELU, residuals) or buffer
+  reads (embedding lookup), with counts c0 + c1 * n + c2 * n^2.
+
+``part_coefficients`` gives the [3, A] count coefficients (powers 0, 1, 2 of n) of a part; the cost model uses them
+with E[n] and E[n^2]. The simulator instead executes the operations for each request's own n (``op_counts``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numpy as np
+
+from mgen_jax.hw.arch import ATTENTION, BertArch
+from mgen_jax.hw.energy import ACTION_INDEX, NUM_ACTIONS
+from mgen_jax.hw.mapping import map_matrix, matrix_events
+from mgen_jax.hw.spec import HardwareSpec
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MatrixOp:
+    name: str
+    k: int
+    n: int
+    stage: int  # matrices of the same stage run in parallel; stages run one after another
+    per_sequence: bool = False
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DigitalOp:
+    """Counts of one action: per_sequence + per_token * n + per_token_pair * n^2."""
+
+    name: str
+    action: str
+    per_sequence: float = 0.0
+    per_token: float = 0.0
+    per_token_pair: float = 0.0
+
+
+Op = MatrixOp | DigitalOp
+
+
+def unit_ops(spec: HardwareSpec, arch: BertArch, kind: str) -> tuple[Op, ...]:
+    """Operations of one attention or FFN block (per sequence of n tokens)."""
+    h, f = arch.hidden, arch.ffn
+    norm = (
+        DigitalOp("residual", "digital_op", per_token=h * spec.residual_ops_per_element),
+        DigitalOp("layernorm", "digital_op", per_token=h * spec.layernorm_ops_per_element),
+    )
+    if kind == ATTENTION:
+        return (
+            MatrixOp("query", h, h, stage=0),
+            MatrixOp("key", h, h, stage=0),
+            MatrixOp("value", h, h, stage=0),
+            DigitalOp("scores_qk", "digital_mac", per_token_pair=h),
+            DigitalOp("softmax", "digital_op", per_token_pair=arch.num_heads * spec.softmax_ops_per_element),
+            DigitalOp("weighted_sum_av", "digital_mac", per_token_pair=h),
+            MatrixOp("output", h, h, stage=1),
+        ) + norm
+    return (
+        MatrixOp("ffn_in", h, f, stage=0),
+        DigitalOp("gelu", "digital_op", per_token=f * spec.gelu_ops_per_element),
+        MatrixOp("ffn_out", f, h, stage=1),
+    ) + norm
+
+
+def embedding_ops(spec: HardwareSpec, arch: BertArch) -> tuple[Op, ...]:
+    """Word + position + token-type lookups (buffer reads), their sum and the embedding LayerNorm."""
+    words_per_row = math.ceil(arch.hidden * spec.input_bits / spec.buffer_access_bits)
+    return (
+        DigitalOp("lookup", "buffer_access", per_token=3 * words_per_row),
+        DigitalOp("sum", "digital_op", per_token=2 * arch.hidden),
+        DigitalOp("layernorm", "digital_op", per_token=arch.hidden * spec.layernorm_ops_per_element),
+    )
+
+
+def head_ops(spec: HardwareSpec, arch: BertArch, num_labels: int) -> tuple[Op, ...]:
+    """A task head on the [CLS] token: pooler (H x H, tanh) then classifier (H x num_labels), once per sequence."""
+    h = arch.hidden
+    return (
+        MatrixOp("pooler", h, h, stage=0, per_sequence=True),
+        DigitalOp("tanh", "digital_op", per_sequence=h * spec.tanh_ops_per_element),
+        MatrixOp("classifier", h, num_labels, stage=1, per_sequence=True),
+    )
+
+
+def op_counts(spec: HardwareSpec, op: Op, tokens: np.ndarray) -> np.ndarray:
+    """Action counts [R, A] of one operation for R sequences of ``tokens[r]`` tokens."""
+    n = np.asarray(tokens, dtype=np.float64)
+    out = np.zeros(n.shape + (NUM_ACTIONS,))
+    if isinstance(op, MatrixOp):
+        per_vector = matrix_events(spec, op.k, op.n).as_counts()
+        vectors = np.ones_like(n) if op.per_sequence else n
+        out += vectors[..., None] * per_vector
+    else:
+        out[..., ACTION_INDEX[op.action]] = op.per_sequence + op.per_token * n + op.per_token_pair * n * n
+    return out
+
+
+def part_coefficients(spec: HardwareSpec, ops: tuple[Op, ...]) -> np.ndarray:
+    """[3, A] coefficients c such that counts(n) = c[0] + c[1] * n + c[2] * n^2."""
+    coef = np.zeros((3, NUM_ACTIONS))
+    for op in ops:
+        if isinstance(op, MatrixOp):
+            coef[0 if op.per_sequence else 1] += matrix_events(spec, op.k, op.n).as_counts()
+        else:
+            a = ACTION_INDEX[op.action]
+            coef[0, a] += op.per_sequence
+            coef[1, a] += op.per_token
+            coef[2, a] += op.per_token_pair
+    return coef
+
+
+def part_crossbars(spec: HardwareSpec, ops: tuple[Op, ...]) -> int:
+    return sum(map_matrix(spec, op.k, op.n).crossbars for op in ops if isinstance(op, MatrixOp))
+
+
+def part_cells(spec: HardwareSpec, ops: tuple[Op, ...]) -> int:
+    """Weight-holding cells of a part (what a reprogramming writes)."""
+    return sum(map_matrix(spec, op.k, op.n).cells for op in ops if isinstance(op, MatrixOp))
+
+
+def part_weight_bits(spec: HardwareSpec, ops: tuple[Op, ...]) -> int:
+    return sum(op.k * op.n * spec.weight_bits for op in ops if isinstance(op, MatrixOp))
+
+
+def part_latency_coefficients(spec: HardwareSpec, ops: tuple[Op, ...]) -> tuple[float, float]:
+    """Latency estimate l(n) = l0 + l1 * n in ns.
+
+    Tokens stream through the part's matrix stages as a pipeline, so n tokens through d stages take
+    (n + d - 1) stage times (d - 1 + 1 = d for once-per-sequence parts); digital work is assumed hidden.
+    """
+    stages = {op.stage for op in ops if isinstance(op, MatrixOp)}
+    if not stages:
+        return 0.0, 0.0
+    d = len(stages)
+    t = spec.stage_latency_ns
+    if all(op.per_sequence for op in ops if isinstance(op, MatrixOp)):
+        return d * t, 0.0
+    return (d - 1) * t, t
+
+
+def model_parts(spec: HardwareSpec, arch: BertArch, num_labels: tuple[int, ...]) -> "ModelParts":
+    """The operations of every part of a T-task model on ``arch``."""
+    return ModelParts(
+        units=tuple(unit_ops(spec, arch, u.kind) for u in arch.units()),
+        embedding=embedding_ops(spec, arch),
+        heads=tuple(head_ops(spec, arch, c) for c in num_labels),
+    )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ModelParts:
+    units: tuple[tuple[Op, ...], ...]
+    embedding: tuple[Op, ...]
+    heads: tuple[tuple[Op, ...], ...]

@@ -1,0 +1,259 @@
+"""Accelerator specification: a frozen dataclass loaded from YAML and validated.
+
+A spec holds the free design choices of an ISAAC-style ReRAM accelerator (crossbar size, bits per cell, ADC
+resolution, ...) and the per-action energies, latencies and areas that the simulator and the cost model multiply
+with action counts. Every field carries its unit in its name. Presets live in ``configs/hw/<name>.yaml``; every value
+there has a ``# source:`` comment.
+
+A YAML file may start from another preset with ``extends: <name or path>`` and override some fields; without
+``extends`` every field must be present.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from mgen_jax.errors import ConfigError
+
+SIGNED_ENCODINGS = ("offset", "differential")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HardwareSpec:
+    """An ISAAC-style ReRAM PIM accelerator (DESIGN.md section 3).
+
+    Geometry and precision are integers (they shape the mapping); energies are in pJ per action, latencies in ns,
+    areas in mm^2, buffer sizes in bytes.
+    """
+
+    name: str
+    # --- crossbar geometry and precision -------------------------------------------------------------------
+    crossbar_rows: int
+    crossbar_cols: int
+    cell_bits: int
+    weight_bits: int
+    input_bits: int
+    output_bits: int
+    dac_bits: int
+    adc_bits: int
+    adc_convert_all_columns: bool
+    signed_encoding: str
+    # --- timing ---------------------------------------------------------------------------------------------
+    cycle_ns: float
+    cell_write_latency_ns: float
+    # --- energy per action (pJ) -----------------------------------------------------------------------------
+    crossbar_activation_energy_pj: float
+    adc_conversion_energy_pj: float
+    dac_drive_energy_pj: float
+    shift_add_energy_pj: float
+    partial_sum_add_energy_pj: float
+    buffer_access_energy_pj: float
+    buffer_access_bits: int
+    router_hop_energy_pj: float
+    router_flit_bits: int
+    router_hops_per_transfer: float
+    digital_mac_energy_pj: float
+    digital_op_energy_pj: float
+    cell_write_energy_pj: float
+    dram_energy_pj_per_bit: float
+    # --- digital work per element (ops) ---------------------------------------------------------------------
+    softmax_ops_per_element: float
+    layernorm_ops_per_element: float
+    gelu_ops_per_element: float
+    tanh_ops_per_element: float
+    residual_ops_per_element: float
+    # --- area and organisation ------------------------------------------------------------------------------
+    crossbar_area_mm2: float
+    adc_area_mm2: float
+    crossbars_per_ima: int
+    adcs_per_ima: int
+    imas_per_tile: int
+    tiles_per_chip: int
+    tile_area_mm2: float
+    buffer_bytes_per_tile: int
+    cell_endurance_writes: float
+
+    def __post_init__(self) -> None:
+        validate_spec(self)
+
+    # ----- derived quantities (pure, cheap) ------------------------------------------------------------------
+    @property
+    def slices_per_weight(self) -> int:
+        """Cell slices s = ceil(weight_bits / cell_bits) one weight spans along the columns."""
+        return math.ceil(self.weight_bits / self.cell_bits)
+
+    @property
+    def columns_per_weight(self) -> int:
+        """Crossbar columns per weight: s, doubled for a differential (positive/negative array) encoding."""
+        return self.slices_per_weight * (2 if self.signed_encoding == "differential" else 1)
+
+    @property
+    def input_cycles(self) -> int:
+        """Crossbar activations per input vector: ceil(input_bits / dac_bits) (bit-serial inputs)."""
+        return math.ceil(self.input_bits / self.dac_bits)
+
+    @property
+    def crossbars_per_tile(self) -> int:
+        return self.crossbars_per_ima * self.imas_per_tile
+
+    @property
+    def chip_crossbars(self) -> int:
+        """Crossbar capacity of one chip."""
+        return self.crossbars_per_tile * self.tiles_per_chip
+
+    @property
+    def chip_buffer_bytes(self) -> int:
+        return self.buffer_bytes_per_tile * self.tiles_per_chip
+
+    @property
+    def required_adc_bits(self) -> int:
+        """ADC bits for an exact column sum of one activation (before ISAAC's 1-bit encoding saving)."""
+        max_sum = self.crossbar_rows * (2**self.cell_bits - 1) * (2**self.dac_bits - 1)
+        return math.ceil(math.log2(max_sum + 1))
+
+    @property
+    def stage_latency_ns(self) -> float:
+        """Time for one token through one matrix: input_cycles x cycle_ns (all its crossbars in parallel)."""
+        return self.input_cycles * self.cycle_ns
+
+
+SPEC_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(HardwareSpec))
+_POSITIVE_INTS = (
+    "crossbar_rows", "crossbar_cols", "cell_bits", "weight_bits", "input_bits", "output_bits", "dac_bits",
+    "adc_bits", "buffer_access_bits", "router_flit_bits", "crossbars_per_ima", "adcs_per_ima", "imas_per_tile",
+    "tiles_per_chip", "buffer_bytes_per_tile",
+)
+_POSITIVE_FLOATS = ("cycle_ns", "cell_endurance_writes")
+_NONNEGATIVE_FLOATS = (
+    "cell_write_latency_ns", "crossbar_activation_energy_pj", "adc_conversion_energy_pj", "dac_drive_energy_pj",
+    "shift_add_energy_pj", "partial_sum_add_energy_pj", "buffer_access_energy_pj", "router_hop_energy_pj",
+    "router_hops_per_transfer", "digital_mac_energy_pj", "digital_op_energy_pj", "cell_write_energy_pj",
+    "dram_energy_pj_per_bit", "softmax_ops_per_element", "layernorm_ops_per_element", "gelu_ops_per_element",
+    "tanh_ops_per_element", "residual_ops_per_element", "crossbar_area_mm2", "adc_area_mm2", "tile_area_mm2",
+)
+
+
+def validate_spec(spec: HardwareSpec, *, source: str = "") -> None:
+    """Raise ConfigError naming the offending field (and ``source``, a file) if a value is out of range."""
+    where = f" in {source}" if source else ""
+    for name in _POSITIVE_INTS:
+        value = getattr(spec, name)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"hardware spec field '{name}'{where} must be an integer, got {value!r}")
+        if value <= 0:
+            raise ConfigError(f"hardware spec field '{name}'{where} must be > 0, got {value}")
+    for name in _POSITIVE_FLOATS + _NONNEGATIVE_FLOATS:
+        value = getattr(spec, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ConfigError(f"hardware spec field '{name}'{where} must be a finite number, got {value!r}")
+        if name in _POSITIVE_FLOATS and value <= 0:
+            raise ConfigError(f"hardware spec field '{name}'{where} must be > 0, got {value}")
+        if value < 0:
+            raise ConfigError(f"hardware spec field '{name}'{where} must be >= 0, got {value}")
+    if not isinstance(spec.adc_convert_all_columns, bool):
+        raise ConfigError(f"hardware spec field 'adc_convert_all_columns'{where} must be true or false")
+    if spec.signed_encoding not in SIGNED_ENCODINGS:
+        raise ConfigError(
+            f"hardware spec field 'signed_encoding'{where} must be one of {SIGNED_ENCODINGS}, "
+            f"got {spec.signed_encoding!r}"
+        )
+    if not isinstance(spec.name, str) or not spec.name:
+        raise ConfigError(f"hardware spec field 'name'{where} must be a non-empty string")
+    if spec.cell_bits > spec.weight_bits:
+        raise ConfigError(
+            f"hardware spec field 'cell_bits'{where} ({spec.cell_bits}) exceeds 'weight_bits' ({spec.weight_bits})"
+        )
+    if spec.dac_bits > spec.input_bits:
+        raise ConfigError(
+            f"hardware spec field 'dac_bits'{where} ({spec.dac_bits}) exceeds 'input_bits' ({spec.input_bits})"
+        )
+
+
+def configs_dir() -> Path:
+    """The repository's configs/ folder (presets ship there)."""
+    return Path(__file__).resolve().parents[2] / "configs"
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in (configs_dir() / "hw").glob("*.yaml"))
+
+
+def _resolve(name_or_path: str | Path, relative_to: Path | None = None) -> Path:
+    path = Path(name_or_path)
+    candidates = []
+    if path.suffix in (".yaml", ".yml"):
+        candidates.append(path)
+        if relative_to is not None:
+            candidates.append(relative_to / path)
+    else:
+        candidates.append(configs_dir() / "hw" / f"{name_or_path}.yaml")
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(
+        f"hardware spec {str(name_or_path)!r} not found: give a YAML path or one of the presets {preset_names()}"
+    )
+
+
+def _read_fields(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    if path.resolve() in seen:
+        raise ConfigError(f"hardware spec {path}: 'extends' forms a cycle")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"hardware spec {path}: not valid YAML ({exc})") from exc
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"hardware spec {path}: expected a mapping of field: value")
+    raw = dict(raw)
+    unknown = sorted(k for k in raw if k not in SPEC_FIELDS and k != "extends")
+    if unknown:
+        raise ConfigError(f"hardware spec {path}: unknown field(s) {unknown}; known fields are {list(SPEC_FIELDS)}")
+    fields: dict[str, Any] = {}
+    if "extends" in raw:
+        base = _resolve(raw.pop("extends"), relative_to=path.parent)
+        fields.update(_read_fields(base, seen + (path.resolve(),)))
+    fields.update(raw)
+    return fields
+
+
+def spec_from_dict(fields: Mapping[str, Any], *, source: str = "<dict>") -> HardwareSpec:
+    """Build and validate a spec from a complete mapping of field -> value."""
+    unknown = sorted(k for k in fields if k not in SPEC_FIELDS)
+    if unknown:
+        raise ConfigError(f"hardware spec {source}: unknown field(s) {unknown}")
+    missing = [k for k in SPEC_FIELDS if k not in fields]
+    if missing:
+        raise ConfigError(f"hardware spec {source}: missing field(s) {missing}")
+    values = dict(fields)
+    # YAML reads 1e6 as a string and 30 as an int: coerce numbers to the declared types, reject other text.
+    for f in dataclasses.fields(HardwareSpec):
+        value = values[f.name]
+        if f.type == "float" and isinstance(value, str):
+            try:
+                values[f.name] = float(value)
+            except ValueError:
+                raise ConfigError(f"hardware spec field '{f.name}' in {source} must be a number, got {value!r}")
+        elif f.type == "float" and isinstance(value, int) and not isinstance(value, bool):
+            values[f.name] = float(value)
+    try:
+        return HardwareSpec(**values)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} (in {source})") from None
+
+
+def load_spec(name_or_path: str | Path = "isaac") -> HardwareSpec:
+    """Load a hardware spec: a preset name (``isaac``, see configs/hw/) or a path to a YAML file.
+
+    Raises ConfigError naming the file and the field for unknown keys, missing fields and out-of-range values.
+    """
+    path = _resolve(name_or_path)
+    return spec_from_dict(_read_fields(path), source=str(path))
+
+
+def spec_to_dict(spec: HardwareSpec) -> dict[str, Any]:
+    return {name: getattr(spec, name) for name in SPEC_FIELDS}

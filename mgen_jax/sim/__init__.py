@@ -1,0 +1,6 @@
+"""The exact, event-counting simulator (numpy)."""
+
+from mgen_jax.sim.simulate import Footprint
+from mgen_jax.sim.simulate import SimResult
+from mgen_jax.sim.simulate import footprint
+from mgen_jax.sim.simulate import simulate
