@@ -56,3 +56,18 @@ def resolve_pretrained_dir(name_or_path: str | Path) -> Path:
                 f"offline, use a local directory or one of {sorted(PACKAGED)}"
             ) from exc
     raise ConfigError(f"pretrained model {key!r} not found: give a local directory, one of {sorted(PACKAGED)}, or a hub name")
+
+
+def load_tokenizer(name_or_path: str | Path = "minilm-l6"):
+    """The fast WordPiece tokenizer (``tokenizers.Tokenizer``) of a pretrained model, padding and truncation off
+    (mgen_jax pads and truncates itself, so token counts are the real ones)."""
+    from tokenizers import Tokenizer
+
+    directory = resolve_pretrained_dir(name_or_path)
+    path = directory / "tokenizer.json"
+    if not path.is_file():
+        raise ConfigError(f"pretrained model directory {directory} has no tokenizer.json")
+    tokenizer = Tokenizer.from_file(str(path))
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
+    return tokenizer

@@ -8,5 +8,6 @@ from mgen_jax.data.glue import get_task
 from mgen_jax.data.glue import load_split
 from mgen_jax.data.glue import resolve_glue_dir
 from mgen_jax.data.tokenize import encode
+from mgen_jax.data.tokenize import encode_pairs
 from mgen_jax.data.tokenize import load_tokenizer
 from mgen_jax.data.tokenize import token_lengths

@@ -6,41 +6,41 @@ The padding and truncation baked into a tokenizer.json are switched off: mgen_ja
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 from tokenizers import Tokenizer
 
 from mgen_jax.errors import ConfigError
-from mgen_jax.pretrained import resolve_pretrained_dir
+from mgen_jax.pretrained import load_tokenizer  # noqa: F401  (re-exported: the data side's tokenizer)
 
 
-def load_tokenizer(name_or_path: str | Path = "minilm-l6") -> Tokenizer:
-    """The fast WordPiece tokenizer of a pretrained model, with padding and truncation off."""
-    directory = resolve_pretrained_dir(name_or_path)
-    path = directory / "tokenizer.json"
-    if not path.is_file():
-        raise ConfigError(f"pretrained model directory {directory} has no tokenizer.json")
-    tokenizer = Tokenizer.from_file(str(path))
-    tokenizer.no_padding()
-    tokenizer.no_truncation()
-    return tokenizer
+def _truncating(tokenizer: Tokenizer, max_length: int | None) -> Tokenizer:
+    if max_length is None:
+        return tokenizer
+    if max_length < 4:
+        raise ConfigError(f"max_length must be >= 4, got {max_length}")
+    copy = Tokenizer.from_str(tokenizer.to_str())
+    copy.enable_truncation(max_length=max_length, strategy="longest_first")
+    return copy
+
+
+def encode_pairs(
+    tokenizer: Tokenizer, texts_a: Sequence[str], texts_b: Sequence[str] | None = None, *, max_length: int | None = None
+) -> tuple[list[list[int]], list[list[int]]]:
+    """(token ids, token type ids) per example: [CLS] a [SEP] (b [SEP]), truncated longest-first to max_length."""
+    if texts_b is not None and len(texts_b) != len(texts_a):
+        raise ConfigError(f"encode: {len(texts_a)} first texts but {len(texts_b)} second texts")
+    inputs = list(texts_a) if texts_b is None else list(zip(texts_a, texts_b))
+    encodings = _truncating(tokenizer, max_length).encode_batch(inputs)
+    return [e.ids for e in encodings], [e.type_ids for e in encodings]
 
 
 def encode(
     tokenizer: Tokenizer, texts_a: Sequence[str], texts_b: Sequence[str] | None = None, *, max_length: int | None = None
 ) -> list[list[int]]:
-    """Token ids ([CLS] a [SEP] (b [SEP])) per example, truncated to max_length (longest-first for pairs)."""
-    if texts_b is not None and len(texts_b) != len(texts_a):
-        raise ConfigError(f"encode: {len(texts_a)} first texts but {len(texts_b)} second texts")
-    if max_length is not None:
-        if max_length < 4:
-            raise ConfigError(f"max_length must be >= 4, got {max_length}")
-        tokenizer = Tokenizer.from_str(tokenizer.to_str())
-        tokenizer.enable_truncation(max_length=max_length, strategy="longest_first")
-    inputs = list(texts_a) if texts_b is None else list(zip(texts_a, texts_b))
-    return [e.ids for e in tokenizer.encode_batch(inputs)]
+    """Token ids per example ([CLS] a [SEP] (b [SEP])), truncated to max_length (longest-first for pairs)."""
+    return encode_pairs(tokenizer, texts_a, texts_b, max_length=max_length)[0]
 
 
 def token_lengths(

@@ -1,0 +1,198 @@
+"""BERT encoder in Flax (linen): embeddings, attention units, FFN units (post-LayerNorm, exact-erf GELU), heads.
+
+The encoder is a sequence of U = 2L *units* (DESIGN.md section 2): unit 2l is layer l's attention block, unit 2l+1
+its FFN block, each a module of its own (parameters ``unit_<u>``) so that a multi-task model can run, share or stack
+them unit by unit. Parameters are plain pytrees: ``{"embeddings": ..., "unit_0": ..., ..., "unit_<U-1>": ...}``.
+Kernels are stored (in, out), Flax's convention; Hugging Face stores (out, in) (see ``weights.py``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from mgen_jax.errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class BertConfig:
+    """Dims and regularisation of a BERT encoder, as in a Hugging Face config.json."""
+
+    vocab_size: int = 30522
+    hidden_size: int = 384
+    num_layers: int = 6
+    num_heads: int = 12
+    intermediate_size: int = 1536
+    max_position: int = 512
+    type_vocab_size: int = 2
+    layer_norm_eps: float = 1e-12
+    hidden_dropout: float = 0.1
+    attention_dropout: float = 0.1
+    initializer_range: float = 0.02
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size", "max_position",
+                     "type_vocab_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ConfigError(f"BERT config field '{name}' must be a positive integer, got {value!r}")
+        if self.hidden_size % self.num_heads:
+            raise ConfigError(f"BERT config: hidden_size {self.hidden_size} not divisible by num_heads {self.num_heads}")
+        for name in ("hidden_dropout", "attention_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"BERT config field '{name}' must be in [0, 1), got {getattr(self, name)}")
+
+    @property
+    def num_units(self) -> int:
+        return 2 * self.num_layers
+
+    @classmethod
+    def from_hf(cls, config: Mapping[str, Any], *, source: str = "config.json") -> "BertConfig":
+        act = config.get("hidden_act", "gelu")
+        if act != "gelu":
+            raise ConfigError(f"{source}: hidden_act {act!r} unsupported (the encoder uses exact-erf GELU)")
+        if config.get("position_embedding_type", "absolute") != "absolute":
+            raise ConfigError(f"{source}: only absolute position embeddings are supported")
+        keys = {
+            "vocab_size": "vocab_size", "hidden_size": "hidden_size", "num_layers": "num_hidden_layers",
+            "num_heads": "num_attention_heads", "intermediate_size": "intermediate_size",
+            "max_position": "max_position_embeddings", "type_vocab_size": "type_vocab_size",
+            "layer_norm_eps": "layer_norm_eps", "hidden_dropout": "hidden_dropout_prob",
+            "attention_dropout": "attention_probs_dropout_prob", "initializer_range": "initializer_range",
+        }
+        missing = [hf for hf in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
+                   if hf not in config]
+        if missing:
+            raise ConfigError(f"{source}: missing field(s) {missing}")
+        return cls(**{ours: config[hf] for ours, hf in keys.items() if hf in config})
+
+    def to_hf(self) -> dict[str, Any]:
+        """The Hugging Face config.json fields of this encoder (what ``mgen_jax.hw.arch_from_hf_config`` reads)."""
+        return {
+            "model_type": "bert", "hidden_act": "gelu", "vocab_size": self.vocab_size, "hidden_size": self.hidden_size,
+            "num_hidden_layers": self.num_layers, "num_attention_heads": self.num_heads,
+            "intermediate_size": self.intermediate_size, "max_position_embeddings": self.max_position,
+            "type_vocab_size": self.type_vocab_size, "layer_norm_eps": self.layer_norm_eps,
+            "hidden_dropout_prob": self.hidden_dropout, "attention_probs_dropout_prob": self.attention_dropout,
+            "initializer_range": self.initializer_range,
+        }
+
+
+def _dense(features: int, cfg: BertConfig, name: str) -> nn.Dense:
+    return nn.Dense(features, kernel_init=nn.initializers.normal(cfg.initializer_range), name=name)
+
+
+class Embeddings(nn.Module):
+    cfg: BertConfig
+
+    @nn.compact
+    def __call__(self, input_ids: jax.Array, token_type_ids: jax.Array, *, deterministic: bool = True) -> jax.Array:
+        init = nn.initializers.normal(self.cfg.initializer_range)
+        h = self.cfg.hidden_size
+        positions = jnp.arange(input_ids.shape[-1])[None, :]
+        x = (
+            nn.Embed(self.cfg.vocab_size, h, embedding_init=init, name="word")(input_ids)
+            + nn.Embed(self.cfg.max_position, h, embedding_init=init, name="position")(positions)
+            + nn.Embed(self.cfg.type_vocab_size, h, embedding_init=init, name="token_type")(token_type_ids)
+        )
+        x = nn.LayerNorm(epsilon=self.cfg.layer_norm_eps, name="LayerNorm")(x)
+        return nn.Dropout(self.cfg.hidden_dropout)(x, deterministic=deterministic)
+
+
+def attention_bias(attention_mask: jax.Array, dtype=jnp.float32) -> jax.Array:
+    """[B, 1, 1, L] additive bias: 0 for tokens, the dtype's minimum for padding (as Hugging Face does)."""
+    return ((1.0 - attention_mask[:, None, None, :].astype(dtype)) * jnp.finfo(dtype).min).astype(dtype)
+
+
+class AttentionUnit(nn.Module):
+    """Multi-head self-attention + output projection + residual + LayerNorm (one sharing unit)."""
+
+    cfg: BertConfig
+
+    @nn.compact
+    def __call__(self, x: jax.Array, bias: jax.Array, *, deterministic: bool = True) -> jax.Array:
+        cfg = self.cfg
+        b, length, h = x.shape
+        heads, d = cfg.num_heads, cfg.hidden_size // cfg.num_heads
+        split = lambda t: t.reshape(b, length, heads, d)
+        q = split(_dense(h, cfg, "query")(x))
+        k = split(_dense(h, cfg, "key")(x))
+        v = split(_dense(h, cfg, "value")(x))
+        scores = jnp.einsum("bqhd,bkhd->bhqk", q, k) / jnp.sqrt(jnp.asarray(d, x.dtype)) + bias
+        probs = jax.nn.softmax(scores, axis=-1)
+        probs = nn.Dropout(cfg.attention_dropout)(probs, deterministic=deterministic)
+        context = jnp.einsum("bhqk,bkhd->bqhd", probs, v).reshape(b, length, h)
+        out = nn.Dropout(cfg.hidden_dropout)(_dense(h, cfg, "output")(context), deterministic=deterministic)
+        return nn.LayerNorm(epsilon=cfg.layer_norm_eps, name="LayerNorm")(out + x)
+
+
+class FFNUnit(nn.Module):
+    """Dense (H -> F), exact-erf GELU, dense (F -> H), residual, LayerNorm (one sharing unit)."""
+
+    cfg: BertConfig
+
+    @nn.compact
+    def __call__(self, x: jax.Array, bias: jax.Array | None = None, *, deterministic: bool = True) -> jax.Array:
+        cfg = self.cfg
+        y = nn.gelu(_dense(cfg.intermediate_size, cfg, "intermediate")(x), approximate=False)
+        y = nn.Dropout(cfg.hidden_dropout)(_dense(cfg.hidden_size, cfg, "output")(y), deterministic=deterministic)
+        return nn.LayerNorm(epsilon=cfg.layer_norm_eps, name="LayerNorm")(y + x)
+
+
+def make_unit(cfg: BertConfig, u: int, name: str | None = None) -> nn.Module:
+    """The module of unit u (attention for even u, FFN for odd u)."""
+    return (AttentionUnit if u % 2 == 0 else FFNUnit)(cfg, name=name)
+
+
+class BertEncoder(nn.Module):
+    """Embeddings then units 0..U-1. Returns the last hidden state [B, L, H], or with ``output_hidden_states``
+    also the tuple (embeddings output, output of each layer), L + 1 arrays like Hugging Face's hidden_states."""
+
+    cfg: BertConfig
+
+    @nn.compact
+    def __call__(
+        self, input_ids: jax.Array, attention_mask: jax.Array, token_type_ids: jax.Array | None = None, *,
+        deterministic: bool = True, output_hidden_states: bool = False,
+    ):
+        if token_type_ids is None:
+            token_type_ids = jnp.zeros_like(input_ids)
+        x = Embeddings(self.cfg, name="embeddings")(input_ids, token_type_ids, deterministic=deterministic)
+        bias = attention_bias(attention_mask, x.dtype)
+        states = [x]
+        for u in range(self.cfg.num_units):
+            x = make_unit(self.cfg, u, name=f"unit_{u}")(x, bias, deterministic=deterministic)
+            if u % 2 == 1:
+                states.append(x)
+        return (x, tuple(states)) if output_hidden_states else x
+
+
+class ClassificationHead(nn.Module):
+    """Pooler (dense + tanh on the [CLS] token) then a classifier (or a regressor when num_labels == 1)."""
+
+    cfg: BertConfig
+    num_labels: int
+
+    @nn.compact
+    def __call__(self, hidden: jax.Array, *, deterministic: bool = True) -> jax.Array:
+        pooled = jnp.tanh(_dense(self.cfg.hidden_size, self.cfg, "pooler")(hidden[:, 0]))
+        pooled = nn.Dropout(self.cfg.hidden_dropout)(pooled, deterministic=deterministic)
+        return _dense(self.num_labels, self.cfg, "classifier")(pooled)
+
+
+class SequenceClassifier(nn.Module):
+    """Encoder + head: logits [B, num_labels]. Parameters: {"encoder": ..., "head": ...}."""
+
+    cfg: BertConfig
+    num_labels: int
+
+    @nn.compact
+    def __call__(self, input_ids, attention_mask, token_type_ids=None, *, deterministic: bool = True):
+        hidden = BertEncoder(self.cfg, name="encoder")(
+            input_ids, attention_mask, token_type_ids, deterministic=deterministic
+        )
+        return ClassificationHead(self.cfg, self.num_labels, name="head")(hidden, deterministic=deterministic)
