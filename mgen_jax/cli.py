@@ -3,6 +3,7 @@
     mgen simulate  exact simulator on a trace (fixed length or real GLUE dev lengths)
     mgen cost      differentiable cost model on the same workload statistics
     mgen report    energy breakdown of independent vs fully shared models, JSON + stacked bar PNG
+    mgen finetune  fine-tune a pretrained BERT on one GLUE task
 """
 
 from __future__ import annotations
@@ -203,6 +204,19 @@ def cmd_report(args: argparse.Namespace) -> None:
     print(f"wrote {out['json']} and {out['png']}")
 
 
+def cmd_finetune(args: argparse.Namespace) -> None:
+    from mgen_jax.train import load_config, train_and_evaluate
+
+    overrides = {
+        "task": args.task, "model": args.model, "max_train_examples": args.max_train_examples, "epochs": args.epochs,
+        "seed": args.seed, "learning_rate": args.learning_rate, "batch_size": args.batch_size,
+    }
+    cfg = load_config(args.config, **overrides)
+    workdir = Path(args.workdir or f"runs/finetune/{cfg.task}")
+    summary = train_and_evaluate(cfg, workdir, glue_dir=args.glue_dir, progress=not args.no_progress)
+    print(json.dumps(summary, indent=2))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mgen", description="energy-aware multi-task BERT on ReRAM PIM accelerators")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -220,6 +234,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--out", default="experiments/results", help="output folder [experiments/results]")
     p.set_defaults(func=cmd_report)
+    p = sub.add_parser("finetune", help="fine-tune a pretrained BERT on one GLUE task (resumes from its workdir)")
+    p.add_argument("--config", required=True, help="YAML under configs/finetune/")
+    p.add_argument("--workdir", help="output folder [runs/finetune/<TASK>]")
+    p.add_argument("--task")
+    p.add_argument("--model")
+    p.add_argument("--max-train-examples", type=int)
+    p.add_argument("--epochs", type=float)
+    p.add_argument("--learning-rate", type=float)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--glue-dir")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_finetune)
     return parser
 
 

@@ -82,9 +82,11 @@ def embedding_ops(spec: HardwareSpec, arch: BertArch) -> tuple[Op, ...]:
 
 
 def head_ops(spec: HardwareSpec, arch: BertArch, num_labels: int) -> tuple[Op, ...]:
-    """A task head on the [CLS] token: pooler (H x H, tanh) then classifier (H x num_labels), once per sequence."""
+    """A task head: mean pooling over the tokens (n x H adds), then pooler (H x H, tanh) and classifier
+    (H x num_labels) once per sequence (mgen_jax.model's ClassificationHead)."""
     h = arch.hidden
     return (
+        DigitalOp("mean_pool", "digital_op", per_token=h, per_sequence=h),
         MatrixOp("pooler", h, h, stage=0, per_sequence=True),
         DigitalOp("tanh", "digital_op", per_sequence=h * spec.tanh_ops_per_element),
         MatrixOp("classifier", h, num_labels, stage=1, per_sequence=True),

@@ -171,15 +171,28 @@ class BertEncoder(nn.Module):
         return (x, tuple(states)) if output_hidden_states else x
 
 
+def pool(hidden: jax.Array, attention_mask: jax.Array, pooling: str) -> jax.Array:
+    """[B, H]: the [CLS] token's state ("cls") or the mean over real tokens ("mean")."""
+    if pooling == "cls":
+        return hidden[:, 0]
+    if pooling == "mean":
+        weights = attention_mask.astype(hidden.dtype)[:, :, None]
+        return jnp.sum(hidden * weights, axis=1) / jnp.maximum(jnp.sum(weights, axis=1), 1.0)
+    raise ConfigError(f"pooling must be 'cls' or 'mean', got {pooling!r}")
+
+
 class ClassificationHead(nn.Module):
-    """Pooler (dense + tanh on the [CLS] token) then a classifier (or a regressor when num_labels == 1)."""
+    """Pooling ([CLS] or mean over tokens), a pooler (dense + tanh), then a classifier (a regressor when
+    num_labels == 1). all-MiniLM-L6-v2 was trained with mean pooling and ships an untrained pooler, so "mean" is the
+    default and the pooler is fresh."""
 
     cfg: BertConfig
     num_labels: int
+    pooling: str = "mean"
 
     @nn.compact
-    def __call__(self, hidden: jax.Array, *, deterministic: bool = True) -> jax.Array:
-        pooled = jnp.tanh(_dense(self.cfg.hidden_size, self.cfg, "pooler")(hidden[:, 0]))
+    def __call__(self, hidden: jax.Array, attention_mask: jax.Array, *, deterministic: bool = True) -> jax.Array:
+        pooled = jnp.tanh(_dense(self.cfg.hidden_size, self.cfg, "pooler")(pool(hidden, attention_mask, self.pooling)))
         pooled = nn.Dropout(self.cfg.hidden_dropout)(pooled, deterministic=deterministic)
         return _dense(self.num_labels, self.cfg, "classifier")(pooled)
 
@@ -189,10 +202,13 @@ class SequenceClassifier(nn.Module):
 
     cfg: BertConfig
     num_labels: int
+    pooling: str = "mean"
 
     @nn.compact
     def __call__(self, input_ids, attention_mask, token_type_ids=None, *, deterministic: bool = True):
         hidden = BertEncoder(self.cfg, name="encoder")(
             input_ids, attention_mask, token_type_ids, deterministic=deterministic
         )
-        return ClassificationHead(self.cfg, self.num_labels, name="head")(hidden, deterministic=deterministic)
+        return ClassificationHead(self.cfg, self.num_labels, self.pooling, name="head")(
+            hidden, attention_mask, deterministic=deterministic
+        )

@@ -1,0 +1,102 @@
+"""Fine-tuning configuration: a frozen dataclass loaded from YAML (configs/finetune/*.yaml) and validated."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from mgen_jax.errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class FinetuneConfig:
+    task: str
+    model: str = "minilm-l6"
+    max_length: int = 128  # tokens, truncation of each example
+    max_train_examples: int | None = None  # cap on the train split (a seeded subset), None = all
+    epochs: float = 3.0
+    batch_size: int = 32  # global batch, split across devices
+    eval_batch_size: int = 64
+    learning_rate: float = 1e-4
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    eval_every_steps: int = 0  # 0 = once per epoch
+    checkpoint_every_steps: int = 200
+    seed: int = 0
+    bucketing: bool = True
+    buckets: tuple[int, ...] = (16, 32, 48, 64, 96, 128)
+    hidden_dropout: float | None = None  # None = the pretrained config's
+    max_dev_examples: int | None = None  # cap on the dev split (a seeded subset), for quick runs only
+    pooling: str = "mean"  # "mean" over tokens (all-MiniLM-L6-v2 was trained so) or "cls"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "buckets", tuple(int(b) for b in self.buckets))
+        positive = ("max_length", "batch_size", "eval_batch_size", "checkpoint_every_steps")
+        for name in positive:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ConfigError(f"finetune config field '{name}' must be a positive integer, got {value!r}")
+        for name in ("max_train_examples", "max_dev_examples"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+                raise ConfigError(f"finetune config field '{name}' must be a positive integer or null, got {value!r}")
+        if not isinstance(self.eval_every_steps, int) or self.eval_every_steps < 0:
+            raise ConfigError(f"finetune config field 'eval_every_steps' must be >= 0, got {self.eval_every_steps!r}")
+        if not (isinstance(self.epochs, (int, float)) and self.epochs > 0):
+            raise ConfigError(f"finetune config field 'epochs' must be > 0, got {self.epochs!r}")
+        if not (isinstance(self.learning_rate, (int, float)) and 0 < self.learning_rate < 1):
+            raise ConfigError(f"finetune config field 'learning_rate' must be in (0, 1), got {self.learning_rate!r}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ConfigError(f"finetune config field 'warmup_ratio' must be in [0, 1), got {self.warmup_ratio!r}")
+        if self.weight_decay < 0 or self.max_grad_norm <= 0:
+            raise ConfigError("finetune config fields 'weight_decay' must be >= 0 and 'max_grad_norm' > 0")
+        if self.pooling not in ("mean", "cls"):
+            raise ConfigError(f"finetune config field 'pooling' must be 'mean' or 'cls', got {self.pooling!r}")
+        if self.hidden_dropout is not None and not 0 <= self.hidden_dropout < 1:
+            raise ConfigError(f"finetune config field 'hidden_dropout' must be in [0, 1), got {self.hidden_dropout!r}")
+        if not self.buckets or list(self.buckets) != sorted(self.buckets) or self.buckets[-1] < self.max_length:
+            raise ConfigError(
+                f"finetune config field 'buckets' must be increasing and end at >= max_length ({self.max_length}), "
+                f"got {list(self.buckets)}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["buckets"] = list(self.buckets)
+        return d
+
+
+FIELDS = tuple(f.name for f in dataclasses.fields(FinetuneConfig))
+
+
+def config_from_dict(values: Mapping[str, Any], *, source: str = "<dict>") -> FinetuneConfig:
+    unknown = sorted(k for k in values if k not in FIELDS)
+    if unknown:
+        raise ConfigError(f"finetune config {source}: unknown field(s) {unknown}; known: {list(FIELDS)}")
+    if "task" not in values:
+        raise ConfigError(f"finetune config {source}: missing field 'task'")
+    try:
+        return FinetuneConfig(**values)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} (in {source})") from None
+    except TypeError as exc:
+        raise ConfigError(f"finetune config {source}: {exc}") from None
+
+
+def load_config(path: str | Path, **overrides: Any) -> FinetuneConfig:
+    """Load a YAML config; ``overrides`` (non-None values) replace its fields."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"finetune config {path} not found")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"finetune config {path}: not valid YAML ({exc})") from exc
+    if not isinstance(values, dict):
+        raise ConfigError(f"finetune config {path}: expected a mapping of field: value")
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return config_from_dict(values, source=str(path))

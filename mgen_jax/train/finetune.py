@@ -1,0 +1,247 @@
+"""Fine-tune a pretrained BERT on one GLUE task: ``train_and_evaluate(config, workdir)``.
+
+AdamW (no decay on biases and LayerNorm) with linear warm-up and linear decay, seeded, length-bucketed batches,
+data-parallel over all JAX devices, periodic dev evaluation, resumable checkpoints. The workdir receives:
+
+- ``config.json``: the config and data provenance;
+- ``metrics.jsonl``: one line per evaluation (step, epoch, train loss, dev metrics, wall-clock);
+- ``checkpoint.msgpack``: the latest train state (rewritten atomically; a killed run resumes from it, exactly);
+- ``final_params.msgpack``: the fine-tuned encoder + head parameters;
+- ``summary.json``: final dev metrics, train size, epochs, seed, wall-clock.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import struct
+from tqdm.auto import tqdm
+
+from mgen_jax.data.glue import GlueTask, get_task, load_split
+from mgen_jax.data.metrics import main_score, task_metrics
+from mgen_jax.data.pipeline import EncodedSplit, batch_plan, collate, encode_split
+from mgen_jax.errors import ConfigError, MgenError
+from mgen_jax.io import append_jsonl, write_json_atomic
+from mgen_jax.model.bert import BertConfig, SequenceClassifier
+from mgen_jax.model.pretrained import load_pretrained
+from mgen_jax.train.checkpoint import restore_checkpoint, save_checkpoint
+from mgen_jax.train.config import FinetuneConfig
+from mgen_jax.train.parallel import check_batch, data_mesh, replicate, shard_batch
+
+
+class TrainingError(MgenError):
+    """Training diverged (a NaN or infinite loss)."""
+
+
+@struct.dataclass
+class TrainState:
+    step: jax.Array
+    params: Any
+    opt_state: Any
+
+
+def decay_mask(params: Any) -> Any:
+    """True for weight matrices and embeddings; False for biases and LayerNorm parameters."""
+    return jax.tree_util.tree_map_with_path(
+        lambda path, _: not any(getattr(k, "key", None) in ("bias", "scale") for k in path), params
+    )
+
+
+def make_optimizer(cfg: FinetuneConfig, total_steps: int) -> optax.GradientTransformation:
+    warmup = int(cfg.warmup_ratio * total_steps)
+    schedule = optax.join_schedules(
+        [optax.linear_schedule(0.0, cfg.learning_rate, max(warmup, 1)),
+         optax.linear_schedule(cfg.learning_rate, 0.0, max(total_steps - warmup, 1))],
+        [warmup],
+    )
+    return optax.chain(
+        optax.clip_by_global_norm(cfg.max_grad_norm),
+        optax.adamw(schedule, weight_decay=cfg.weight_decay, mask=decay_mask),
+    )
+
+
+def per_example_loss(task: GlueTask, outputs: jax.Array, labels: jax.Array) -> jax.Array:
+    """Cross-entropy for classification, squared error for regression (STS-B)."""
+    if task.is_regression:
+        return jnp.square(outputs[:, 0] - labels)
+    return optax.softmax_cross_entropy_with_integer_labels(outputs, labels)
+
+
+def make_train_step(module: SequenceClassifier, task: GlueTask, tx: optax.GradientTransformation, base_rng: jax.Array):
+    def loss_fn(params, batch, rng):
+        outputs = module.apply(
+            {"params": params}, batch["input_ids"], batch["attention_mask"], batch["token_type_ids"],
+            deterministic=False, rngs={"dropout": rng},
+        )
+        losses = per_example_loss(task, outputs, batch["labels"])
+        return jnp.sum(losses * batch["weights"]) / jnp.maximum(jnp.sum(batch["weights"]), 1.0)
+
+    def step(state: TrainState, batch):
+        rng = jax.random.fold_in(base_rng, state.step)
+        loss, grads = jax.value_and_grad(loss_fn)(state.params, batch, rng)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        return TrainState(state.step + 1, params, opt_state), loss
+
+    return jax.jit(step, donate_argnums=(0,))
+
+
+def make_predict(module: SequenceClassifier):
+    return jax.jit(
+        lambda params, batch: module.apply(
+            {"params": params}, batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], deterministic=True
+        )
+    )
+
+
+def predict(predict_fn: Callable, params: Any, data: EncodedSplit, batch_size: int, buckets, mesh) -> np.ndarray:
+    """Model outputs for every example of ``data``, in its order."""
+    outputs: list[np.ndarray | None] = [None] * len(data)
+    for indices, length in batch_plan(data.lengths, batch_size, buckets=buckets, shuffle=False):
+        batch = shard_batch(collate(data, indices, length, batch_size), mesh)
+        result = np.asarray(predict_fn(params, batch))
+        for row, i in enumerate(indices):
+            outputs[i] = result[row]
+    return np.stack(outputs)
+
+
+def evaluate(predict_fn, params, data: EncodedSplit, cfg: FinetuneConfig, mesh) -> dict[str, float]:
+    outputs = predict(predict_fn, params, data, cfg.eval_batch_size, cfg.buckets, mesh)
+    return task_metrics(data.task, outputs, data.labels)
+
+
+def _subset(data, limit: int | None, seed: int, what: str):
+    if limit is None or limit >= len(data):
+        return data
+    idx = np.sort(np.random.default_rng([seed, 7]).permutation(len(data))[:limit])
+    return data.take(idx, note=f"{what} capped at {limit} rows (seeded subset, seed {seed})")
+
+
+def prepare_data(cfg: FinetuneConfig, tokenizer, glue_dir=None) -> tuple[EncodedSplit, EncodedSplit]:
+    train = _subset(load_split(cfg.task, "train", glue_dir=glue_dir), cfg.max_train_examples, cfg.seed, "train")
+    dev = _subset(load_split(cfg.task, "dev", glue_dir=glue_dir), cfg.max_dev_examples, cfg.seed, "dev")
+    return (encode_split(train, tokenizer, max_length=cfg.max_length),
+            encode_split(dev, tokenizer, max_length=cfg.max_length))
+
+
+def init_params(module: SequenceClassifier, encoder_params: Any, cfg: FinetuneConfig, bert: BertConfig) -> Any:
+    """A fresh head (seeded) on the pretrained encoder."""
+    dummy = jnp.zeros((1, 8), jnp.int32)
+    variables = module.init(jax.random.PRNGKey(cfg.seed), dummy, jnp.ones_like(dummy), dummy)
+    params = dict(variables["params"])
+    params["encoder"] = encoder_params
+    return params
+
+
+def train_and_evaluate(
+    cfg: FinetuneConfig, workdir: str | Path, *, glue_dir: str | Path | None = None, progress: bool = True,
+    stop_at_step: int | None = None,
+) -> dict[str, Any]:
+    """Fine-tune, evaluate and write results to ``workdir``; resumes from ``workdir/checkpoint.msgpack`` if present.
+
+    ``stop_at_step`` stops the run (after checkpointing) at that step, as an interruption would; calling again resumes.
+    Returns the summary (also written to summary.json), or the partial state's info when stopped early.
+    """
+    workdir = Path(workdir)
+    task = get_task(cfg.task)
+    mesh = data_mesh()
+    check_batch(cfg.batch_size, mesh)
+    check_batch(cfg.eval_batch_size, mesh, "eval_batch_size")
+
+    pretrained = load_pretrained(cfg.model)
+    bert = pretrained.config
+    if cfg.hidden_dropout is not None:
+        bert = dataclasses.replace(bert, hidden_dropout=cfg.hidden_dropout)
+    if cfg.max_length > bert.max_position:
+        raise ConfigError(f"max_length {cfg.max_length} exceeds the model's {bert.max_position} positions")
+    train, dev = prepare_data(cfg, pretrained.tokenizer, glue_dir)
+    module = SequenceClassifier(bert, task.num_labels, cfg.pooling)
+
+    steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
+    total_steps = max(1, int(round(cfg.epochs * steps_per_epoch)))
+    tx = make_optimizer(cfg, total_steps)
+    params = init_params(module, pretrained.params, cfg, bert)
+    state = TrainState(jnp.asarray(0, jnp.int32), params, tx.init(params))
+
+    checkpoint = workdir / "checkpoint.msgpack"
+    resumed_from = 0
+    if checkpoint.exists():
+        state = restore_checkpoint(checkpoint, state)
+        resumed_from = int(state.step)
+    else:
+        write_json_atomic(workdir / "config.json", {
+            "config": cfg.to_dict(), "task": task.name, "model_dir": str(pretrained.directory.name),
+            "train_rows": len(train), "dev_rows": len(dev), "train_split": train.split_note, "dev_split": dev.split_note,
+            "devices": len(jax.devices()), "backend": jax.default_backend(),
+        })
+    state = replicate(state, mesh)
+    step_fn = make_train_step(module, task, tx, jax.random.PRNGKey(cfg.seed + 1))
+    predict_fn = make_predict(module)
+    eval_every = cfg.eval_every_steps or steps_per_epoch
+
+    elapsed_before = _previous_wall_clock(workdir)
+    start = time.perf_counter()
+    losses: list[float] = []
+    bar = tqdm(total=total_steps, initial=resumed_from, disable=not progress, desc=f"finetune {task.name}", unit="step")
+    step = resumed_from
+    while step < total_steps:
+        epoch = step // steps_per_epoch
+        plan = batch_plan(train.lengths, cfg.batch_size, buckets=cfg.buckets, shuffle=True, seed=cfg.seed, epoch=epoch,
+                          bucketing=cfg.bucketing)
+        for indices, length in plan[step - epoch * steps_per_epoch:]:
+            if step >= total_steps:
+                break
+            state, loss = step_fn(state, shard_batch(collate(train, indices, length, cfg.batch_size), mesh))
+            step += 1
+            loss = float(loss)
+            if not math.isfinite(loss):
+                raise TrainingError(f"{task.name}: loss became {loss} at step {step} (learning rate "
+                                    f"{cfg.learning_rate}); the last checkpoint is {checkpoint}")
+            losses.append(loss)
+            bar.update(1)
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", epoch=f"{step / steps_per_epoch:.2f}")
+            if step % eval_every == 0 or step == total_steps:
+                metrics = evaluate(predict_fn, state.params, dev, cfg, mesh)
+                append_jsonl(workdir / "metrics.jsonl", {
+                    "step": step, "epoch": step / steps_per_epoch, "train_loss": float(np.mean(losses[-eval_every:])),
+                    "dev": metrics, "wall_clock_s": elapsed_before + time.perf_counter() - start,
+                })
+                bar.write(f"step {step}: dev " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+            if step % cfg.checkpoint_every_steps == 0 or step == total_steps or step == stop_at_step:
+                save_checkpoint(checkpoint, state)
+                _record_wall_clock(workdir, elapsed_before + time.perf_counter() - start)
+            if stop_at_step is not None and step >= stop_at_step:
+                bar.close()
+                return {"stopped_at_step": step, "total_steps": total_steps}
+    bar.close()
+
+    wall = elapsed_before + time.perf_counter() - start
+    metrics = evaluate(predict_fn, state.params, dev, cfg, mesh)
+    save_checkpoint(workdir / "final_params.msgpack", state.params)
+    summary = {
+        "task": task.name, "metrics": metrics, "main_metric": task.main_metric, "score": main_score(task, metrics),
+        "train_examples": len(train), "dev_examples": len(dev), "train_split": train.split_note,
+        "dev_split": dev.split_note, "epochs": cfg.epochs, "steps": total_steps, "batch_size": cfg.batch_size,
+        "learning_rate": cfg.learning_rate, "seed": cfg.seed, "max_length": cfg.max_length, "model": cfg.model,
+        "wall_clock_s": wall, "devices": len(jax.devices()), "backend": jax.default_backend(),
+    }
+    write_json_atomic(workdir / "summary.json", summary)
+    return summary
+
+
+def _previous_wall_clock(workdir: Path) -> float:
+    path = workdir / "wall_clock.json"
+    return float(json.loads(path.read_text())["seconds"]) if path.exists() else 0.0
+
+
+def _record_wall_clock(workdir: Path, seconds: float) -> None:
+    write_json_atomic(workdir / "wall_clock.json", {"seconds": seconds})
