@@ -4,6 +4,7 @@
     mgen cost      differentiable cost model on the same workload statistics
     mgen report    energy breakdown of independent vs fully shared models, JSON + stacked bar PNG
     mgen finetune  fine-tune a pretrained BERT on one GLUE task
+    mgen analyze   redundancy analysis of fine-tuned task models (weight change, CKA per unit)
 """
 
 from __future__ import annotations
@@ -217,6 +218,19 @@ def cmd_finetune(args: argparse.Namespace) -> None:
     print(json.dumps(summary, indent=2))
 
 
+def cmd_analyze(args: argparse.Namespace) -> None:
+    from mgen_jax.analysis import run_analysis
+
+    tasks = [t.strip() for t in args.tasks.split(",")]
+    record = run_analysis(Path(args.runs), tasks, Path(args.out), glue_dir=args.glue_dir, per_task=args.per_task,
+                          stem=args.stem)
+    print(f"{'unit':<8}" + "".join(f"{t:>9}" for t in record["tasks"]) + "  mean pairwise CKA")
+    for u, name in enumerate(record["units"]):
+        row = "".join(f"{record['relative_weight_change'][t][u]:9.3f}" for t in record["tasks"])
+        print(f"{name:<8}{row}  {record['mean_pairwise_cka'][u]:.3f}")
+    print(f"(relative weight change per task; wrote {args.out}/{args.stem}.json and .png)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mgen", description="energy-aware multi-task BERT on ReRAM PIM accelerators")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -247,6 +261,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--glue-dir")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_finetune)
+    p = sub.add_parser("analyze", help="redundancy of fine-tuned task models: weight change and CKA per unit")
+    p.add_argument("--runs", default="runs/baseline", help="folder with <TASK>/final_params.msgpack [runs/baseline]")
+    p.add_argument("--tasks", default=GLUE5)
+    p.add_argument("--per-task", type=int, default=64, help="probe dev examples per task [64]")
+    p.add_argument("--glue-dir")
+    p.add_argument("--out", default="experiments/results")
+    p.add_argument("--stem", default="redundancy_glue5", help="output file name stem [redundancy_glue5]")
+    p.set_defaults(func=cmd_analyze)
     return parser
 
 

@@ -149,26 +149,30 @@ def make_unit(cfg: BertConfig, u: int, name: str | None = None) -> nn.Module:
 
 
 class BertEncoder(nn.Module):
-    """Embeddings then units 0..U-1. Returns the last hidden state [B, L, H], or with ``output_hidden_states``
-    also the tuple (embeddings output, output of each layer), L + 1 arrays like Hugging Face's hidden_states."""
+    """Embeddings then units 0..U-1. Returns the last hidden state [B, L, H]; with ``output_hidden_states`` also the
+    tuple (embeddings output, output of each layer), L + 1 arrays like Hugging Face's hidden_states; with
+    ``output_unit_states`` instead the output of every unit (U arrays)."""
 
     cfg: BertConfig
 
     @nn.compact
     def __call__(
         self, input_ids: jax.Array, attention_mask: jax.Array, token_type_ids: jax.Array | None = None, *,
-        deterministic: bool = True, output_hidden_states: bool = False,
+        deterministic: bool = True, output_hidden_states: bool = False, output_unit_states: bool = False,
     ):
         if token_type_ids is None:
             token_type_ids = jnp.zeros_like(input_ids)
         x = Embeddings(self.cfg, name="embeddings")(input_ids, token_type_ids, deterministic=deterministic)
         bias = attention_bias(attention_mask, x.dtype)
-        states = [x]
+        layer_states, unit_states = [x], []
         for u in range(self.cfg.num_units):
             x = make_unit(self.cfg, u, name=f"unit_{u}")(x, bias, deterministic=deterministic)
+            unit_states.append(x)
             if u % 2 == 1:
-                states.append(x)
-        return (x, tuple(states)) if output_hidden_states else x
+                layer_states.append(x)
+        if output_unit_states:
+            return x, tuple(unit_states)
+        return (x, tuple(layer_states)) if output_hidden_states else x
 
 
 def pool(hidden: jax.Array, attention_mask: jax.Array, pooling: str) -> jax.Array:
