@@ -2,6 +2,7 @@
 
     mgen simulate  exact simulator on a trace (fixed length or real GLUE dev lengths)
     mgen cost      differentiable cost model on the same workload statistics
+    mgen schedule  task scheduler (residency, batch size, order) and its simulated cost
     mgen report    energy breakdown of independent vs fully shared models, JSON + stacked bar PNG
     mgen finetune  fine-tune a pretrained BERT on one GLUE task
     mgen analyze   redundancy analysis of fine-tuned task models (weight change, CKA per unit)
@@ -194,6 +195,37 @@ def cmd_cost(args: argparse.Namespace) -> None:
     _emit(summary, args.json, "mgen cost (differentiable cost model, expected values)")
 
 
+def cmd_schedule(args: argparse.Namespace) -> None:
+    from mgen_jax.hw import SharingTree
+    from mgen_jax.schedule import SchedulingProblem, solve
+    from mgen_jax.sim import simulate
+
+    m = _build(args)
+    spec, arch, trace = m["spec"], m["arch"], m["trace"]
+    tree = SharingTree.from_branch_points(m["b"], arch.num_units)
+    problem = SchedulingProblem(spec, arch, tree, trace, num_labels=m["labels"], buffer_bytes=args.buffer_bytes)
+    methods = ["request-major", "task-major", "fast"] if args.solver == "all" else [args.solver]
+    results = {}
+    for method in methods:
+        solution = solve(problem, method)
+        sim = simulate(spec, arch, tree, trace, num_labels=m["labels"], schedule=solution.schedule,
+                       buffer_bytes=args.buffer_bytes).summary()
+        sim.update({"branch_points": m["b"], "workload": trace.description, "schedule_plan": solution.schedule.describe(),
+                    "solver_cost": solution.cost.to_dict(), "candidates_evaluated": solution.candidates})
+        results[method] = sim
+    if args.json:
+        print(json.dumps(results if len(results) > 1 else results[methods[0]], indent=2))
+        return
+    for method, r in results.items():
+        sched = r["schedule"]
+        _emit(r, False, f"mgen schedule: {method} (batch size {r['schedule_plan']['batch_size']}, "
+                        f"{len(r['schedule_plan']['pinned'])} pinned nodes)")
+        life = sched["lifetime_requests_at_1e6_writes"]
+        print(f"  loads {sched['loads']:,}, worst cell {sched['worst_cell_writes']:,} writes, peak buffer "
+              f"{sched['peak_buffer_bytes'] / 2**20:.2f} MiB, DRAM {sched['dram_bits'] / 8 / 2**20:.2f} MiB, "
+              f"lifetime at 1e6 writes: {'unlimited' if life is None else f'{life:,.0f} requests'}")
+
+
 def cmd_report(args: argparse.Namespace) -> None:
     from mgen_jax.report import breakdown_report
 
@@ -240,6 +272,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("cost", help="differentiable cost model (expected energy per request)")
     _add_model_args(p)
     p.set_defaults(func=cmd_cost)
+    p = sub.add_parser("schedule", help="task scheduler: residency, batch size and order under chip limits")
+    _add_model_args(p)
+    p.add_argument("--solver", default="fast", choices=["fast", "exact", "request-major", "task-major", "all"])
+    p.add_argument("--buffer-bytes", type=float, help="on-chip activation buffer [the chip's eDRAM]")
+    p.set_defaults(func=cmd_schedule)
     p = sub.add_parser("report", help="energy breakdown: independent vs fully shared, on real GLUE dev lengths")
     p.add_argument("--tasks", default=GLUE5)
     p.add_argument("--hw", default="isaac")

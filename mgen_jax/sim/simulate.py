@@ -20,7 +20,7 @@ import numpy as np
 
 from mgen_jax.errors import ConfigError
 from mgen_jax.hw.arch import BertArch
-from mgen_jax.hw.energy import ACTIONS, by_action, by_component, energy_per_action_pj
+from mgen_jax.hw.energy import ACTION_INDEX, ACTIONS, by_action, by_component, energy_per_action_pj
 from mgen_jax.hw.ops import (
     ModelParts,
     Op,
@@ -30,8 +30,10 @@ from mgen_jax.hw.ops import (
     part_crossbars,
     part_latency_coefficients,
 )
+from mgen_jax.hw.schedule import Schedule
 from mgen_jax.hw.spec import HardwareSpec
 from mgen_jax.hw.tree import SharingTree
+from mgen_jax.sim.execute import ScheduleExecution, execute_schedule
 from mgen_jax.workload.trace import Trace
 
 
@@ -94,6 +96,7 @@ class SimResult:
     energy_by_task_j: dict[str, float]  # shared nodes split equally among the request's tasks using them
     latency_per_request_s: np.ndarray  # [R] estimate
     footprint: Footprint
+    schedule: ScheduleExecution | None = None  # what executing the schedule cost (writes, buffer, DRAM)
 
     @property
     def total_energy_j(self) -> float:
@@ -131,6 +134,17 @@ class SimResult:
             "latency_per_request_s": float(self.latency_per_request_s.mean()),
             "latency_is_estimate": True,
             "mean_tokens": self.mean_tokens,
+        } | ({} if self.schedule is None else {"schedule": self._schedule_summary()})
+
+    def _schedule_summary(self) -> dict[str, Any]:
+        ex = self.schedule
+        per_request = ex.loads / self.num_requests
+        return {
+            "loads": ex.loads, "cells_written": ex.cells_written, "initial_programming_cells": ex.initial_cells,
+            "worst_cell_writes": ex.worst_cell_writes, "peak_buffer_bytes": ex.peak_buffer_bytes,
+            "dram_bits": ex.dram_bits, "steps": ex.steps,
+            "lifetime_requests_at_1e6_writes": None if ex.loads == 0 else 1e6 / per_request,
+            "lifetime_requests_at_1e12_writes": None if ex.loads == 0 else 1e12 / per_request,
         }
 
 
@@ -153,6 +167,8 @@ def simulate(
     trace: Trace,
     *,
     num_labels: Sequence[int] | None = None,
+    schedule: Schedule | None = None,
+    buffer_bytes: float | None = None,
 ) -> SimResult:
     """Run ``trace`` on the multi-task model ``tree`` (over ``arch``) mapped on ``spec``; count every event.
 
@@ -162,6 +178,11 @@ def simulate(
         tree: the sharing tree (e.g. ``SharingTree.from_branch_points(b, arch.num_units)``).
         trace: requests (token counts, task sets) over the tree's tasks.
         num_labels: outputs of each task's head (default 2 each).
+        schedule: residency, batch size and order (mgen_jax.hw.schedule). With it, the trace is one batch executed
+            step by step; crossbar programming (cell writes) and activation spills (DRAM bits) join the counts,
+            spread evenly over the requests. Without it, every node is assumed resident (programmed once, not
+            counted per request) and no activation leaves the chip.
+        buffer_bytes: on-chip activation buffer for the schedule (default: the chip's eDRAM).
     """
     if tree.num_units != arch.num_units:
         raise ConfigError(f"sharing tree has {tree.num_units} units but {arch.name} has {arch.num_units} (2 x layers)")
@@ -215,6 +236,15 @@ def simulate(
             path_ns.append(path)
         latency_ns[idx] = np.max(path_ns, axis=0)
 
+    execution = None
+    if schedule is not None:
+        execution = execute_schedule(spec, arch, tree, trace, schedule, num_labels=labels, buffer_bytes=buffer_bytes)
+        per_request[:, ACTION_INDEX["cell_write"]] += execution.cells_written / r
+        per_request[:, ACTION_INDEX["dram_bit"]] += execution.dram_bits / r
+        part_totals["schedule"] = np.zeros(num_actions)
+        part_totals["schedule"][ACTION_INDEX["cell_write"]] = execution.cells_written
+        part_totals["schedule"][ACTION_INDEX["dram_bit"]] = execution.dram_bits
+        task_totals += part_totals["schedule"] / tree.num_tasks
     counts_total = per_request.sum(axis=0)
     try:
         branch_points = tree.branch_points()
@@ -235,4 +265,5 @@ def simulate(
         energy_by_task_j={name: float(task_totals[t] @ energy_pj * 1e-12) for t, name in enumerate(trace.task_names)},
         latency_per_request_s=latency_ns * 1e-9,
         footprint=footprint(spec, parts, tree),
+        schedule=execution,
     )

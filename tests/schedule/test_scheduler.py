@@ -1,0 +1,141 @@
+"""Scheduler: exact == brute force (costs from the simulator's step-by-step execution), fast <= naive orders,
+simulator-executed cost == solver-reported cost, clear errors for infeasible inputs."""
+
+import dataclasses
+import itertools
+
+import numpy as np
+import pytest
+
+from mgen_jax import hw
+from mgen_jax.errors import ConfigError
+from mgen_jax.hw.schedule import Schedule, child_orders
+from mgen_jax.schedule import SchedulingProblem, evaluate, request_major, solve_exact, solve_fast, task_major
+from mgen_jax.sim import execute_schedule, simulate
+from mgen_jax.workload import Trace
+
+FAST_GAP = 0.05  # stated bound: the fast solver spends at most 5 % more than the exact optimum on small instances
+
+
+def _small_instance(rng, tiny_arch, isaac):
+    t = int(rng.integers(2, 4))
+    r = int(rng.integers(2, 5))
+    spec = dataclasses.replace(
+        isaac, crossbars_per_ima=8, imas_per_tile=1, tiles_per_chip=int(rng.integers(5, 11)),
+        buffer_bytes_per_tile=int(rng.integers(100, 700)),
+    )
+    arch = dataclasses.replace(tiny_arch, num_layers=1)
+    b = [int(x) for x in rng.integers(0, 3, t)]
+    mask = rng.random((r, t)) < 0.6
+    mask[np.arange(r), rng.integers(0, t, r)] = True
+    trace = Trace(rng.integers(3, 25, r), mask, tuple(f"t{i}" for i in range(t)))
+    tree = hw.SharingTree.from_branch_points(b, arch.num_units)
+    return spec, arch, tree, trace
+
+
+def _energy(spec, ex):
+    return ex.cells_written * spec.cell_write_energy_pj * 1e-12 + ex.dram_bits * spec.dram_energy_pj_per_bit * 1e-12
+
+
+def _brute_force(spec, arch, tree, trace, problem):
+    """Every batch size, child order and feasible pinned set, each costed by the simulator's execution."""
+    best = None
+    nodes = problem.nodes
+    for m in range(1, trace.num_requests + 1):
+        for order in child_orders(tree):
+            for k in range(len(nodes) + 1):
+                for pinned in itertools.combinations(nodes, k):
+                    if not problem.fits(frozenset(pinned)):
+                        continue
+                    schedule = Schedule(frozenset(pinned), m, order)
+                    ex = execute_schedule(spec, arch, tree, trace, schedule, num_labels=problem.num_labels,
+                                          buffer_bytes=problem.buffer_bytes)
+                    energy = _energy(spec, ex)
+                    if best is None or energy < best - 1e-18:
+                        best = energy
+    return best
+
+
+def test_exact_equals_brute_force_on_random_small_instances(isaac, tiny_arch):
+    rng = np.random.default_rng(7)
+    gaps = []
+    for _ in range(12):
+        spec, arch, tree, trace = _small_instance(rng, tiny_arch, isaac)
+        problem = SchedulingProblem(spec, arch, tree, trace)
+        exact = solve_exact(problem)
+        brute = _brute_force(spec, arch, tree, trace, problem)
+        assert exact.cost.energy_j == pytest.approx(brute, rel=1e-12, abs=1e-21)
+        fast = solve_fast(problem)
+        assert fast.cost.energy_j >= exact.cost.energy_j - 1e-21
+        gaps.append(fast.cost.energy_j / exact.cost.energy_j - 1 if exact.cost.energy_j else 0.0)
+    assert max(gaps) <= FAST_GAP
+
+
+def test_executed_cost_equals_solver_cost(isaac, minilm):
+    rng = np.random.default_rng(3)
+    trace = Trace(rng.integers(5, 128, 150), rng.random((150, 6)) < 0.7, tuple("abcdef"))
+    trace = Trace(trace.tokens, trace.task_mask | (~trace.task_mask.any(1))[:, None], trace.task_names)
+    half = hw.load_spec("isaac-half")
+    for spec in (isaac, half):
+        for b in ([0] * 6, [12] * 6, [2, 4, 6, 8, 10, 12]):
+            tree = hw.SharingTree.from_branch_points(b, 12)
+            problem = SchedulingProblem(spec, minilm, tree, trace)
+            for schedule in (request_major(problem), task_major(problem), solve_fast(problem).schedule,
+                             dataclasses.replace(solve_fast(problem).schedule, batch_size=7)):
+                cost = evaluate(problem, schedule)
+                ex = execute_schedule(spec, minilm, tree, trace, schedule, num_labels=problem.num_labels)
+                assert (ex.loads, ex.cells_written, ex.worst_cell_writes) == (cost.loads, cost.cells_written,
+                                                                             cost.worst_cell_writes)
+                assert ex.dram_bits == pytest.approx(cost.dram_bits, rel=1e-12, abs=1e-6)
+                assert ex.peak_buffer_bytes == pytest.approx(cost.peak_buffer_bytes, rel=1e-12)
+
+
+def test_fast_never_worse_than_naive_orders(isaac, minilm):
+    rng = np.random.default_rng(5)
+    for spec in (isaac, hw.load_spec("isaac-half")):
+        for b in ([0] * 8, [12] * 8, [int(x) for x in rng.integers(0, 13, 8)]):
+            tree = hw.SharingTree.from_branch_points(b, 12)
+            trace = Trace(rng.integers(4, 128, 1000), np.ones((1000, 8), bool), tuple("abcdefgh"))
+            problem = SchedulingProblem(spec, minilm, tree, trace)
+            fast = solve_fast(problem).cost
+            for naive in (request_major(problem), task_major(problem)):
+                assert fast.energy_j <= evaluate(problem, naive).energy_j
+
+
+def test_simulate_with_a_schedule_adds_writes_and_dram(isaac, minilm):
+    trace = Trace(np.full(40, 64), np.ones((40, 8), bool), tuple("abcdefgh"))
+    tree = hw.SharingTree.from_branch_points([0] * 8, 12)  # 8 independent encoders do not fit on one chip
+    problem = SchedulingProblem(isaac, minilm, tree, trace)
+    schedule = request_major(problem)
+    plain = simulate(isaac, minilm, tree, trace)
+    scheduled = simulate(isaac, minilm, tree, trace, schedule=schedule)
+    cost = evaluate(problem, schedule)
+    extra = scheduled.total_energy_j - plain.total_energy_j
+    assert extra == pytest.approx(cost.energy_j, rel=1e-9)
+    assert scheduled.energy_by_component_j["write"] == pytest.approx(cost.write_energy_j, rel=1e-9)
+    summary = scheduled.summary()["schedule"]
+    assert summary["worst_cell_writes"] == cost.worst_cell_writes == cost.loads > 40
+    assert summary["lifetime_requests_at_1e6_writes"] == pytest.approx(1e6 / (cost.loads / 40))
+
+
+def test_infeasible_inputs(isaac, minilm):
+    trace = Trace(np.full(4, 16), np.ones((4, 2), bool), ("a", "b"))
+    tree = hw.SharingTree.from_branch_points([0, 0], 12)
+    tiny_chip = dataclasses.replace(isaac, tiles_per_chip=2)  # 192 crossbars < 288 of one FFN unit
+    with pytest.raises(ConfigError, match="single unit needs 288 crossbars"):
+        SchedulingProblem(tiny_chip, minilm, tree, trace)
+    with pytest.raises(ConfigError, match="buffer"):
+        SchedulingProblem(isaac, minilm, tree, trace, buffer_bytes=0)
+    with pytest.raises(ConfigError, match="batch_size"):
+        Schedule(frozenset(), 0)
+    eight = Trace(np.full(4, 16), np.ones((4, 8), bool), tuple("abcdefgh"))
+    problem = SchedulingProblem(isaac, minilm, hw.SharingTree.from_branch_points([0] * 8, 12), eight)
+    with pytest.raises(ConfigError, match="need .* crossbars, the chip has 16128"):
+        evaluate(problem, Schedule(frozenset(problem.nodes), 1))
+
+
+def test_exact_refuses_large_instances(isaac, minilm):
+    trace = Trace(np.full(50, 16), np.ones((50, 8), bool), tuple("abcdefgh"))
+    problem = SchedulingProblem(isaac, minilm, hw.SharingTree.from_branch_points([0] * 8, 12), trace)
+    with pytest.raises(ConfigError, match="too large"):
+        solve_exact(problem)
