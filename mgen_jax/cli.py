@@ -5,6 +5,7 @@
     mgen schedule  task scheduler (residency, batch size, order) and its simulated cost
     mgen report    energy breakdown of independent vs fully shared models, JSON + stacked bar PNG
     mgen finetune  fine-tune a pretrained BERT on one GLUE task
+    mgen search    model generator for one lambda;  mgen sweep: lambda sweep + baselines, Pareto plot
     mgen analyze   redundancy analysis of fine-tuned task models (weight change, CKA per unit)
 """
 
@@ -263,6 +264,32 @@ def cmd_analyze(args: argparse.Namespace) -> None:
     print(f"(relative weight change per task; wrote {args.out}/{args.stem}.json and .png)")
 
 
+def _generator(args: argparse.Namespace):
+    from mgen_jax.search import ModelGenerator, load_search_config
+
+    cfg = load_search_config(args.config)
+    workdir = Path(args.workdir or f"runs/search/{cfg.name}")
+    return ModelGenerator(cfg, workdir, glue_dir=args.glue_dir, progress=not args.no_progress)
+
+
+def cmd_search(args: argparse.Namespace) -> None:
+    gen = _generator(args)
+    warm = gen.warmup()
+    found = gen.search(args.lam, warm)
+    record = gen.finetune_and_evaluate(found["branch_points"], warm)
+    print(json.dumps({"lambda": args.lam, "search": found, "discrete_model": record}, indent=2))
+
+
+def cmd_sweep(args: argparse.Namespace) -> None:
+    from mgen_jax.search.sweep import run_sweep, summary_table
+
+    record = run_sweep(_generator(args), args.out)
+    print(summary_table(record))
+    print(json.dumps({"goal_3x_within_1_point": record["goal_3x_within_1_point"],
+                      "wall_clock_s": record["wall_clock_s"]}, indent=2))
+    print(f"wrote {args.out}/search_{record['name']}.json and .png")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mgen", description="energy-aware multi-task BERT on ReRAM PIM accelerators")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -306,6 +333,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="experiments/results")
     p.add_argument("--stem", default="redundancy_glue5", help="output file name stem [redundancy_glue5]")
     p.set_defaults(func=cmd_analyze)
+    for name, func, text in (("search", cmd_search, "one lambda: warm-up, search, discretise, fine-tune, evaluate"),
+                             ("sweep", cmd_sweep, "lambda sweep + baselines -> search_<name>.json and Pareto plot")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--config", required=True, help="YAML under configs/search/")
+        p.add_argument("--workdir", help="run folder (resumable) [runs/search/<config name>]")
+        p.add_argument("--glue-dir")
+        p.add_argument("--no-progress", action="store_true")
+        if name == "search":
+            p.add_argument("--lambda", dest="lam", type=float, required=True, help="weight of the energy term")
+        else:
+            p.add_argument("--out", default="experiments/results", help="results folder [experiments/results]")
+        p.set_defaults(func=func)
     return parser
 
 

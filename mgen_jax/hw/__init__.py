@@ -6,6 +6,7 @@ Numpy and the standard library only; ``cost`` and ``sim`` stand on this package.
 from mgen_jax.hw.arch import PRESETS as ARCH_PRESETS
 from mgen_jax.hw.arch import BertArch
 from mgen_jax.hw.arch import Unit
+from mgen_jax.hw.arch import arch_from_hf_config
 from mgen_jax.hw.arch import load_arch
 from mgen_jax.hw.energy import ACTIONS
 from mgen_jax.hw.energy import COMPONENTS

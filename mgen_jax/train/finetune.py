@@ -35,6 +35,7 @@ from mgen_jax.model.bert import BertConfig, SequenceClassifier
 from mgen_jax.model.pretrained import load_pretrained
 from mgen_jax.train.checkpoint import restore_checkpoint, save_checkpoint
 from mgen_jax.train.config import FinetuneConfig
+from mgen_jax.train.optim import adamw_warmup_linear
 from mgen_jax.train.parallel import check_batch, data_mesh, replicate, shard_batch
 
 
@@ -49,24 +50,9 @@ class TrainState:
     opt_state: Any
 
 
-def decay_mask(params: Any) -> Any:
-    """True for weight matrices and embeddings; False for biases and LayerNorm parameters."""
-    return jax.tree_util.tree_map_with_path(
-        lambda path, _: not any(getattr(k, "key", None) in ("bias", "scale") for k in path), params
-    )
-
-
 def make_optimizer(cfg: FinetuneConfig, total_steps: int) -> optax.GradientTransformation:
-    warmup = int(cfg.warmup_ratio * total_steps)
-    schedule = optax.join_schedules(
-        [optax.linear_schedule(0.0, cfg.learning_rate, max(warmup, 1)),
-         optax.linear_schedule(cfg.learning_rate, 0.0, max(total_steps - warmup, 1))],
-        [warmup],
-    )
-    return optax.chain(
-        optax.clip_by_global_norm(cfg.max_grad_norm),
-        optax.adamw(schedule, weight_decay=cfg.weight_decay, mask=decay_mask),
-    )
+    return adamw_warmup_linear(cfg.learning_rate, total_steps, warmup_ratio=cfg.warmup_ratio,
+                               weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm)
 
 
 def per_example_loss(task: GlueTask, outputs: jax.Array, labels: jax.Array) -> jax.Array:

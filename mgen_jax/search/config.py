@@ -1,0 +1,102 @@
+"""Search (model generator) configuration: a frozen dataclass loaded from YAML (configs/search/*.yaml)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mgen_jax.errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchConfig:
+    name: str
+    tasks: tuple[str, ...]
+    model: str = "minilm-l6"
+    hw: str = "isaac"
+    independent_runs: str | None = "runs/baseline"  # <dir>/<TASK>/final_params.msgpack; None = own units pretrained
+    pooling: str = "mean"
+    max_length: int = 128
+    buckets: tuple[int, ...] = (32, 64, 96, 128)
+    per_task_batch: int = 8  # examples of every task in one mixed batch
+    length_window: int = 64  # examples near a common length quantile from which each task's batch is drawn
+    max_dev_per_task: int | None = None  # cap on each dev set (seeded subset); None = whole dev set
+    # phases (steps of mixed batches)
+    warmup_steps: int = 150  # relaxed model, branch logits frozen
+    search_steps: int = 200  # relaxed model, weights and logits
+    finetune_steps: int = 300  # every discrete model (ours and baselines), from the warm-up weights
+    checkpoint_every_steps: int = 50
+    # optimisation
+    lr_weights: float = 5e-5
+    lr_logits: float = 0.05
+    lr_finetune: float = 5e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    temperature_start: float = 1.0
+    temperature_end: float = 0.3
+    gumbel: bool = False
+    # sweep
+    lambdas: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)
+    uniform_branch_points: tuple[int, ...] = (2, 4, 6, 8, 10)
+    heuristic_thresholds: tuple[float, ...] = (0.9, 0.8, 0.7)
+    redundancy_file: str | None = "experiments/results/redundancy_glue5.json"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("tasks", "buckets", "lambdas", "uniform_branch_points", "heuristic_thresholds"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        if len(self.tasks) < 2:
+            raise ConfigError(f"search config '{self.name}': field 'tasks' needs at least two tasks")
+        for name in ("max_length", "per_task_batch", "length_window", "checkpoint_every_steps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ConfigError(f"search config field '{name}' must be a positive integer, got {value!r}")
+        for name in ("warmup_steps", "search_steps", "finetune_steps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"search config field '{name}' must be an integer >= 0, got {value!r}")
+        for name in ("lr_weights", "lr_logits", "lr_finetune"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and 0 < value < 10):
+                raise ConfigError(f"search config field '{name}' must be in (0, 10), got {value!r}")
+        if not (0 < self.temperature_end <= self.temperature_start):
+            raise ConfigError("search config: need 0 < temperature_end <= temperature_start")
+        if any(not math.isfinite(l) or l < 0 for l in self.lambdas):
+            raise ConfigError(f"search config field 'lambdas' must be finite and >= 0, got {list(self.lambdas)}")
+        if list(self.buckets) != sorted(self.buckets) or self.buckets[-1] < self.max_length:
+            raise ConfigError(f"search config field 'buckets' must increase and end at >= max_length, got {self.buckets}")
+        if self.pooling not in ("mean", "cls"):
+            raise ConfigError(f"search config field 'pooling' must be 'mean' or 'cls', got {self.pooling!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
+
+
+FIELDS = tuple(f.name for f in dataclasses.fields(SearchConfig))
+
+
+def load_search_config(path: str | Path, **overrides: Any) -> SearchConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"search config {path} not found")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"search config {path}: not valid YAML ({exc})") from exc
+    if not isinstance(values, dict):
+        raise ConfigError(f"search config {path}: expected a mapping of field: value")
+    values.setdefault("name", path.stem)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    unknown = sorted(k for k in values if k not in FIELDS)
+    if unknown:
+        raise ConfigError(f"search config {path}: unknown field(s) {unknown}; known: {list(FIELDS)}")
+    if "tasks" not in values:
+        raise ConfigError(f"search config {path}: missing field 'tasks'")
+    try:
+        return SearchConfig(**values)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} (in {path})") from None

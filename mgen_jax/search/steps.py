@@ -1,0 +1,143 @@
+"""Jitted steps of the model generator: relaxed (weights + branch logits, loss = sum_t task loss_t + lambda *
+E(p) / E_independent) and discrete (weights of one sharing tree), and evaluation of a discrete model on dev."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import struct
+
+from mgen_jax import cost, hw
+from mgen_jax.data.glue import GlueTask
+from mgen_jax.data.metrics import task_metrics
+from mgen_jax.errors import ConfigError
+from mgen_jax.model.bert import BertConfig
+from mgen_jax.model.multitask import MultiTaskModel
+from mgen_jax.workload.trace import Trace
+
+
+class EnergyModel(NamedTuple):
+    """The cost model of the experiment's workload, and E(p = 0) (independent models) to normalise by."""
+
+    arch: hw.BertArch
+    tables: cost.CostTables
+    workload: cost.Workload
+    independent_j: float
+
+
+def energy_model(bert: BertConfig, spec: hw.HardwareSpec, num_labels: Sequence[int], trace: Trace,
+                 model_name: str = "model") -> EnergyModel:
+    """Cost-model tables for the model's own dims; raises ConfigError if they disagree with the model."""
+    arch = hw.arch_from_hf_config(bert.to_hf(), name=model_name)
+    tables = cost.build_tables(spec, arch, num_labels)
+    if tables.unit_coef.shape[0] != bert.num_units or tables.head_coef.shape[0] != len(num_labels):
+        raise ConfigError(
+            f"cost model has {tables.unit_coef.shape[0]} units x {tables.head_coef.shape[0]} tasks, the model "
+            f"{bert.num_units} units x {len(num_labels)} tasks"
+        )
+    if trace.num_tasks != len(num_labels):
+        raise ConfigError(f"workload trace has {trace.num_tasks} tasks, the model {len(num_labels)}")
+    workload = cost.workload_from_trace(trace)
+    zero = jnp.zeros((len(num_labels), bert.num_units))
+    return EnergyModel(arch, tables, workload, float(cost.expected_energy(zero, tables, workload).total_j))
+
+
+def task_losses(model: MultiTaskModel, tasks: Sequence[GlueTask], outputs: jax.Array, batch) -> jax.Array:
+    """[T] mean loss of every task on its part of a mixed batch: cross-entropy over its own labels, or squared
+    error for regression tasks."""
+    num_labels = jnp.asarray([t.num_labels for t in tasks])
+    regression = jnp.asarray([t.is_regression for t in tasks])
+    valid = jnp.arange(model.max_labels)[None, None, :] < num_labels[:, None, None]
+    logits = jnp.where(valid, outputs, -1e9)
+    labels = batch["labels"]
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels.astype(jnp.int32))
+    se = jnp.square(outputs[..., 0] - labels)
+    per = jnp.where(regression[:, None], se, ce)
+    w = batch["weights"]
+    return jnp.sum(per * w, axis=1) / jnp.maximum(jnp.sum(w, axis=1), 1.0)
+
+
+@struct.dataclass
+class RelaxedState:
+    step: jax.Array
+    params: Any
+    opt_state: Any
+    logits: jax.Array  # [T, U + 1] branch-point logits
+    logit_opt_state: Any
+
+
+def make_relaxed_step(model: MultiTaskModel, tasks, tx_w, tx_l, energy: EnergyModel, base_rng, *, gumbel: bool):
+    """step(state, batch, lam, tau, logit_scale) -> (state, (task losses [T], energy ratio, total loss)).
+
+    logit_scale 0 freezes the logits (warm-up) without another compilation."""
+
+    def loss_fn(params, logits, batch, lam, tau, rng):
+        noise_rng, dropout_rng = jax.random.split(rng)
+        noisy = logits + (jax.random.gumbel(noise_rng, logits.shape) if gumbel else 0.0)
+        p = cost.branch_probs(noisy / tau)
+        outputs = model.relaxed_forward(params, batch, p, deterministic=False, rng=dropout_rng)
+        losses = task_losses(model, tasks, outputs, batch)
+        ratio = cost.expected_energy(p, energy.tables, energy.workload).total_j / energy.independent_j
+        return jnp.sum(losses) + lam * ratio, (losses, ratio)
+
+    def step(state: RelaxedState, batch, lam, tau, logit_scale):
+        rng = jax.random.fold_in(base_rng, state.step)
+        (total, (losses, ratio)), (g_params, g_logits) = jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True)(
+            state.params, state.logits, batch, lam, tau, rng)
+        updates, opt_state = tx_w.update(g_params, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        l_updates, l_state = tx_l.update(g_logits, state.logit_opt_state, state.logits)
+        logits = state.logits + logit_scale * l_updates
+        return RelaxedState(state.step + 1, params, opt_state, logits, l_state), (losses, ratio, total)
+
+    return jax.jit(step, donate_argnums=(0,))
+
+
+@struct.dataclass
+class DiscreteState:
+    step: jax.Array
+    params: Any
+    opt_state: Any
+
+
+def make_discrete_step(model: MultiTaskModel, tasks, tx, base_rng):
+    def loss_fn(params, batch, branch_points, rng):
+        outputs = model.discrete_forward(params, batch, branch_points, deterministic=False, rng=rng)
+        losses = task_losses(model, tasks, outputs, batch)
+        return jnp.sum(losses), losses
+
+    def step(state: DiscreteState, batch, branch_points):
+        rng = jax.random.fold_in(base_rng, state.step)
+        (_, losses), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, branch_points, rng)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        return DiscreteState(state.step + 1, optax.apply_updates(state.params, updates), opt_state), losses
+
+    return jax.jit(step, donate_argnums=(0,))
+
+
+def make_task_predict(model: MultiTaskModel):
+    return jax.jit(lambda params, task, b, batch: model.task_forward(params, task, b, batch))
+
+
+def evaluate_discrete(predict, params, data, branch_points, batch_size: int = 64) -> dict[str, dict[str, float]]:
+    """Dev metrics of every task of the discrete model ``branch_points``."""
+    results = {}
+    for t, task in enumerate(data.tasks):
+        dev = data.dev[t]
+        outputs = np.zeros((len(dev), task.num_labels), dtype=np.float32)
+        for idx, batch in data.dev_batches(t, batch_size):
+            out = np.asarray(predict(params, jnp.int32(t), jnp.int32(branch_points[t]),
+                                     {k: jnp.asarray(v) for k, v in batch.items() if k != "labels"}))
+            outputs[idx] = out[: len(idx), : task.num_labels]
+        results[task.name] = task_metrics(task, outputs, dev.labels)
+    return results
+
+
+def expected_branch_points(logits: jax.Array) -> np.ndarray:
+    """E[b_t] under softmax(logits_t)."""
+    q = np.asarray(jax.nn.softmax(logits, axis=-1))
+    return q @ np.arange(q.shape[-1])

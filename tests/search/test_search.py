@@ -1,0 +1,153 @@
+"""Model generator: relaxed == discrete at one-hot p, the energy term's pull, resumable phases, the sweep record."""
+
+import json
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from mgen_jax import cost
+from mgen_jax.data.glue import get_task
+from mgen_jax.errors import ConfigError
+from mgen_jax.model import load_pretrained
+from mgen_jax.model.multitask import MultiTaskModel, onehot_p
+from mgen_jax.search import ModelGenerator, load_search_config
+from mgen_jax.search.generator import Interrupted
+from mgen_jax.search.steps import RelaxedState, energy_model, expected_branch_points, make_relaxed_step
+from mgen_jax.search.sweep import heuristic_branch_points, pareto_front, run_sweep
+
+REPO = Path(__file__).parents[2]
+
+
+@pytest.fixture(scope="module")
+def pretrained():
+    return load_pretrained("minilm-l6")
+
+
+def _perturbed(params, seed, scale=0.02):
+    leaves, treedef = jax.tree.flatten(params)
+    keys = jax.random.split(jax.random.PRNGKey(seed), len(leaves))
+    return jax.tree.unflatten(treedef, [x + scale * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys)])
+
+
+def test_relaxed_equals_discrete_at_onehot_p(pretrained):
+    model = MultiTaskModel(pretrained.config, (2, 1, 3))
+    heads = [model.init_head(jax.random.PRNGKey(i)) for i in range(3)]
+    params = model.from_encoders(pretrained.params, [_perturbed(pretrained.params, s) for s in (1, 2, 3)], heads)
+    rng = np.random.default_rng(0)
+    batch = {"input_ids": jnp.asarray(rng.integers(1000, 5000, (3, 2, 12)), jnp.int32),
+             "token_type_ids": jnp.zeros((3, 2, 12), jnp.int32), "attention_mask": jnp.ones((3, 2, 12), jnp.int32)}
+    relaxed, discrete = jax.jit(model.relaxed_forward), jax.jit(model.discrete_forward)
+    for b in ([0, 5, 12], [12, 12, 12], [3, 3, 0]):
+        out_r, out_d = relaxed(params, batch, onehot_p(b, 12)), discrete(params, batch, jnp.asarray(b))
+        np.testing.assert_allclose(out_r, out_d, atol=1e-5)
+        one = model.task_forward(params, 1, b[1], {k: v[1] for k, v in batch.items()})
+        np.testing.assert_allclose(one, out_d[1], atol=1e-5)
+    # and a relaxed p strictly between gives something else
+    mid = relaxed(params, batch, jnp.full((3, 12), 0.5))
+    assert float(jnp.abs(mid - discrete(params, batch, jnp.asarray([0, 0, 0]))).max()) > 1e-3
+
+
+def _logit_pull(pretrained, glue_dir, own_encoder, own_head, lam):
+    """E[b] of both tasks after 6 logit-only steps (weights frozen) on real SST-2 / CoLA slices."""
+    from mgen_jax.search.data import MultiTaskData
+    from mgen_jax.workload.glue import glue_trace
+
+    tasks = [get_task("SST-2"), get_task("CoLA")]
+    model = MultiTaskModel(pretrained.config, (2, 2))
+    params = model.from_encoders(pretrained.params, [own_encoder, pretrained.params],
+                                 [own_head, model.init_head(jax.random.PRNGKey(9))])
+    data = MultiTaskData(["SST-2", "CoLA"], pretrained.tokenizer, max_length=64, buckets=(32, 64), per_task_batch=16,
+                         length_window=64, seed=0, glue_dir=glue_dir, max_dev_per_task=8)
+    trace = glue_trace(["SST-2", "CoLA"], glue_dir=glue_dir, max_length=64)
+    energy = energy_model(pretrained.config, __import__("mgen_jax").hw.load_spec("isaac"), (2, 2), trace)
+    tx_w, tx_l = optax.set_to_zero(), optax.adam(0.2)
+    logits = jnp.zeros((2, 13))
+    state = RelaxedState(jnp.int32(0), params, tx_w.init(params), logits, tx_l.init(logits))
+    step = make_relaxed_step(model, tasks, tx_w, tx_l, energy, jax.random.PRNGKey(0), gumbel=False)
+    for k in range(6):
+        batch = {key: jnp.asarray(v) for key, v in data.mixed_batch(k).items()}
+        state, _ = step(state, batch, jnp.float32(lam), jnp.float32(1.0), jnp.float32(1.0))
+    return expected_branch_points(state.logits)
+
+
+def test_energy_term_moves_branch_points(pretrained, glue_dir, tmp_path):
+    """SST-2's own units come from a briefly fine-tuned model, so its task loss prefers them: with lambda = 0 its
+    branch point moves away from sharing; with a large lambda the energy term moves both tasks toward sharing."""
+    from mgen_jax.train import load_config, train_and_evaluate
+    from mgen_jax.train.checkpoint import restore_checkpoint
+
+    cfg = load_config(REPO / "configs/finetune/quick.yaml", max_train_examples=256, max_length=64)
+    cfg = type(cfg)(**(cfg.to_dict() | {"buckets": (32, 64), "max_dev_examples": 16}))
+    train_and_evaluate(cfg, tmp_path, glue_dir=glue_dir, progress=False)
+    tuned = restore_checkpoint(tmp_path / "final_params.msgpack", None)
+    start = 6.0  # E[b] under uniform logits over 0..12
+    no_energy = _logit_pull(pretrained, glue_dir, tuned["encoder"], tuned["head"], 0.0)
+    strong = _logit_pull(pretrained, glue_dir, tuned["encoder"], tuned["head"], 50.0)
+    assert no_energy[0] < start - 0.3
+    assert strong[0] > start + 0.3 and strong[1] > start + 0.3
+
+
+def test_search_resumes_exactly(tmp_path, glue_dir):
+    cfg = load_search_config(REPO / "configs/search/quick.yaml", warmup_steps=2, search_steps=4,
+                             checkpoint_every_steps=10)
+    whole = ModelGenerator(cfg, tmp_path / "whole", glue_dir=glue_dir, progress=False)
+    warm = whole.warmup()
+    expected = whole.search(20.0, warm)
+    cut = ModelGenerator(cfg, tmp_path / "cut", glue_dir=glue_dir, progress=False, interrupt_at=2)
+    warm_cut = cut.warmup()
+    with pytest.raises(Interrupted):
+        cut.search(20.0, warm_cut)
+    assert not (tmp_path / "cut" / "search_lambda_20" / "result.json").exists()
+    resumed = ModelGenerator(cfg, tmp_path / "cut", glue_dir=glue_dir, progress=False).search(20.0, warm_cut)
+    np.testing.assert_allclose(resumed["logits"], expected["logits"], rtol=1e-6, atol=1e-7)
+    assert resumed["branch_points"] == expected["branch_points"]
+
+
+def test_quick_sweep_record(tmp_path, glue_dir):
+    cfg = load_search_config(REPO / "configs/search/quick.yaml")
+    gen = ModelGenerator(cfg, tmp_path / "run", glue_dir=glue_dir, progress=False)
+    record = run_sweep(gen, tmp_path / "out")
+    saved = json.loads((tmp_path / "out" / "search_quick.json").read_text())
+    assert saved["tasks"] == ["SST-2", "MRPC"] and (tmp_path / "out" / "search_quick.png").stat().st_size > 5000
+    kinds = [p["kind"] for p in saved["points"]]
+    assert kinds == ["search", "search", "full sharing", "uniform"]
+    for p in saved["points"]:
+        assert set(p["scores"]) == {"SST-2", "MRPC"} and len(p["branch_points"]) == 2
+        assert p["energy_per_request_j"] > 0 and p["crossbars"] > 0 and "obtained" in p
+        assert p["mean_score"] == pytest.approx(np.mean(list(p["scores"].values())))
+    full = next(p for p in saved["points"] if p["kind"] == "full sharing")
+    assert full["branch_points"] == [12, 12] and full["energy_ratio"] < 0.55
+    uniform0 = next(p for p in saved["points"] if p["kind"] == "uniform")
+    assert uniform0["energy_ratio"] == pytest.approx(1.0)
+    assert any(p["pareto"] for p in saved["points"]) and "versus_search" in full
+    assert record["goal_3x_within_1_point"]["reference"] == "uniform b=0"
+
+
+def test_pareto_and_heuristic_helpers():
+    points = [{"energy_ratio": 1.0, "mean_score": 80}, {"energy_ratio": 0.5, "mean_score": 79},
+              {"energy_ratio": 0.6, "mean_score": 78}, {"energy_ratio": 0.2, "mean_score": 70}]
+    assert pareto_front(points) == [0, 1, 3]
+    redundancy = {"cka_to_pretrained": {"A": [0.99, 0.95, 0.7, 0.99], "B": [0.5, 0.99, 0.99, 0.99]}}
+    assert heuristic_branch_points(redundancy, ["A", "B"], 0.9) == [2, 0]
+    assert heuristic_branch_points(redundancy, ["A", "B"], 0.6) == [4, 0]
+    with pytest.raises(ConfigError, match="no entry"):
+        heuristic_branch_points(redundancy, ["C"], 0.9)
+
+
+def test_dims_mismatch_is_a_clear_error(pretrained, glue_dir):
+    from mgen_jax import hw
+    from mgen_jax.workload import fixed_trace
+
+    with pytest.raises(ConfigError, match="trace has 3 tasks"):
+        energy_model(pretrained.config, hw.load_spec("isaac"), (2, 2), fixed_trace(3, 8))
+    tables = cost.build_tables(hw.load_spec("isaac"), hw.load_arch("bert-base"), (2, 2))
+    with pytest.raises(ConfigError, match="disagree"):
+        cost.expected_energy(jnp.zeros((2, 12)), tables, cost.fixed_workload(2, 8))
+    model = MultiTaskModel(pretrained.config, (2, 2))
+    shallow = {k: v for k, v in pretrained.params.items() if k not in ("unit_10", "unit_11")}
+    with pytest.raises(ConfigError, match="depth"):
+        model.from_encoders(shallow, [pretrained.params] * 2, [model.init_head(jax.random.PRNGKey(0))] * 2)
