@@ -7,9 +7,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from mgen_jax.errors import ConfigError
+from mgen_jax.io import build_config, read_config_yaml
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,27 +75,9 @@ class SearchConfig:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
 
 
-FIELDS = tuple(f.name for f in dataclasses.fields(SearchConfig))
-
-
 def load_search_config(path: str | Path, **overrides: Any) -> SearchConfig:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"search config {path} not found")
-    try:
-        values = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"search config {path}: not valid YAML ({exc})") from exc
-    if not isinstance(values, dict):
-        raise ConfigError(f"search config {path}: expected a mapping of field: value")
-    values.setdefault("name", path.stem)
+    """Load a YAML config (its name defaults to the file stem); ``overrides`` (non-None values) replace fields."""
+    values = read_config_yaml(path, "search config")
+    values.setdefault("name", Path(path).stem)
     values.update({k: v for k, v in overrides.items() if v is not None})
-    unknown = sorted(k for k in values if k not in FIELDS)
-    if unknown:
-        raise ConfigError(f"search config {path}: unknown field(s) {unknown}; known: {list(FIELDS)}")
-    if "tasks" not in values:
-        raise ConfigError(f"search config {path}: missing field 'tasks'")
-    try:
-        return SearchConfig(**values)
-    except ConfigError as exc:
-        raise ConfigError(f"{exc} (in {path})") from None
+    return build_config(SearchConfig, values, source=str(path), what="search config", required=("tasks",))

@@ -6,9 +6,8 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
-
 from mgen_jax.errors import ConfigError
+from mgen_jax.io import build_config, read_config_yaml
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,29 +73,11 @@ FIELDS = tuple(f.name for f in dataclasses.fields(FinetuneConfig))
 
 
 def config_from_dict(values: Mapping[str, Any], *, source: str = "<dict>") -> FinetuneConfig:
-    unknown = sorted(k for k in values if k not in FIELDS)
-    if unknown:
-        raise ConfigError(f"finetune config {source}: unknown field(s) {unknown}; known: {list(FIELDS)}")
-    if "task" not in values:
-        raise ConfigError(f"finetune config {source}: missing field 'task'")
-    try:
-        return FinetuneConfig(**values)
-    except ConfigError as exc:
-        raise ConfigError(f"{exc} (in {source})") from None
-    except TypeError as exc:
-        raise ConfigError(f"finetune config {source}: {exc}") from None
+    return build_config(FinetuneConfig, dict(values), source=source, what="finetune config", required=("task",))
 
 
 def load_config(path: str | Path, **overrides: Any) -> FinetuneConfig:
     """Load a YAML config; ``overrides`` (non-None values) replace its fields."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"finetune config {path} not found")
-    try:
-        values = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"finetune config {path}: not valid YAML ({exc})") from exc
-    if not isinstance(values, dict):
-        raise ConfigError(f"finetune config {path}: expected a mapping of field: value")
+    values = read_config_yaml(path, "finetune config")
     values.update({k: v for k, v in overrides.items() if v is not None})
     return config_from_dict(values, source=str(path))
