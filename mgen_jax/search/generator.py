@@ -73,8 +73,25 @@ class ModelGenerator:
         self.trace = glue_trace([t.name for t in self.tasks], glue_dir=glue_dir, max_length=cfg.max_length)
         self.energy = energy_model(self.bert, self.spec, [t.num_labels for t in self.tasks], self.trace, cfg.model)
         self.predict = make_task_predict(self.model)
-        self._relaxed_step = None
         self._discrete_step = None
+        self._check_workdir()
+
+    # Fields that do not change what a phase computes: a workdir may be reused when only these differ.
+    FREE_FIELDS = ("name", "lambdas", "uniform_branch_points", "heuristic_thresholds", "redundancy_file",
+                   "checkpoint_every_steps")
+
+    def _check_workdir(self) -> None:
+        """Refuse to mix results of different settings in one workdir (cached phases would be silently reused)."""
+        settings = {k: v for k, v in self.cfg.to_dict().items() if k not in self.FREE_FIELDS}
+        path = self.workdir / "settings.json"
+        if path.exists():
+            saved = json.loads(path.read_text())
+            changed = sorted(k for k in set(saved) | set(settings) if saved.get(k) != settings.get(k))
+            if changed:
+                raise ConfigError(f"workdir {self.workdir} holds a run with other settings ({changed}); "
+                                  "use another --workdir or restore those values")
+        else:
+            write_json_atomic(path, settings)
 
     # ----- initial parameters ----------------------------------------------------------------------------------
     def initial_params(self) -> Any:

@@ -151,3 +151,15 @@ def test_dims_mismatch_is_a_clear_error(pretrained, glue_dir):
     shallow = {k: v for k, v in pretrained.params.items() if k not in ("unit_10", "unit_11")}
     with pytest.raises(ConfigError, match="depth"):
         model.from_encoders(shallow, [pretrained.params] * 2, [model.init_head(jax.random.PRNGKey(0))] * 2)
+
+
+def test_workdir_refuses_other_settings(tmp_path, glue_dir):
+    cfg = load_search_config(REPO / "configs/search/quick.yaml")
+    ModelGenerator(cfg, tmp_path, glue_dir=glue_dir, progress=False)
+    ModelGenerator(load_search_config(REPO / "configs/search/quick.yaml", lambdas=[1.0]), tmp_path, glue_dir=glue_dir,
+                   progress=False)  # the sweep's lists may change
+    with pytest.raises(ConfigError, match=r"other settings \(\['finetune_steps'\]\)"):
+        ModelGenerator(load_search_config(REPO / "configs/search/quick.yaml", finetune_steps=9), tmp_path,
+                       glue_dir=glue_dir, progress=False)
+    with pytest.raises(ConfigError, match="unknown field"):
+        load_search_config(REPO / "configs/search/quick.yaml", finetune_stepz=9)
