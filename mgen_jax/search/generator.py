@@ -130,8 +130,8 @@ class ModelGenerator:
             if not all(math.isfinite(v) for v in record.values() if isinstance(v, float)):
                 raise TrainingError(f"{desc}: non-finite loss at step {k + 1} ({record}); last checkpoint {checkpoint}")
             bar.update(1)
-            bar.set_postfix({k2: (f"{v:.3f}" if isinstance(v, float) else v) for k2, v in record.items()
-                             if k2 in ("loss", "energy_ratio", "mean_b")})
+            bar.set_postfix({k2.replace("loss_", ""): f"{v:.3f}" for k2, v in record.items()
+                             if k2 != "loss" and isinstance(v, float)})  # E ratio, mean b, per-task losses
             if (k + 1) % 10 == 0 or k + 1 == total:
                 append_jsonl(directory / "metrics.jsonl", {"step": k + 1, **record})
             if (k + 1) % self.cfg.checkpoint_every_steps == 0 or k + 1 == total or k + 1 == self.interrupt_at:

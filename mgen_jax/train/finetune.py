@@ -124,7 +124,7 @@ def init_params(module: SequenceClassifier, encoder_params: Any, cfg: FinetuneCo
     dummy = jnp.zeros((1, 8), jnp.int32)
     variables = module.init(jax.random.PRNGKey(cfg.seed), dummy, jnp.ones_like(dummy), dummy)
     params = dict(variables["params"])
-    params["encoder"] = encoder_params
+    params["encoder"] = jax.tree.map(jnp.copy, encoder_params)  # the train step donates its state
     return params
 
 
