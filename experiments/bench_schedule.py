@@ -14,7 +14,6 @@ import platform
 import time
 from pathlib import Path
 
-import numpy as np
 
 from mgen_jax import hw
 from mgen_jax.io import write_json_atomic

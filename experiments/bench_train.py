@@ -17,7 +17,6 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from mgen_jax.data.glue import get_task
 from mgen_jax.data.pipeline import batch_plan, collate

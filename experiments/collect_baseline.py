@@ -12,7 +12,6 @@ import argparse
 import json
 from pathlib import Path
 
-from mgen_jax.data.glue import get_task
 from mgen_jax.io import write_json_atomic
 
 TASKS = ["SST-2", "CoLA", "MRPC", "STS-B", "RTE", "QNLI", "MNLI", "QQP"]

@@ -18,7 +18,6 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
 
 from mgen_jax.errors import MgenError
 

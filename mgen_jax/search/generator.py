@@ -119,7 +119,8 @@ class ModelGenerator:
         checkpoint = directory / "checkpoint.msgpack"
         if checkpoint.exists():
             state = restore_checkpoint(checkpoint, state)
-        wall = json.loads((directory / "wall_clock.json").read_text())["seconds"] if (directory / "wall_clock.json").exists() else 0.0
+        clock = directory / "wall_clock.json"
+        wall = json.loads(clock.read_text())["seconds"] if clock.exists() else 0.0
         start = time.perf_counter()
         bar = tqdm(total=total, initial=int(state.step), desc=desc, unit="step", disable=not self.progress)
         while int(state.step) < total:
@@ -136,7 +137,7 @@ class ModelGenerator:
                 append_jsonl(directory / "metrics.jsonl", {"step": k + 1, **record})
             if (k + 1) % self.cfg.checkpoint_every_steps == 0 or k + 1 == total or k + 1 == self.interrupt_at:
                 save_checkpoint(checkpoint, state)
-                write_json_atomic(directory / "wall_clock.json", {"seconds": wall + time.perf_counter() - start})
+                write_json_atomic(clock, {"seconds": wall + time.perf_counter() - start})
             if k + 1 == self.interrupt_at and k + 1 < total:
                 bar.close()
                 raise Interrupted(f"{desc}: stopped at step {k + 1} of {total}")

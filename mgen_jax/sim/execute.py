@@ -73,7 +73,7 @@ def execute_schedule(
     unknown = [node_name(n) for n in schedule.pinned if n not in crossbars]
     if unknown:
         raise ConfigError(f"schedule pins nodes {unknown} that the sharing tree does not have")
-    swap = check_residency(schedule, crossbars, head_xb, spec.chip_crossbars)
+    check_residency(schedule, crossbars, head_xb, spec.chip_crossbars)
 
     # Physical placement: heads, then pinned nodes, then the swap region.
     writes = np.zeros(spec.chip_crossbars, dtype=np.int64)
