@@ -68,3 +68,20 @@ def test_report_writes_json_and_png(tmp_path, capsys, glue_dir):
     for row in rows.values():
         assert row["cost_model_energy_per_request_j"] == pytest.approx(row["energy_per_request_j"], rel=1e-6)
     assert next(tmp_path.glob("*.png")).stat().st_size > 10_000
+
+
+def test_schedule_command_compares_solvers(capsys):
+    args = ["schedule", "--tasks", "8", "--tokens", "32", "--branch-points", "0", "--hw", "isaac-half",
+            "--solver", "all", "--json"]
+    code, out, _ = _run(capsys, *args)
+    assert code == 0
+    results = json.loads(out)
+    assert set(results) == {"request-major", "task-major", "fast"}
+    for r in results.values():
+        assert all(k in r for k in REQUIRED) and r["schedule"]["loads"] > 0  # 8 encoders need swapping
+        assert r["solver_cost"]["energy_j"] == pytest.approx(
+            (r["breakdown_per_request_j"]["write"] + r["breakdown_per_request_j"]["dram"]) * r["requests"], rel=1e-9)
+    assert results["fast"]["energy_per_request_j"] <= min(
+        results[m]["energy_per_request_j"] for m in ("request-major", "task-major"))
+    code, _, err = _run(capsys, "schedule", "--tasks", "2", "--tokens", "8", "--buffer-bytes", "0")
+    assert code == 2 and "buffer" in err
