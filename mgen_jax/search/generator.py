@@ -8,6 +8,7 @@ warm-up weights with the same recipe, so the models differ only in their branch 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -86,7 +87,12 @@ class ModelGenerator:
         path = self.workdir / "settings.json"
         if path.exists():
             saved = json.loads(path.read_text())
-            changed = sorted(k for k in set(saved) | set(settings) if saved.get(k) != settings.get(k))
+            # A field added to SearchConfig after the run started counts as its default value.
+            defaults = {f.name: f.default for f in dataclasses.fields(SearchConfig)
+                        if f.default is not dataclasses.MISSING}
+            defaults = {k: list(v) if isinstance(v, tuple) else v for k, v in defaults.items()}
+            changed = sorted(k for k in set(saved) | set(settings)
+                             if saved.get(k, defaults.get(k)) != settings.get(k, defaults.get(k)))
             if changed:
                 raise ConfigError(f"workdir {self.workdir} holds a run with other settings ({changed}); "
                                   "use another --workdir or restore those values")

@@ -163,3 +163,8 @@ def test_workdir_refuses_other_settings(tmp_path, glue_dir):
                        glue_dir=glue_dir, progress=False)
     with pytest.raises(ConfigError, match="unknown field"):
         load_search_config(REPO / "configs/search/quick.yaml", finetune_stepz=9)
+    # a settings file written before a field existed: the field's default matches
+    saved = json.loads((tmp_path / "settings.json").read_text())
+    del saved["gumbel"]
+    (tmp_path / "settings.json").write_text(json.dumps(saved))
+    ModelGenerator(cfg, tmp_path, glue_dir=glue_dir, progress=False)
