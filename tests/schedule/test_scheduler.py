@@ -11,26 +11,11 @@ from mgen_jax import hw
 from mgen_jax.errors import ConfigError
 from mgen_jax.hw.schedule import Schedule, child_orders
 from mgen_jax.schedule import SchedulingProblem, evaluate, request_major, solve_exact, solve_fast, task_major
+from mgen_jax.schedule.instances import random_small_instance
 from mgen_jax.sim import execute_schedule, simulate
 from mgen_jax.workload import Trace
 
 FAST_GAP = 0.05  # stated bound: the fast solver spends at most 5 % more than the exact optimum on small instances
-
-
-def _small_instance(rng, tiny_arch, isaac):
-    t = int(rng.integers(2, 4))
-    r = int(rng.integers(2, 5))
-    spec = dataclasses.replace(
-        isaac, crossbars_per_ima=8, imas_per_tile=1, tiles_per_chip=int(rng.integers(5, 11)),
-        buffer_bytes_per_tile=int(rng.integers(100, 700)),
-    )
-    arch = dataclasses.replace(tiny_arch, num_layers=1)
-    b = [int(x) for x in rng.integers(0, 3, t)]
-    mask = rng.random((r, t)) < 0.6
-    mask[np.arange(r), rng.integers(0, t, r)] = True
-    trace = Trace(rng.integers(3, 25, r), mask, tuple(f"t{i}" for i in range(t)))
-    tree = hw.SharingTree.from_branch_points(b, arch.num_units)
-    return spec, arch, tree, trace
 
 
 def _energy(spec, ex):
@@ -56,11 +41,11 @@ def _brute_force(spec, arch, tree, trace, problem):
     return best
 
 
-def test_exact_equals_brute_force_on_random_small_instances(isaac, tiny_arch):
+def test_exact_equals_brute_force_on_random_small_instances(isaac):
     rng = np.random.default_rng(7)
     gaps = []
     for _ in range(12):
-        spec, arch, tree, trace = _small_instance(rng, tiny_arch, isaac)
+        spec, arch, tree, trace = random_small_instance(rng, isaac)
         problem = SchedulingProblem(spec, arch, tree, trace)
         exact = solve_exact(problem)
         brute = _brute_force(spec, arch, tree, trace, problem)
