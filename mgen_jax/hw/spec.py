@@ -19,6 +19,7 @@ from typing import Any, Mapping
 import yaml
 
 from mgen_jax.errors import ConfigError
+from mgen_jax.io import build_config
 
 SIGNED_ENCODINGS = ("offset", "differential")
 
@@ -223,16 +224,10 @@ def _read_fields(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
 
 def spec_from_dict(fields: Mapping[str, Any], *, source: str = "<dict>") -> HardwareSpec:
     """Build and validate a spec from a complete mapping of field -> value."""
-    unknown = sorted(k for k in fields if k not in SPEC_FIELDS)
-    if unknown:
-        raise ConfigError(f"hardware spec {source}: unknown field(s) {unknown}")
-    missing = [k for k in SPEC_FIELDS if k not in fields]
-    if missing:
-        raise ConfigError(f"hardware spec {source}: missing field(s) {missing}")
     values = dict(fields)
     # YAML reads 1e6 as a string and 30 as an int: coerce numbers to the declared types, reject other text.
     for f in dataclasses.fields(HardwareSpec):
-        value = values[f.name]
+        value = values.get(f.name)
         if f.type == "float" and isinstance(value, str):
             try:
                 values[f.name] = float(value)
@@ -240,10 +235,7 @@ def spec_from_dict(fields: Mapping[str, Any], *, source: str = "<dict>") -> Hard
                 raise ConfigError(f"hardware spec field '{f.name}' in {source} must be a number, got {value!r}")
         elif f.type == "float" and isinstance(value, int) and not isinstance(value, bool):
             values[f.name] = float(value)
-    try:
-        return HardwareSpec(**values)
-    except ConfigError as exc:
-        raise ConfigError(f"{exc} (in {source})") from None
+    return build_config(HardwareSpec, values, source=source, what="hardware spec", required=SPEC_FIELDS)
 
 
 def load_spec(name_or_path: str | Path = "isaac") -> HardwareSpec:
