@@ -5,6 +5,7 @@ from mgen_jax.cost.expected import EnergyEstimate
 from mgen_jax.cost.expected import Workload
 from mgen_jax.cost.expected import action_dict
 from mgen_jax.cost.expected import branch_probs
+from mgen_jax.cost.expected import branch_probs_from_dist
 from mgen_jax.cost.expected import build_tables
 from mgen_jax.cost.expected import component_dict
 from mgen_jax.cost.expected import expected_counts

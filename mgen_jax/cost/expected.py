@@ -123,11 +123,15 @@ def workload_from_lengths(
 
 def branch_probs(logits_tb: jax.Array) -> jax.Array:
     """p[t, u] = P(b_t > u) from branch-point logits [T, U+1] (softmax over b_t in 0..U) -> [T, U]."""
-    q = jax.nn.softmax(logits_tb, axis=-1)
-    num_choices = logits_tb.shape[-1]
-    # above[b, u] = 1 if b > u: p[t, u] = sum_{b > u} q[t, b] (a matmul vectorizes better than a reversed cumsum).
-    above = jnp.asarray(np.arange(num_choices)[:, None] > np.arange(num_choices - 1)[None, :], dtype=q.dtype)
-    return q @ above
+    return branch_probs_from_dist(jax.nn.softmax(logits_tb, axis=-1))
+
+
+def branch_probs_from_dist(q_tb: jax.Array) -> jax.Array:
+    """p[t, u] = sum_{b > u} q[t, b] from a distribution (or a one-hot sample) over b_t in 0..U [T, U+1] -> [T, U]."""
+    num_choices = q_tb.shape[-1]
+    # above[b, u] = 1 if b > u (a matmul vectorizes better than a reversed cumsum).
+    above = jnp.asarray(np.arange(num_choices)[:, None] > np.arange(num_choices - 1)[None, :], dtype=q_tb.dtype)
+    return q_tb @ above
 
 
 def onehot_probs(branch_points: Sequence[int], num_units: int, *, dtype=jnp.float32) -> jax.Array:

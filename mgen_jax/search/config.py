@@ -37,7 +37,9 @@ class SearchConfig:
     warmup_ratio: float = 0.1
     temperature_start: float = 1.0
     temperature_end: float = 0.3
-    gumbel: bool = False
+    # what the forward pass sees during the search: "soft" (the softmax mixture), "gumbel" (a Gumbel-softmax
+    # sample) or "hard" (a straight-through Gumbel sample: one discrete model per step); see search/steps.py
+    sampling: str = "soft"
     # sweep
     lambdas: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)
     uniform_branch_points: tuple[int, ...] = (2, 4, 6, 8, 10)
@@ -68,6 +70,8 @@ class SearchConfig:
             raise ConfigError(f"search config field 'lambdas' must be finite and >= 0, got {list(self.lambdas)}")
         if list(self.buckets) != sorted(self.buckets) or self.buckets[-1] < self.max_length:
             raise ConfigError(f"search config field 'buckets' must increase and end at >= max_length, got {self.buckets}")
+        if self.sampling not in ("soft", "gumbel", "hard"):
+            raise ConfigError(f"search config field 'sampling' must be 'soft', 'gumbel' or 'hard', got {self.sampling!r}")
         if self.pooling not in ("mean", "cls"):
             raise ConfigError(f"search config field 'pooling' must be 'mean' or 'cls', got {self.pooling!r}")
 

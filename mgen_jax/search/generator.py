@@ -80,24 +80,37 @@ class ModelGenerator:
     # Fields that do not change what a phase computes: a workdir may be reused when only these differ.
     FREE_FIELDS = ("name", "lambdas", "uniform_branch_points", "heuristic_thresholds", "redundancy_file",
                    "checkpoint_every_steps")
+    # Fields that only the searches use (the warm-up runs with frozen uniform logits, so neither the temperature
+    # nor the sampling matters there): they are checked per search folder, so that the warm-up and the fine-tuned
+    # discrete models (baselines included) are kept when only the search settings change.
+    SEARCH_FIELDS = ("search_steps", "lr_logits", "temperature_start", "temperature_end", "sampling")
 
-    def _check_workdir(self) -> None:
-        """Refuse to mix results of different settings in one workdir (cached phases would be silently reused)."""
-        settings = {k: v for k, v in self.cfg.to_dict().items() if k not in self.FREE_FIELDS}
-        path = self.workdir / "settings.json"
+    def _defaults(self) -> dict[str, Any]:
+        defaults = {f.name: f.default for f in dataclasses.fields(SearchConfig) if f.default is not dataclasses.MISSING}
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in defaults.items()}
+
+    def _check_settings(self, path: Path, settings: dict[str, Any], what: str) -> None:
+        """Write ``settings`` to ``path``, or refuse if the file holds other values (cached phases would be silently
+        reused). A field added to SearchConfig after the run started counts as its default value."""
         if path.exists():
             saved = json.loads(path.read_text())
-            # A field added to SearchConfig after the run started counts as its default value.
-            defaults = {f.name: f.default for f in dataclasses.fields(SearchConfig)
-                        if f.default is not dataclasses.MISSING}
-            defaults = {k: list(v) if isinstance(v, tuple) else v for k, v in defaults.items()}
+            defaults = self._defaults()
             changed = sorted(k for k in set(saved) | set(settings)
                              if saved.get(k, defaults.get(k)) != settings.get(k, defaults.get(k)))
             if changed:
-                raise ConfigError(f"workdir {self.workdir} holds a run with other settings ({changed}); "
-                                  "use another --workdir or restore those values")
+                raise ConfigError(f"{what} {path.parent} holds a run with other settings ({changed}); "
+                                  "use another --workdir, move that folder away, or restore those values")
         else:
+            path.parent.mkdir(parents=True, exist_ok=True)
             write_json_atomic(path, settings)
+
+    def _check_workdir(self) -> None:
+        settings = {k: v for k, v in self.cfg.to_dict().items()
+                    if k not in self.FREE_FIELDS and k not in self.SEARCH_FIELDS}
+        self._check_settings(self.workdir / "settings.json", settings, "workdir")
+
+    def search_settings(self) -> dict[str, Any]:
+        return {k: v for k, v in self.cfg.to_dict().items() if k in self.SEARCH_FIELDS}
 
     # ----- initial parameters ----------------------------------------------------------------------------------
     def initial_params(self) -> Any:
@@ -159,7 +172,7 @@ class ModelGenerator:
         params = jax.tree.map(jnp.copy, params)  # the step donates its state; the caller keeps its arrays
         state = RelaxedState(jnp.asarray(0, jnp.int32), params, tx_w.init(params), logits, tx_l.init(logits))
         fn = make_relaxed_step(self.model, self.tasks, tx_w, tx_l, self.energy, jax.random.PRNGKey(cfg.seed + 3),
-                               gumbel=cfg.gumbel and train_logits)
+                               sampling=cfg.sampling if train_logits else "soft")
 
         def step(state, batch, k):
             frac = k / max(steps - 1, 1)
@@ -194,6 +207,11 @@ class ModelGenerator:
         """Joint search of weights and branch logits for one lambda; b_t = argmax of the logits."""
         directory = self.workdir / f"search_lambda_{_fmt(lam)}"
         result = directory / "result.json"
+        settings = directory / "settings.json"
+        if directory.is_dir() and any(directory.iterdir()) and not settings.exists():
+            raise ConfigError(f"search folder {directory} has no settings.json (it predates recorded search "
+                              "settings): move it away to run this search again")
+        self._check_settings(settings, self.search_settings(), "search folder")
         if result.exists():
             return json.loads(result.read_text())
         logits = jnp.zeros((len(self.tasks), self.num_units + 1))
@@ -203,7 +221,7 @@ class ModelGenerator:
         record = {
             "lambda": lam, "logits": logits.tolist(), "branch_points": [int(b) for b in logits.argmax(axis=1)],
             "expected_branch_points": expected_branch_points(logits).tolist(), "steps": self.cfg.search_steps,
-            "wall_clock_s": wall,
+            "settings": self.search_settings(), "wall_clock_s": wall,
         }
         write_json_atomic(result, record)
         return record

@@ -70,18 +70,37 @@ class RelaxedState:
     logit_opt_state: Any
 
 
-def make_relaxed_step(model: MultiTaskModel, tasks, tx_w, tx_l, energy: EnergyModel, base_rng, *, gumbel: bool):
+SAMPLING_MODES = ("soft", "gumbel", "hard")
+
+
+def make_relaxed_step(model: MultiTaskModel, tasks, tx_w, tx_l, energy: EnergyModel, base_rng, *, sampling: str):
     """step(state, batch, lam, tau, logit_scale) -> (state, (task losses [T], energy ratio, total loss)).
 
+    ``sampling`` says which distribution over b_t the forward pass sees:
+    - "soft": q = softmax(logits / tau) itself (every unit a mixture of trunk and own copy);
+    - "gumbel": a Gumbel-softmax sample, softmax((logits + g) / tau);
+    - "hard": a straight-through Gumbel sample: the forward pass runs the one-hot sampled discrete model, the
+      gradient is the Gumbel-softmax one. The weights are trained on discrete models, as they will be used.
+    The energy term is always the exact expectation under softmax(logits / tau) (no sampling noise).
     logit_scale 0 freezes the logits (warm-up) without another compilation."""
+    if sampling not in SAMPLING_MODES:
+        raise ConfigError(f"sampling must be one of {SAMPLING_MODES}, got {sampling!r}")
 
     def loss_fn(params, logits, batch, lam, tau, rng):
         noise_rng, dropout_rng = jax.random.split(rng)
-        noisy = logits + (jax.random.gumbel(noise_rng, logits.shape) if gumbel else 0.0)
-        p = cost.branch_probs(noisy / tau)
-        outputs = model.relaxed_forward(params, batch, p, deterministic=False, rng=dropout_rng)
+        q = jax.nn.softmax(logits / tau, axis=-1)
+        if sampling == "soft":
+            q_forward = q
+        else:
+            q_forward = jax.nn.softmax((logits + jax.random.gumbel(noise_rng, logits.shape)) / tau, axis=-1)
+            if sampling == "hard":
+                one_hot = jax.nn.one_hot(jnp.argmax(q_forward, axis=-1), logits.shape[-1], dtype=q_forward.dtype)
+                q_forward = q_forward + jax.lax.stop_gradient(one_hot - q_forward)
+        outputs = model.relaxed_forward(params, batch, cost.branch_probs_from_dist(q_forward), deterministic=False,
+                                        rng=dropout_rng)
         losses = task_losses(model, tasks, outputs, batch)
-        ratio = cost.expected_energy(p, energy.tables, energy.workload).total_j / energy.independent_j
+        ratio = cost.expected_energy(cost.branch_probs_from_dist(q), energy.tables, energy.workload).total_j \
+            / energy.independent_j
         return jnp.sum(losses) + lam * ratio, (losses, ratio)
 
     def step(state: RelaxedState, batch, lam, tau, logit_scale):

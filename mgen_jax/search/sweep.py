@@ -67,17 +67,8 @@ def run_sweep(gen: ModelGenerator, out_dir: str | Path) -> dict[str, Any]:
     start = time.perf_counter()
     warm = gen.warmup()
     points: list[dict[str, Any]] = []
+    baseline_points: list[dict[str, Any]] = []
     search_wall = json.loads((gen.workdir / "warmup" / "result.json").read_text())["wall_clock_s"]
-    for lam in cfg.lambdas:
-        found = gen.search(lam, warm)
-        record = gen.finetune_and_evaluate(found["branch_points"], warm)
-        search_wall += found["wall_clock_s"] + record["finetune_wall_clock_s"]
-        points.append(record | {
-            "kind": "search", "label": f"search lambda={lam:g}", "lambda": lam,
-            "expected_branch_points": found["expected_branch_points"],
-            "obtained": f"differentiable search (lambda {lam:g}, {cfg.search_steps} steps after a shared "
-                        f"{cfg.warmup_steps}-step warm-up), argmax branch points, {cfg.finetune_steps} fine-tuning steps",
-        })
     u = gen.num_units
     t = len(gen.tasks)
     baselines = [("full sharing", "full sharing (b = U)", [u] * t)]
@@ -90,10 +81,24 @@ def run_sweep(gen: ModelGenerator, out_dir: str | Path) -> dict[str, Any]:
         baselines += [("heuristic", f"heuristic CKA>={th:g}",
                        heuristic_branch_points(redundancy, [x.name for x in gen.tasks], th))
                       for th in cfg.heuristic_thresholds]
+    # Baselines first: they do not depend on the search settings, so a sweep interrupted during the searches
+    # keeps them.
     for kind, label, b in baselines:
         record = gen.finetune_and_evaluate(b, warm)
-        points.append(record | {"kind": kind, "label": label,
-                                "obtained": f"{label}, {cfg.finetune_steps} fine-tuning steps from the warm-up weights"})
+        baseline_points.append(record | {"kind": kind, "label": label,
+                                         "obtained": f"{label}, {cfg.finetune_steps} fine-tuning steps from the warm-up weights"})
+    for lam in cfg.lambdas:
+        found = gen.search(lam, warm)
+        record = gen.finetune_and_evaluate(found["branch_points"], warm)
+        search_wall += found["wall_clock_s"] + record["finetune_wall_clock_s"]
+        points.append(record | {
+            "kind": "search", "label": f"search lambda={lam:g}", "lambda": lam,
+            "expected_branch_points": found["expected_branch_points"],
+            "obtained": f"differentiable search (lambda {lam:g}, {cfg.search_steps} steps, {cfg.sampling} sampling, "
+                        f"after a shared {cfg.warmup_steps}-step warm-up), argmax branch points, "
+                        f"{cfg.finetune_steps} fine-tuning steps",
+        })
+    points += baseline_points
     independent = gen.independent_record()
     if independent is not None:
         points.append(independent | {"kind": "independent", "label": "independent (separately fine-tuned)",

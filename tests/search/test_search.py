@@ -51,7 +51,7 @@ def test_relaxed_equals_discrete_at_onehot_p(pretrained):
     assert float(jnp.abs(mid - discrete(params, batch, jnp.asarray([0, 0, 0]))).max()) > 1e-3
 
 
-def _logit_pull(pretrained, glue_dir, own_encoder, own_head, lam):
+def _logit_pull(pretrained, glue_dir, own_encoder, own_head, lam, sampling="soft"):
     """E[b] of both tasks after 6 logit-only steps (weights frozen) on real SST-2 / CoLA slices."""
     from mgen_jax.search.data import MultiTaskData
     from mgen_jax.workload.glue import glue_trace
@@ -67,7 +67,7 @@ def _logit_pull(pretrained, glue_dir, own_encoder, own_head, lam):
     tx_w, tx_l = optax.set_to_zero(), optax.adam(0.2)
     logits = jnp.zeros((2, 13))
     state = RelaxedState(jnp.int32(0), params, tx_w.init(params), logits, tx_l.init(logits))
-    step = make_relaxed_step(model, tasks, tx_w, tx_l, energy, jax.random.PRNGKey(0), gumbel=False)
+    step = make_relaxed_step(model, tasks, tx_w, tx_l, energy, jax.random.PRNGKey(0), sampling=sampling)
     for k in range(6):
         batch = {key: jnp.asarray(v) for key, v in data.mixed_batch(k).items()}
         state, _ = step(state, batch, jnp.float32(lam), jnp.float32(1.0), jnp.float32(1.0))
@@ -89,6 +89,45 @@ def test_energy_term_moves_branch_points(pretrained, glue_dir, tmp_path):
     strong = _logit_pull(pretrained, glue_dir, tuned["encoder"], tuned["head"], 50.0)
     assert no_energy[0] < start - 0.3
     assert strong[0] > start + 0.3 and strong[1] > start + 0.3
+    # the same with straight-through samples (one discrete model per step)
+    no_energy = _logit_pull(pretrained, glue_dir, tuned["encoder"], tuned["head"], 0.0, "hard")
+    strong = _logit_pull(pretrained, glue_dir, tuned["encoder"], tuned["head"], 50.0, "hard")
+    assert no_energy[0] < start - 0.3
+    assert strong[0] > start + 0.3 and strong[1] > start + 0.3
+
+
+def test_hard_sampling_runs_the_sampled_discrete_model(pretrained, glue_dir):
+    """With sampling="hard" the step's task losses are those of the discrete model b = argmax(logits + g), and its
+    energy term is the expectation under softmax(logits / tau), not the sample's energy."""
+    import dataclasses
+
+    from mgen_jax.search.data import MultiTaskData
+    from mgen_jax.search.steps import task_losses
+    from mgen_jax.workload.glue import glue_trace
+
+    tasks = [get_task("SST-2"), get_task("CoLA")]
+    bert = dataclasses.replace(pretrained.config, hidden_dropout=0.0, attention_dropout=0.0)
+    model = MultiTaskModel(bert, (2, 2))
+    heads = [model.init_head(jax.random.PRNGKey(i)) for i in range(2)]
+    params = model.from_encoders(pretrained.params, [_perturbed(pretrained.params, s) for s in (1, 2)], heads)
+    data = MultiTaskData(["SST-2", "CoLA"], pretrained.tokenizer, max_length=32, buckets=(32,), per_task_batch=4,
+                         length_window=16, seed=0, glue_dir=glue_dir, max_dev_per_task=8)
+    energy = energy_model(bert, __import__("mgen_jax").hw.load_spec("isaac"), (2, 2),
+                          glue_trace(["SST-2", "CoLA"], glue_dir=glue_dir, max_length=32))
+    logits = jnp.asarray(np.random.default_rng(3).normal(size=(2, 13)), jnp.float32)
+    tx = optax.set_to_zero()
+    base = jax.random.PRNGKey(7)
+    step = make_relaxed_step(model, tasks, tx, tx, energy, base, sampling="hard")
+    batch = {key: jnp.asarray(v) for key, v in data.mixed_batch(0).items()}
+    copy = lambda tree: jax.tree.map(jnp.copy, tree)  # the step donates its state
+    state = RelaxedState(jnp.int32(0), copy(params), tx.init(params), jnp.copy(logits), tx.init(logits))
+    _, (losses, ratio, _) = step(state, batch, jnp.float32(1.0), jnp.float32(0.5), jnp.float32(1.0))
+    noise_rng, _ = jax.random.split(jax.random.fold_in(base, 0))
+    b = jnp.argmax(logits + jax.random.gumbel(noise_rng, logits.shape), axis=-1)
+    expected = task_losses(model, tasks, model.discrete_forward(params, batch, b), batch)
+    np.testing.assert_allclose(losses, expected, rtol=1e-4, atol=1e-5)
+    soft = cost.expected_energy(cost.branch_probs(logits / 0.5), energy.tables, energy.workload).total_j
+    assert float(ratio) == pytest.approx(float(soft) / energy.independent_j, rel=1e-5)
 
 
 def test_search_resumes_exactly(tmp_path, glue_dir):
@@ -165,6 +204,23 @@ def test_workdir_refuses_other_settings(tmp_path, glue_dir):
         load_search_config(REPO / "configs/search/quick.yaml", finetune_stepz=9)
     # a settings file written before a field existed: the field's default matches
     saved = json.loads((tmp_path / "settings.json").read_text())
-    del saved["gumbel"]
+    del saved["weight_decay"]
     (tmp_path / "settings.json").write_text(json.dumps(saved))
     ModelGenerator(cfg, tmp_path, glue_dir=glue_dir, progress=False)
+
+
+def test_search_settings_are_checked_per_search_folder(tmp_path, glue_dir):
+    """Changing only the search settings keeps the workdir (warm-up, fine-tuned models) but not a search folder."""
+    cfg = load_search_config(REPO / "configs/search/quick.yaml", warmup_steps=1, search_steps=1)
+    gen = ModelGenerator(cfg, tmp_path, glue_dir=glue_dir, progress=False)
+    warm = gen.warmup()
+    gen.search(20.0, warm)
+    other = ModelGenerator(load_search_config(REPO / "configs/search/quick.yaml", warmup_steps=1, search_steps=1,
+                                              sampling="hard"), tmp_path, glue_dir=glue_dir, progress=False)
+    with pytest.raises(ConfigError, match=r"search folder .*search_lambda_20 .*\['sampling'\]"):
+        other.search(20.0, warm)
+    found = other.search(0.0, other.warmup())  # a new search folder takes the new settings
+    assert found["settings"]["sampling"] == "hard"
+    assert json.loads((tmp_path / "search_lambda_0" / "settings.json").read_text())["sampling"] == "hard"
+    with pytest.raises(ConfigError, match="sampling"):
+        load_search_config(REPO / "configs/search/quick.yaml", sampling="sometimes")
