@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The whole pipeline on the shipped configs, resumable: re-run it after an interruption and finished stages are kept.
-#   1. independent baselines (5 GLUE tasks)       ~1 h here     runs/baseline/<TASK>/
+#   1. independent baselines (8 GLUE tasks)       ~2.3 h here   runs/baseline/<TASK>/
 #   2. baseline table + redundancy analysis         ~3 min       experiments/results/baseline_independent.json, redundancy_glue5.*
-#   3. model generator sweep (lambda + baselines)   ~3 h         experiments/results/search_glue5.*
-#   4. scheduler experiment (8 tasks, 2 chips)      ~2 min       experiments/results/schedule.*
+#   3. model generator sweep, 5 tasks               ~4 h         experiments/results/search_glue5.*
+#   4. model generator sweep, 8 tasks               ~3 h         experiments/results/search_glue8.* (its best model is
+#                                                                 the "searched" model of step 5)
+#   5. scheduler experiment (8 tasks, 2 chips)      ~2 min       experiments/results/schedule.*
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MGEN=.venv/bin/mgen
-for cfg in sst2:SST-2 cola:CoLA mrpc:MRPC stsb:STS-B rte:RTE; do
+for cfg in sst2:SST-2 cola:CoLA mrpc:MRPC stsb:STS-B rte:RTE qnli:QNLI mnli:MNLI qqp:QQP; do
   name=${cfg##*:}
   if [ ! -f "runs/baseline/$name/summary.json" ]; then
     $MGEN finetune --config "configs/finetune/${cfg%%:*}.yaml" --workdir "runs/baseline/$name"
@@ -16,4 +18,5 @@ done
 .venv/bin/python experiments/collect_baseline.py
 $MGEN analyze --runs runs/baseline --tasks SST-2,CoLA,MRPC,STS-B,RTE --out experiments/results --stem redundancy_glue5
 $MGEN sweep --config configs/search/glue5.yaml
+$MGEN sweep --config configs/search/glue8.yaml
 .venv/bin/python experiments/schedule_experiment.py

@@ -27,7 +27,10 @@ class SearchConfig:
     # phases (steps of mixed batches)
     warmup_steps: int = 150  # relaxed model, branch logits frozen
     search_steps: int = 200  # relaxed model, weights and logits
-    finetune_steps: int = 300  # every discrete model (ours and baselines), from the warm-up weights
+    finetune_steps: int = 300  # every discrete model (ours and baselines), from the same starting weights
+    # where every discrete model starts: "independent" = embeddings and trunk from the warm-up, own units and heads
+    # from the independently fine-tuned models (b = 0 is then the independent models); "warmup" = all from the warm-up
+    finetune_init: str = "warmup"
     checkpoint_every_steps: int = 50
     # optimisation
     lr_weights: float = 5e-5
@@ -70,6 +73,9 @@ class SearchConfig:
             raise ConfigError(f"search config field 'lambdas' must be finite and >= 0, got {list(self.lambdas)}")
         if list(self.buckets) != sorted(self.buckets) or self.buckets[-1] < self.max_length:
             raise ConfigError(f"search config field 'buckets' must increase and end at >= max_length, got {self.buckets}")
+        if self.finetune_init not in ("warmup", "independent"):
+            raise ConfigError(f"search config field 'finetune_init' must be 'warmup' or 'independent', "
+                              f"got {self.finetune_init!r}")
         if self.sampling not in ("soft", "gumbel", "hard"):
             raise ConfigError(f"search config field 'sampling' must be 'soft', 'gumbel' or 'hard', got {self.sampling!r}")
         if self.pooling not in ("mean", "cls"):

@@ -3,7 +3,7 @@ and evaluation of discrete models, and the Pareto sweep with its baselines.
 
 Every phase runs in its own folder under the workdir and resumes from its checkpoint; a phase whose result file
 exists is not run again. Fairness: every discrete model (ours and the baselines) is fine-tuned from the same
-warm-up weights with the same recipe, so the models differ only in their branch points.
+starting weights (``finetune_init``) with the same recipe, so the models differ only in their branch points.
 """
 
 from __future__ import annotations
@@ -75,6 +75,7 @@ class ModelGenerator:
         self.energy = energy_model(self.bert, self.spec, [t.num_labels for t in self.tasks], self.trace, cfg.model)
         self.predict = make_task_predict(self.model)
         self._discrete_step = None
+        self._initial_own_heads = None
         self._check_workdir()
 
     # Fields that do not change what a phase computes: a workdir may be reused when only these differ.
@@ -84,6 +85,8 @@ class ModelGenerator:
     # nor the sampling matters there): they are checked per search folder, so that the warm-up and the fine-tuned
     # discrete models (baselines included) are kept when only the search settings change.
     SEARCH_FIELDS = ("search_steps", "lr_logits", "temperature_start", "temperature_end", "sampling")
+    # Fields that only the discrete models use: checked per model folder.
+    FINETUNE_FIELDS = ("finetune_steps", "lr_finetune", "finetune_init")
 
     def _defaults(self) -> dict[str, Any]:
         defaults = {f.name: f.default for f in dataclasses.fields(SearchConfig) if f.default is not dataclasses.MISSING}
@@ -105,12 +108,22 @@ class ModelGenerator:
             write_json_atomic(path, settings)
 
     def _check_workdir(self) -> None:
-        settings = {k: v for k, v in self.cfg.to_dict().items()
-                    if k not in self.FREE_FIELDS and k not in self.SEARCH_FIELDS}
+        phase_fields = self.FREE_FIELDS + self.SEARCH_FIELDS + self.FINETUNE_FIELDS
+        settings = {k: v for k, v in self.cfg.to_dict().items() if k not in phase_fields}
         self._check_settings(self.workdir / "settings.json", settings, "workdir")
 
     def search_settings(self) -> dict[str, Any]:
         return {k: v for k, v in self.cfg.to_dict().items() if k in self.SEARCH_FIELDS}
+
+    def finetune_settings(self) -> dict[str, Any]:
+        return {k: v for k, v in self.cfg.to_dict().items() if k in self.FINETUNE_FIELDS}
+
+    def _check_phase_folder(self, directory: Path, settings: dict[str, Any], what: str) -> None:
+        path = directory / "settings.json"
+        if directory.is_dir() and any(directory.iterdir()) and not path.exists():
+            raise ConfigError(f"{what} {directory} has no settings.json (it predates recorded {what} settings): "
+                              "move it away to run it again")
+        self._check_settings(path, settings, what)
 
     # ----- initial parameters ----------------------------------------------------------------------------------
     def initial_params(self) -> Any:
@@ -207,11 +220,7 @@ class ModelGenerator:
         """Joint search of weights and branch logits for one lambda; b_t = argmax of the logits."""
         directory = self.workdir / f"search_lambda_{_fmt(lam)}"
         result = directory / "result.json"
-        settings = directory / "settings.json"
-        if directory.is_dir() and any(directory.iterdir()) and not settings.exists():
-            raise ConfigError(f"search folder {directory} has no settings.json (it predates recorded search "
-                              "settings): move it away to run this search again")
-        self._check_settings(settings, self.search_settings(), "search folder")
+        self._check_phase_folder(directory, self.search_settings(), "search folder")
         if result.exists():
             return json.loads(result.read_text())
         logits = jnp.zeros((len(self.tasks), self.num_units + 1))
@@ -228,18 +237,26 @@ class ModelGenerator:
 
     # ----- discrete models -------------------------------------------------------------------------------------
     def finetune_and_evaluate(self, branch_points: Sequence[int], warm_params) -> dict[str, Any]:
-        """Fine-tune the discrete model from the warm-up weights; dev metrics; exact-simulator energy."""
+        """Fine-tune the discrete model (from the weights ``finetune_init`` names); dev metrics; exact-simulator
+        energy, area and latency."""
         b = [int(x) for x in branch_points]
         if len(b) != len(self.tasks) or any(not 0 <= x <= self.num_units for x in b):
             raise ConfigError(f"branch points {b} do not fit {len(self.tasks)} tasks and {self.num_units} units")
         directory = self.workdir / "models" / ("b_" + "-".join(map(str, b)))
         result = directory / "result.json"
+        self._check_phase_folder(directory, self.finetune_settings(), "model folder")
         if result.exists():
             return json.loads(result.read_text())
         cfg = self.cfg
+        if cfg.finetune_init == "independent":
+            # the warm-up's embeddings and trunk; every task's own units and head as it was fine-tuned alone
+            if self._initial_own_heads is None:
+                initial = self.initial_params()
+                self._initial_own_heads = {"own": initial["own"], "heads": initial["heads"]}
+            warm_params = dict(warm_params) | self._initial_own_heads
         tx = adamw_warmup_linear(cfg.lr_finetune, max(cfg.finetune_steps, 1), warmup_ratio=cfg.warmup_ratio,
                                  weight_decay=cfg.weight_decay)
-        params = jax.tree.map(jnp.copy, warm_params)  # the step donates its state; the warm-up weights stay
+        params = jax.tree.map(jnp.copy, warm_params)  # the step donates its state; the caller's weights stay
         state = DiscreteState(jnp.asarray(0, jnp.int32), params, tx.init(params))
         if self._discrete_step is None:
             self._discrete_step = make_discrete_step(self.model, self.tasks, tx, jax.random.PRNGKey(cfg.seed + 5))
@@ -254,7 +271,8 @@ class ModelGenerator:
                                  lambda s, batch, k: fn(s, batch, b_arr), f"fine-tune b={b}", log)
         start = time.perf_counter()
         metrics = evaluate_discrete(self.predict, state.params, self.data, b)
-        record = self.describe(b, metrics) | {"finetune_steps": cfg.finetune_steps, "finetune_wall_clock_s": wall,
+        record = self.describe(b, metrics) | {"finetune_steps": cfg.finetune_steps, "finetune_init": cfg.finetune_init,
+                                               "finetune_wall_clock_s": wall,
                                                "eval_wall_clock_s": time.perf_counter() - start}
         write_json_atomic(result, record)
         return record

@@ -1,6 +1,6 @@
 """The Pareto sweep: our search over lambda and the baselines, one record per discrete model, a Pareto plot.
 
-Baselines (each fine-tuned with the same recipe from the same warm-up weights): full sharing (b = U), uniform branch
+Baselines (each fine-tuned with the same recipe from the same starting weights): full sharing (b = U), uniform branch
 points (every task at the same b), the analysis-driven heuristic (task t shares the leading units whose CKA to the
 pretrained model is at least a threshold), and the independent models as separately fine-tuned (issue 3's runs).
 """
@@ -85,8 +85,8 @@ def run_sweep(gen: ModelGenerator, out_dir: str | Path) -> dict[str, Any]:
     # keeps them.
     for kind, label, b in baselines:
         record = gen.finetune_and_evaluate(b, warm)
-        baseline_points.append(record | {"kind": kind, "label": label,
-                                         "obtained": f"{label}, {cfg.finetune_steps} fine-tuning steps from the warm-up weights"})
+        obtained = f"{label}, {cfg.finetune_steps} fine-tuning steps ({cfg.finetune_init} init)"
+        baseline_points.append(record | {"kind": kind, "label": label, "obtained": obtained})
     for lam in cfg.lambdas:
         found = gen.search(lam, warm)
         record = gen.finetune_and_evaluate(found["branch_points"], warm)
@@ -96,7 +96,7 @@ def run_sweep(gen: ModelGenerator, out_dir: str | Path) -> dict[str, Any]:
             "expected_branch_points": found["expected_branch_points"],
             "obtained": f"differentiable search (lambda {lam:g}, {cfg.search_steps} steps, {cfg.sampling} sampling, "
                         f"after a shared {cfg.warmup_steps}-step warm-up), argmax branch points, "
-                        f"{cfg.finetune_steps} fine-tuning steps",
+                        f"{cfg.finetune_steps} fine-tuning steps ({cfg.finetune_init} init)",
         })
     points += baseline_points
     independent = gen.independent_record()

@@ -197,8 +197,8 @@ def test_workdir_refuses_other_settings(tmp_path, glue_dir):
     ModelGenerator(cfg, tmp_path, glue_dir=glue_dir, progress=False)
     ModelGenerator(load_search_config(REPO / "configs/search/quick.yaml", lambdas=[1.0]), tmp_path, glue_dir=glue_dir,
                    progress=False)  # the sweep's lists may change
-    with pytest.raises(ConfigError, match=r"other settings \(\['finetune_steps'\]\)"):
-        ModelGenerator(load_search_config(REPO / "configs/search/quick.yaml", finetune_steps=9), tmp_path,
+    with pytest.raises(ConfigError, match=r"other settings \(\['warmup_steps'\]\)"):
+        ModelGenerator(load_search_config(REPO / "configs/search/quick.yaml", warmup_steps=9), tmp_path,
                        glue_dir=glue_dir, progress=False)
     with pytest.raises(ConfigError, match="unknown field"):
         load_search_config(REPO / "configs/search/quick.yaml", finetune_stepz=9)
@@ -224,3 +224,26 @@ def test_search_settings_are_checked_per_search_folder(tmp_path, glue_dir):
     assert json.loads((tmp_path / "search_lambda_0" / "settings.json").read_text())["sampling"] == "hard"
     with pytest.raises(ConfigError, match="sampling"):
         load_search_config(REPO / "configs/search/quick.yaml", sampling="sometimes")
+
+
+def test_finetune_settings_are_checked_per_model_folder(tmp_path, glue_dir):
+    """With finetune_init "independent" and no steps, b = 0 is exactly the starting model (own units and heads as
+    the tasks were fine-tuned alone, here pretrained copies and fresh heads); changing a fine-tuning field keeps
+    the workdir but refuses a model folder made with other values."""
+    from mgen_jax.search.steps import evaluate_discrete
+
+    cfg = load_search_config(REPO / "configs/search/quick.yaml", warmup_steps=2, finetune_steps=0,
+                             finetune_init="independent")
+    gen = ModelGenerator(cfg, tmp_path, glue_dir=glue_dir, progress=False)
+    warm = gen.warmup()
+    record = gen.finetune_and_evaluate([0, 0], warm)
+    assert record["finetune_init"] == "independent"
+    initial = gen.initial_params()
+    start = dict(warm) | {"own": initial["own"], "heads": initial["heads"]}
+    assert record["metrics"] == evaluate_discrete(gen.predict, start, gen.data, [0, 0])
+    assert record["metrics"] != evaluate_discrete(gen.predict, warm, gen.data, [0, 0])  # the warm-up moved them
+    other = ModelGenerator(load_search_config(REPO / "configs/search/quick.yaml", warmup_steps=2, finetune_steps=0),
+                           tmp_path, glue_dir=glue_dir, progress=False)
+    with pytest.raises(ConfigError, match=r"model folder .*b_0-0 .*\['finetune_init'\]"):
+        other.finetune_and_evaluate([0, 0], warm)
+    assert other.finetune_and_evaluate([12, 0], warm)["finetune_init"] == "warmup"
