@@ -31,6 +31,7 @@ class SearchConfig:
     # where every discrete model starts: "independent" = embeddings and trunk from the warm-up, own units and heads
     # from the independently fine-tuned models (b = 0 is then the independent models); "warmup" = all from the warm-up
     finetune_init: str = "warmup"
+    finetune_own_lr_scale: float = 1.0  # learning rate of own units and heads = this x lr_finetune (trunk: 1 x)
     checkpoint_every_steps: int = 50
     # optimisation
     lr_weights: float = 5e-5
@@ -67,6 +68,9 @@ class SearchConfig:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and 0 < value < 10):
                 raise ConfigError(f"search config field '{name}' must be in (0, 10), got {value!r}")
+        if not (isinstance(self.finetune_own_lr_scale, (int, float)) and 0 <= self.finetune_own_lr_scale <= 1):
+            raise ConfigError(f"search config field 'finetune_own_lr_scale' must be in [0, 1], "
+                              f"got {self.finetune_own_lr_scale!r}")
         if not (0 < self.temperature_end <= self.temperature_start):
             raise ConfigError("search config: need 0 < temperature_end <= temperature_start")
         if any(not math.isfinite(l) or l < 0 for l in self.lambdas):

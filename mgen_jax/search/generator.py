@@ -86,7 +86,7 @@ class ModelGenerator:
     # discrete models (baselines included) are kept when only the search settings change.
     SEARCH_FIELDS = ("search_steps", "lr_logits", "temperature_start", "temperature_end", "sampling")
     # Fields that only the discrete models use: checked per model folder.
-    FINETUNE_FIELDS = ("finetune_steps", "lr_finetune", "finetune_init")
+    FINETUNE_FIELDS = ("finetune_steps", "lr_finetune", "finetune_init", "finetune_own_lr_scale")
 
     def _defaults(self) -> dict[str, Any]:
         defaults = {f.name: f.default for f in dataclasses.fields(SearchConfig) if f.default is not dataclasses.MISSING}
@@ -256,6 +256,9 @@ class ModelGenerator:
             warm_params = dict(warm_params) | self._initial_own_heads
         tx = adamw_warmup_linear(cfg.lr_finetune, max(cfg.finetune_steps, 1), warmup_ratio=cfg.warmup_ratio,
                                  weight_decay=cfg.weight_decay)
+        if cfg.finetune_own_lr_scale != 1.0:  # own units and heads move slower than the trunk
+            own_or_head = lambda params: {k: jax.tree.map(lambda _: k in ("own", "heads"), v) for k, v in params.items()}
+            tx = optax.chain(tx, optax.masked(optax.scale(cfg.finetune_own_lr_scale), own_or_head))
         params = jax.tree.map(jnp.copy, warm_params)  # the step donates its state; the caller's weights stay
         state = DiscreteState(jnp.asarray(0, jnp.int32), params, tx.init(params))
         if self._discrete_step is None:
@@ -272,6 +275,7 @@ class ModelGenerator:
         start = time.perf_counter()
         metrics = evaluate_discrete(self.predict, state.params, self.data, b)
         record = self.describe(b, metrics) | {"finetune_steps": cfg.finetune_steps, "finetune_init": cfg.finetune_init,
+                                               "finetune_own_lr_scale": cfg.finetune_own_lr_scale,
                                                "finetune_wall_clock_s": wall,
                                                "eval_wall_clock_s": time.perf_counter() - start}
         write_json_atomic(result, record)

@@ -247,3 +247,21 @@ def test_finetune_settings_are_checked_per_model_folder(tmp_path, glue_dir):
     with pytest.raises(ConfigError, match=r"model folder .*b_0-0 .*\['finetune_init'\]"):
         other.finetune_and_evaluate([0, 0], warm)
     assert other.finetune_and_evaluate([12, 0], warm)["finetune_init"] == "warmup"
+
+
+def test_finetune_own_lr_scale_zero_freezes_own_units_and_heads(tmp_path, glue_dir):
+    from mgen_jax.train.checkpoint import restore_checkpoint
+
+    cfg = load_search_config(REPO / "configs/search/quick.yaml", warmup_steps=1, finetune_steps=2,
+                             finetune_init="independent", finetune_own_lr_scale=0.0)
+    gen = ModelGenerator(cfg, tmp_path, glue_dir=glue_dir, progress=False)
+    warm = gen.warmup()
+    assert gen.finetune_and_evaluate([6, 6], warm)["finetune_own_lr_scale"] == 0.0
+    saved = restore_checkpoint(tmp_path / "models" / "b_6-6" / "checkpoint.msgpack", None)["params"]
+    initial = gen.initial_params()
+    same = lambda a, b: all(np.array_equal(np.asarray(x), np.asarray(y))
+                            for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+    assert same(saved["own"], initial["own"]) and same(saved["heads"], initial["heads"])
+    assert not same(saved["trunk"]["unit_0"], warm["trunk"]["unit_0"])  # the trunk trained
+    with pytest.raises(ConfigError, match="finetune_own_lr_scale"):
+        load_search_config(REPO / "configs/search/quick.yaml", finetune_own_lr_scale=2.0)
