@@ -11,6 +11,9 @@ from mgen_jax.errors import ConfigError
 from mgen_jax.io import build_config, read_config_yaml
 
 
+SAMPLING_MODES = ("soft", "gumbel", "hard")  # see search/steps.py: make_relaxed_step
+
+
 @dataclasses.dataclass(frozen=True)
 class SearchConfig:
     name: str
@@ -80,8 +83,8 @@ class SearchConfig:
         if self.finetune_init not in ("warmup", "independent"):
             raise ConfigError(f"search config field 'finetune_init' must be 'warmup' or 'independent', "
                               f"got {self.finetune_init!r}")
-        if self.sampling not in ("soft", "gumbel", "hard"):
-            raise ConfigError(f"search config field 'sampling' must be 'soft', 'gumbel' or 'hard', got {self.sampling!r}")
+        if self.sampling not in SAMPLING_MODES:
+            raise ConfigError(f"search config field 'sampling' must be one of {SAMPLING_MODES}, got {self.sampling!r}")
         if self.pooling not in ("mean", "cls"):
             raise ConfigError(f"search config field 'pooling' must be 'mean' or 'cls', got {self.pooling!r}")
 

@@ -17,6 +17,7 @@ from mgen_jax.data.metrics import task_metrics
 from mgen_jax.errors import ConfigError
 from mgen_jax.model.bert import BertConfig
 from mgen_jax.model.multitask import MultiTaskModel
+from mgen_jax.search.config import SAMPLING_MODES
 from mgen_jax.workload.trace import Trace
 
 
@@ -68,9 +69,6 @@ class RelaxedState:
     opt_state: Any
     logits: jax.Array  # [T, U + 1] branch-point logits
     logit_opt_state: Any
-
-
-SAMPLING_MODES = ("soft", "gumbel", "hard")
 
 
 def make_relaxed_step(model: MultiTaskModel, tasks, tx_w, tx_l, energy: EnergyModel, base_rng, *, sampling: str):
