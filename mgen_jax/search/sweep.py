@@ -101,8 +101,9 @@ def run_sweep(gen: ModelGenerator, out_dir: str | Path) -> dict[str, Any]:
     points += baseline_points
     independent = gen.independent_record()
     if independent is not None:
-        points.append(independent | {"kind": "independent", "label": "independent (separately fine-tuned)",
-                                     "obtained": f"issue-3 baseline runs in {cfg.independent_runs}"})
+        independent = independent | {"kind": "independent", "label": "independent (separately fine-tuned)",
+                                     "obtained": f"issue-3 baseline runs in {cfg.independent_runs}"}
+        points.append(independent)
     front = pareto_front(points)
     for i, p in enumerate(points):
         p["pareto"] = i in front
@@ -152,7 +153,8 @@ def plot_pareto(record: dict[str, Any], path: Path) -> Path:
         ax.plot(xs, ys, marker=marker, color=color, linestyle="-" if kind in ("search", "uniform") else "none",
                 markersize=9 if kind == "independent" else 7, label=kind, alpha=0.9)
         for p in pts:
-            tag = f"λ={p['lambda']:g}" if kind == "search" else (p["label"].split()[-1] if kind != "independent" else "")
+            tags = {"search": f"λ={p.get('lambda', 0):g}", "full sharing": "b=U", "independent": ""}
+            tag = tags.get(kind, p["label"].split()[-1])
             ax.annotate(tag, (p["energy_ratio"], p["mean_score"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
     ax.axvline(1 / 3, color="grey", linestyle=":", linewidth=1)
     ax.text(1 / 3, ax.get_ylim()[0], " 3x", color="grey", fontsize=8, va="bottom")

@@ -164,6 +164,16 @@ def test_quick_sweep_record(tmp_path, glue_dir):
     assert uniform0["energy_ratio"] == pytest.approx(1.0)
     assert any(p["pareto"] for p in saved["points"]) and "versus_search" in full
     assert record["goal_3x_within_1_point"]["reference"] == "uniform b=0"
+    # With the separately fine-tuned models present they are a point of their own and the goal's reference; the
+    # second call reuses every trained model.
+    metrics = {"SST-2": {"accuracy": 0.9}, "MRPC": {"f1": 0.8, "accuracy": 0.7}}
+    gen.independent_record = lambda: gen.describe([0, 0], metrics) | {"training_wall_clock_s": 12.0}
+    again = run_sweep(gen, tmp_path / "out2")
+    independent = again["points"][-1]
+    assert independent["kind"] == "independent" and independent["mean_score"] == pytest.approx(85.0)
+    assert again["goal_3x_within_1_point"]["reference"] == independent["label"]
+    assert again["goal_3x_within_1_point"]["reference_mean_score"] == pytest.approx(85.0)
+    assert again["wall_clock_s"]["independent_training"] == 12.0 and "versus_search" in independent
 
 
 def test_pareto_and_heuristic_helpers():
