@@ -2,7 +2,9 @@
 and evaluation of discrete models, and the Pareto sweep with its baselines.
 
 Every phase runs in its own folder under the workdir and resumes from its checkpoint; a phase whose result file
-exists is not run again. Fairness: every discrete model (ours and the baselines) is fine-tuned from the same
+exists is not run again, and its checkpoint (weights and optimizer state, about 3x the weights) is then deleted:
+what stays is the warm-up's ``params.msgpack``, each search's ``result.json`` (logits, branch points) and each
+discrete model's fine-tuned ``params.msgpack`` and ``result.json``. Fairness: every discrete model (ours and the baselines) is fine-tuned from the same
 starting weights (``finetune_init``) with the same recipe, so the models differ only in their branch points.
 """
 
@@ -45,6 +47,11 @@ WARMUP, SEARCH, FINETUNE = 0, 1, 2  # data streams
 
 def _fmt(x: float) -> str:
     return f"{x:g}".replace(".", "p")
+
+
+def _drop_checkpoint(directory: Path) -> None:
+    """Delete a finished phase's resume checkpoint (its result is written; only a rerun of the phase needs it)."""
+    (directory / "checkpoint.msgpack").unlink(missing_ok=True)
 
 
 class Interrupted(Exception):
@@ -214,6 +221,7 @@ class ModelGenerator:
                                     desc="warm-up (logits frozen)")
         save_checkpoint(done, state.params)
         write_json_atomic(directory / "result.json", {"steps": self.cfg.warmup_steps, "wall_clock_s": wall})
+        _drop_checkpoint(directory)
         return state.params
 
     def search(self, lam: float, warm_params) -> dict[str, Any]:
@@ -233,6 +241,7 @@ class ModelGenerator:
             "settings": self.search_settings(), "wall_clock_s": wall,
         }
         write_json_atomic(result, record)
+        _drop_checkpoint(directory)
         return record
 
     # ----- discrete models -------------------------------------------------------------------------------------
@@ -272,6 +281,7 @@ class ModelGenerator:
 
         state, wall = self._loop(directory, state, cfg.finetune_steps, FINETUNE,
                                  lambda s, batch, k: fn(s, batch, b_arr), f"fine-tune b={b}", log)
+        save_checkpoint(directory / "params.msgpack", state.params)
         start = time.perf_counter()
         metrics = evaluate_discrete(self.predict, state.params, self.data, b)
         record = self.describe(b, metrics) | {"finetune_steps": cfg.finetune_steps, "finetune_init": cfg.finetune_init,
@@ -279,6 +289,7 @@ class ModelGenerator:
                                                "finetune_wall_clock_s": wall,
                                                "eval_wall_clock_s": time.perf_counter() - start}
         write_json_atomic(result, record)
+        _drop_checkpoint(directory)
         return record
 
     def describe(self, b: Sequence[int], metrics: dict[str, dict[str, float]]) -> dict[str, Any]:

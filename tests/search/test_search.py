@@ -141,9 +141,13 @@ def test_search_resumes_exactly(tmp_path, glue_dir):
     with pytest.raises(Interrupted):
         cut.search(20.0, warm_cut)
     assert not (tmp_path / "cut" / "search_lambda_20" / "result.json").exists()
+    assert (tmp_path / "cut" / "search_lambda_20" / "checkpoint.msgpack").exists()
     resumed = ModelGenerator(cfg, tmp_path / "cut", glue_dir=glue_dir, progress=False).search(20.0, warm_cut)
     np.testing.assert_allclose(resumed["logits"], expected["logits"], rtol=1e-6, atol=1e-7)
     assert resumed["branch_points"] == expected["branch_points"]
+    for phase in ("warmup", "search_lambda_20"):  # finished phases keep their results, not their checkpoints
+        assert not (tmp_path / "cut" / phase / "checkpoint.msgpack").exists()
+    assert (tmp_path / "cut" / "warmup" / "params.msgpack").exists()
 
 
 def test_quick_sweep_record(tmp_path, glue_dir):
@@ -267,7 +271,9 @@ def test_finetune_own_lr_scale_zero_freezes_own_units_and_heads(tmp_path, glue_d
     gen = ModelGenerator(cfg, tmp_path, glue_dir=glue_dir, progress=False)
     warm = gen.warmup()
     assert gen.finetune_and_evaluate([6, 6], warm)["finetune_own_lr_scale"] == 0.0
-    saved = restore_checkpoint(tmp_path / "models" / "b_6-6" / "checkpoint.msgpack", None)["params"]
+    folder = tmp_path / "models" / "b_6-6"
+    assert not (folder / "checkpoint.msgpack").exists()  # dropped once the result is written
+    saved = restore_checkpoint(folder / "params.msgpack", None)
     initial = gen.initial_params()
     same = lambda a, b: all(np.array_equal(np.asarray(x), np.asarray(y))
                             for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
