@@ -5,8 +5,8 @@ models, 8 GLUE tasks, real dev lengths, on an ISAAC chip and on one of half its 
 
 Writes schedule.json (energy by component, loads, worst-cell writes, peak buffer, DRAM traffic, lifetime at 1e6 and
 1e12 writes per cell) and schedule.png. The searched model is read from experiments/results/search_glue8.json when
-that file exists (the model generator's result); otherwise only the two reference trees and an intermediate one
-(every task branching at the middle of the encoder) are scheduled. Runtime here: about 3 minutes.
+that file exists (the model generator's result), beside the two reference trees and an intermediate one (every task
+branching at the middle of the encoder). Runtime here: about 3 minutes.
 """
 
 from __future__ import annotations
@@ -30,15 +30,22 @@ METHODS = ["request-major", "task-major", "fast"]
 LABELS = {"request-major": "request-major", "task-major": "task-major", "fast": "ours"}
 
 
-def models(arch: hw.BertArch, results_dir: Path) -> dict[str, list[int]]:
+def models(arch: hw.BertArch, results_dir: Path) -> dict[str, dict]:
+    """The trees to schedule: the two references, every task branching at the middle of the encoder, and the
+    model generator's best 8-task model when search_glue8.json exists. Each with its mean dev score where that file
+    has the tree (independent: the separately fine-tuned models; fully shared: the full-sharing baseline)."""
     u = arch.num_units
-    out = {"independent": [0] * 8, "fully shared": [u] * 8}
+    out = {"independent": {"branch_points": [0] * 8}, "fully shared": {"branch_points": [u] * 8},
+           "middle branch (b=6)": {"branch_points": [u // 2] * 8}}
     searched = results_dir / "search_glue8.json"
     if searched.is_file():
         record = json.loads(searched.read_text())
-        out["searched"] = record["best"]["branch_points"]
-    else:
-        out["middle branch (b=6)"] = [u // 2] * 8
+        best = record["best"]
+        out["searched"] = {"branch_points": best["branch_points"]}
+        for name, kind in (("independent", "independent"), ("fully shared", "full sharing"), ("searched", None)):
+            point = best if kind is None else next((p for p in record["points"] if p["kind"] == kind), None)
+            if point is not None:
+                out[name] |= {"mean_dev_score": point["mean_score"], "from": f"{searched.name}: {point['label']}"}
     return out
 
 
@@ -47,10 +54,11 @@ def run(out_dir: Path, glue_dir=None) -> dict:
     labels = [get_task(t).num_labels for t in GLUE8]
     trace = glue_trace(GLUE8, glue_dir=glue_dir)
     record = {"tasks": GLUE8, "model": arch.name, "workload": trace.description, "requests": trace.num_requests,
-              "batch": "the whole trace is one batch", "results": []}
+              "batch": "the whole trace is one batch", "models": models(arch, out_dir), "results": []}
     for chip in ("isaac", "isaac-half"):
         spec = hw.load_spec(chip)
-        for name, b in models(arch, out_dir).items():
+        for name, info in record["models"].items():
+            b = info["branch_points"]
             tree = hw.SharingTree.from_branch_points(b, arch.num_units)
             problem = SchedulingProblem(spec, arch, tree, trace, num_labels=labels)
             for method in METHODS:
@@ -86,7 +94,7 @@ def plot(record: dict, path: Path) -> Path:
     names = list(dict.fromkeys(r["model"] for r in record["results"]))
     components = [c for c in hw.COMPONENTS if any(r["breakdown_per_request_j"][c] > 0 for r in record["results"])]
     colors = dict(zip(components, plt.get_cmap("tab10").colors))
-    fig, axes = plt.subplots(1, len(chips), figsize=(6.2 * len(chips), 4.6), sharey=True)
+    fig, axes = plt.subplots(1, len(chips), figsize=(7.6 * len(chips), 4.6), sharey=True)
     for ax, chip in zip(np.atleast_1d(axes), chips):
         ticks, labels = [], []
         for i, name in enumerate(names):
