@@ -4,8 +4,9 @@ and evaluation of discrete models, and the Pareto sweep with its baselines.
 Every phase runs in its own folder under the workdir and resumes from its checkpoint; a phase whose result file
 exists is not run again, and its checkpoint (weights and optimizer state, about 3x the weights) is then deleted:
 what stays is the warm-up's ``params.msgpack``, each search's ``result.json`` (logits, branch points) and each
-discrete model's fine-tuned ``params.msgpack`` and ``result.json``. Fairness: every discrete model (ours and the baselines) is fine-tuned from the same
-starting weights (``finetune_init``) with the same recipe, so the models differ only in their branch points.
+discrete model's fine-tuned ``params.msgpack`` and ``result.json``. Fairness: every discrete model (ours and the
+baselines) is fine-tuned from the same starting weights (``finetune_init``) with the same recipe, so the models
+differ only in their branch points.
 """
 
 from __future__ import annotations
