@@ -11,7 +11,8 @@ from mgen_jax.errors import ConfigError
 from mgen_jax.io import build_config, read_config_yaml
 
 
-SAMPLING_MODES = ("soft", "gumbel", "hard")  # see search/steps.py: make_relaxed_step
+SAMPLING_MODES = ("soft", "gumbel", "hard", "enumerate")  # see search/steps.py: make_relaxed_step
+WARMUP_SAMPLING_MODES = ("soft", "gumbel", "hard")  # the warm-up's logits are frozen: "enumerate" would be "hard"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,8 +46,14 @@ class SearchConfig:
     temperature_start: float = 1.0
     temperature_end: float = 0.3
     # what the forward pass sees during the search: "soft" (the softmax mixture), "gumbel" (a Gumbel-softmax
-    # sample) or "hard" (a straight-through Gumbel sample: one discrete model per step); see search/steps.py
+    # sample), "hard" (a straight-through Gumbel sample: one discrete model per step) or "enumerate" (weights trained
+    # on one sampled discrete model, logits on the exact expected loss over all U + 1 branch points, about 2x the
+    # step time of "hard"); see search/steps.py
     sampling: str = "soft"
+    # what the warm-up's forward pass sees (logits frozen at uniform): "soft" trains the weights for the mixture of
+    # all branch points, "hard" for one uniformly drawn discrete model per task and step, so that every discrete
+    # model the search will sample starts out trained (README: "The warm-up decides what the search can see")
+    warmup_sampling: str = "soft"
     # sweep
     lambdas: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)
     uniform_branch_points: tuple[int, ...] = (2, 4, 6, 8, 10)
@@ -83,8 +90,9 @@ class SearchConfig:
         if self.finetune_init not in ("warmup", "independent"):
             raise ConfigError(f"search config field 'finetune_init' must be 'warmup' or 'independent', "
                               f"got {self.finetune_init!r}")
-        if self.sampling not in SAMPLING_MODES:
-            raise ConfigError(f"search config field 'sampling' must be one of {SAMPLING_MODES}, got {self.sampling!r}")
+        for name, modes in (("sampling", SAMPLING_MODES), ("warmup_sampling", WARMUP_SAMPLING_MODES)):
+            if getattr(self, name) not in modes:
+                raise ConfigError(f"search config field '{name}' must be one of {modes}, got {getattr(self, name)!r}")
         if self.pooling not in ("mean", "cls"):
             raise ConfigError(f"search config field 'pooling' must be 'mean' or 'cls', got {self.pooling!r}")
 

@@ -89,9 +89,9 @@ class ModelGenerator:
     # Fields that do not change what a phase computes: a workdir may be reused when only these differ.
     FREE_FIELDS = ("name", "lambdas", "uniform_branch_points", "heuristic_thresholds", "redundancy_file",
                    "checkpoint_every_steps")
-    # Fields that only the searches use (the warm-up runs with frozen uniform logits, so neither the temperature
-    # nor the sampling matters there): they are checked per search folder, so that the warm-up and the fine-tuned
-    # discrete models (baselines included) are kept when only the search settings change.
+    # Fields that only the searches use (the warm-up runs with frozen uniform logits at temperature 1 and its own
+    # warmup_sampling): they are checked per search folder, so that the warm-up and the fine-tuned discrete models
+    # (baselines included) are kept when only the search settings change.
     SEARCH_FIELDS = ("search_steps", "lr_logits", "temperature_start", "temperature_end", "sampling")
     # Fields that only the discrete models use: checked per model folder.
     FINETUNE_FIELDS = ("finetune_steps", "lr_finetune", "finetune_init", "finetune_own_lr_scale")
@@ -193,12 +193,12 @@ class ModelGenerator:
         params = jax.tree.map(jnp.copy, params)  # the step donates its state; the caller keeps its arrays
         state = RelaxedState(jnp.asarray(0, jnp.int32), params, tx_w.init(params), logits, tx_l.init(logits))
         fn = make_relaxed_step(self.model, self.tasks, tx_w, tx_l, self.energy, jax.random.PRNGKey(cfg.seed + 3),
-                               sampling=cfg.sampling if train_logits else "soft")
+                               sampling=cfg.sampling if train_logits else cfg.warmup_sampling)
 
         def step(state, batch, k):
             frac = k / max(steps - 1, 1)
             tau = cfg.temperature_start * (cfg.temperature_end / cfg.temperature_start) ** frac if train_logits \
-                else cfg.temperature_start
+                else 1.0
             return fn(state, batch, jnp.float32(lam), jnp.float32(tau), jnp.float32(1.0 if train_logits else 0.0))
 
         def log(state, aux):

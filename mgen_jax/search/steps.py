@@ -79,14 +79,29 @@ def make_relaxed_step(model: MultiTaskModel, tasks, tx_w, tx_l, energy: EnergyMo
     - "gumbel": a Gumbel-softmax sample, softmax((logits + g) / tau);
     - "hard": a straight-through Gumbel sample: the forward pass runs the one-hot sampled discrete model, the
       gradient is the Gumbel-softmax one. The weights are trained on discrete models, as they will be used.
+    - "enumerate": the weights are trained on the sampled discrete model b ~ softmax(logits / tau), as with "hard";
+      the logits get the exact gradient of sum_t E_q[loss_t(b_t)] on the batch: task t's output depends on b_t only,
+      so the expectation needs the U + 1 discrete models' losses (forward passes without dropout, weights held
+      fixed; ``make_loss_profile``), and every b is compared on the same examples. No straight-through bias.
     The energy term is always the exact expectation under softmax(logits / tau) (no sampling noise).
     logit_scale 0 freezes the logits (warm-up) without another compilation."""
     if sampling not in SAMPLING_MODES:
         raise ConfigError(f"sampling must be one of {SAMPLING_MODES}, got {sampling!r}")
 
+    profile = make_loss_profile(model, tasks, jit=False) if sampling == "enumerate" else None
+
     def loss_fn(params, logits, batch, lam, tau, rng):
         noise_rng, dropout_rng = jax.random.split(rng)
         q = jax.nn.softmax(logits / tau, axis=-1)
+        ratio = cost.expected_energy(cost.branch_probs_from_dist(q), energy.tables, energy.workload).total_j \
+            / energy.independent_j
+        if sampling == "enumerate":
+            b = jnp.argmax(logits + jax.random.gumbel(noise_rng, logits.shape), axis=-1)
+            losses = task_losses(model, tasks, model.discrete_forward(params, batch, b, deterministic=False,
+                                                                     rng=dropout_rng), batch)
+            expected = jnp.sum(q * jax.lax.stop_gradient(profile(params, batch)).T)  # sum_t E_q[loss_t(b_t)]
+            # the value is the sampled model's objective; the logits' gradient is the expectation's
+            return jnp.sum(losses) + expected - jax.lax.stop_gradient(expected) + lam * ratio, (losses, ratio)
         if sampling == "soft":
             q_forward = q
         else:
@@ -97,8 +112,6 @@ def make_relaxed_step(model: MultiTaskModel, tasks, tx_w, tx_l, energy: EnergyMo
         outputs = model.relaxed_forward(params, batch, cost.branch_probs_from_dist(q_forward), deterministic=False,
                                         rng=dropout_rng)
         losses = task_losses(model, tasks, outputs, batch)
-        ratio = cost.expected_energy(cost.branch_probs_from_dist(q), energy.tables, energy.workload).total_j \
-            / energy.independent_j
         return jnp.sum(losses) + lam * ratio, (losses, ratio)
 
     def step(state: RelaxedState, batch, lam, tau, logit_scale):
@@ -158,3 +171,17 @@ def expected_branch_points(logits: jax.Array) -> np.ndarray:
     """E[b_t] under softmax(logits_t)."""
     q = np.asarray(jax.nn.softmax(logits, axis=-1))
     return q @ np.arange(q.shape[-1])
+
+
+def make_loss_profile(model: MultiTaskModel, tasks, *, jit: bool = True):
+    """profile(params, batch) -> [U + 1, T]: every task's mean loss on ``batch`` for every branch point b = 0..U
+    (dropout off). It shows which discrete models given weights are trained for: the search's hard samples see
+    exactly these losses."""
+    def one(params, batch, b):
+        b_all = jnp.full((len(tasks),), b, jnp.int32)  # task t's output depends on b_t only
+        return task_losses(model, tasks, model.discrete_forward(params, batch, b_all, deterministic=True), batch)
+
+    def profile(params, batch):
+        return jax.lax.map(lambda b: one(params, batch, b), jnp.arange(model.cfg.num_units + 1))
+
+    return jax.jit(profile) if jit else profile

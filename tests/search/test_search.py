@@ -96,29 +96,37 @@ def test_energy_term_moves_branch_points(pretrained, glue_dir, tmp_path):
     assert strong[0] > start + 0.3 and strong[1] > start + 0.3
 
 
-def test_hard_sampling_runs_the_sampled_discrete_model(pretrained, glue_dir):
-    """With sampling="hard" the step's task losses are those of the discrete model b = argmax(logits + g), and its
-    energy term is the expectation under softmax(logits / tau), not the sample's energy."""
+def _small_search_setup(pretrained, glue_dir, names):
+    """Two tasks on MiniLM without dropout, perturbed own units, a real mixed batch and the cost model."""
     import dataclasses
 
     from mgen_jax.search.data import MultiTaskData
-    from mgen_jax.search.steps import task_losses
     from mgen_jax.workload.glue import glue_trace
 
-    tasks = [get_task("SST-2"), get_task("CoLA")]
+    tasks = [get_task(n) for n in names]
+    labels = tuple(t.num_labels for t in tasks)
     bert = dataclasses.replace(pretrained.config, hidden_dropout=0.0, attention_dropout=0.0)
-    model = MultiTaskModel(bert, (2, 2))
-    heads = [model.init_head(jax.random.PRNGKey(i)) for i in range(2)]
+    model = MultiTaskModel(bert, labels)
+    heads = [model.init_head(jax.random.PRNGKey(i)) for i in range(len(tasks))]
     params = model.from_encoders(pretrained.params, [_perturbed(pretrained.params, s) for s in (1, 2)], heads)
-    data = MultiTaskData(["SST-2", "CoLA"], pretrained.tokenizer, max_length=32, buckets=(32,), per_task_batch=4,
+    data = MultiTaskData(list(names), pretrained.tokenizer, max_length=32, buckets=(32,), per_task_batch=4,
                          length_window=16, seed=0, glue_dir=glue_dir, max_dev_per_task=8)
-    energy = energy_model(bert, __import__("mgen_jax").hw.load_spec("isaac"), (2, 2),
-                          glue_trace(["SST-2", "CoLA"], glue_dir=glue_dir, max_length=32))
+    energy = energy_model(bert, __import__("mgen_jax").hw.load_spec("isaac"), labels,
+                          glue_trace(list(names), glue_dir=glue_dir, max_length=32))
+    batch = {key: jnp.asarray(v) for key, v in data.mixed_batch(0).items()}
+    return tasks, model, params, energy, batch
+
+
+def test_hard_sampling_runs_the_sampled_discrete_model(pretrained, glue_dir):
+    """With sampling="hard" the step's task losses are those of the discrete model b = argmax(logits + g), and its
+    energy term is the expectation under softmax(logits / tau), not the sample's energy."""
+    from mgen_jax.search.steps import task_losses
+
+    tasks, model, params, energy, batch = _small_search_setup(pretrained, glue_dir, ("SST-2", "CoLA"))
     logits = jnp.asarray(np.random.default_rng(3).normal(size=(2, 13)), jnp.float32)
     tx = optax.set_to_zero()
     base = jax.random.PRNGKey(7)
     step = make_relaxed_step(model, tasks, tx, tx, energy, base, sampling="hard")
-    batch = {key: jnp.asarray(v) for key, v in data.mixed_batch(0).items()}
     copy = lambda tree: jax.tree.map(jnp.copy, tree)  # the step donates its state
     state = RelaxedState(jnp.int32(0), copy(params), tx.init(params), jnp.copy(logits), tx.init(logits))
     _, (losses, ratio, _) = step(state, batch, jnp.float32(1.0), jnp.float32(0.5), jnp.float32(1.0))
@@ -128,6 +136,82 @@ def test_hard_sampling_runs_the_sampled_discrete_model(pretrained, glue_dir):
     np.testing.assert_allclose(losses, expected, rtol=1e-4, atol=1e-5)
     soft = cost.expected_energy(cost.branch_probs(logits / 0.5), energy.tables, energy.workload).total_j
     assert float(ratio) == pytest.approx(float(soft) / energy.independent_j, rel=1e-5)
+
+
+def test_loss_profile_rows_are_the_discrete_models(pretrained):
+    """Row b of the loss profile is task t's loss under b shared units: b = 0 ignores the trunk's units, b = U
+    ignores the task's own units; and every row equals the discrete forward pass at that b."""
+    from mgen_jax.search.steps import make_loss_profile, task_losses
+
+    tasks = [get_task("SST-2"), get_task("STS-B")]
+    model = MultiTaskModel(pretrained.config, (2, 1))
+    heads = [model.init_head(jax.random.PRNGKey(i)) for i in range(2)]
+    params = model.from_encoders(pretrained.params, [_perturbed(pretrained.params, s) for s in (1, 2)], heads)
+    rng = np.random.default_rng(0)
+    batch = {"input_ids": jnp.asarray(rng.integers(1000, 5000, (2, 3, 10)), jnp.int32),
+             "token_type_ids": jnp.zeros((2, 3, 10), jnp.int32), "attention_mask": jnp.ones((2, 3, 10), jnp.int32),
+             "labels": jnp.asarray([[0.0, 1.0, 1.0], [0.5, 4.0, 2.5]]), "weights": jnp.ones((2, 3))}
+    profile = make_loss_profile(model, tasks)
+    rows = np.asarray(profile(params, batch))
+    assert rows.shape == (13, 2)
+    for b in (0, 4, 12):
+        expected = task_losses(model, tasks, model.discrete_forward(params, batch, jnp.asarray([b, b])), batch)
+        np.testing.assert_allclose(rows[b], expected, rtol=1e-5)
+    other_trunk = dict(params) | {"trunk": _perturbed(params["trunk"], 9, scale=0.2)}
+    other_own = dict(params) | {"own": _perturbed(params["own"], 9, scale=0.2)}
+    np.testing.assert_allclose(np.asarray(profile(other_trunk, batch))[0], rows[0], rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(profile(other_own, batch))[12], rows[12], rtol=1e-5)
+    assert np.abs(np.asarray(profile(other_trunk, batch))[12] - rows[12]).max() > 1e-3
+    assert np.abs(np.asarray(profile(other_own, batch))[0] - rows[0]).max() > 1e-3
+
+
+def test_warmup_sampling_reaches_the_warmup_and_is_a_workdir_setting(tmp_path, glue_dir, monkeypatch):
+    import mgen_jax.search.generator as generator
+
+    seen = []
+    real = generator.make_relaxed_step
+    monkeypatch.setattr(generator, "make_relaxed_step",
+                        lambda *a, sampling, **k: seen.append(sampling) or real(*a, sampling=sampling, **k))
+    cfg = load_search_config(REPO / "configs/search/quick.yaml", warmup_steps=1, search_steps=1,
+                             warmup_sampling="hard", sampling="gumbel")
+    gen = ModelGenerator(cfg, tmp_path, glue_dir=glue_dir, progress=False)
+    gen.search(1.0, gen.warmup())
+    assert seen == ["hard", "gumbel"]  # warm-up, then the search
+    with pytest.raises(ConfigError, match=r"other settings \(\['warmup_sampling'\]\)"):
+        ModelGenerator(load_search_config(REPO / "configs/search/quick.yaml", warmup_steps=1, search_steps=1,
+                                          sampling="gumbel"), tmp_path, glue_dir=glue_dir, progress=False)
+    with pytest.raises(ConfigError, match="warmup_sampling"):
+        load_search_config(REPO / "configs/search/quick.yaml", warmup_sampling="sometimes")
+
+
+def test_enumerate_gives_the_logits_the_exact_expected_loss_gradient(pretrained, glue_dir):
+    """sampling="enumerate": the logits' step is the gradient of sum_t sum_b q_t(b) loss_t(b) + lambda * E(q) / E0
+    with loss_t(b) from every discrete model on the batch (checked against the loss profile, by plain SGD), and the
+    reported task losses are those of the sampled discrete model."""
+    from mgen_jax.search.steps import make_loss_profile
+
+    tasks, model, params, energy, batch = _small_search_setup(pretrained, glue_dir, ("SST-2", "STS-B"))
+    logits = jnp.asarray(np.random.default_rng(4).normal(size=(2, 13)), jnp.float32)
+    lam, tau = 3.0, 0.7
+    base = jax.random.PRNGKey(11)
+    step = make_relaxed_step(model, tasks, optax.set_to_zero(), optax.sgd(1.0), energy, base, sampling="enumerate")
+    copy = lambda tree: jax.tree.map(jnp.copy, tree)
+    state = RelaxedState(jnp.int32(0), copy(params), optax.set_to_zero().init(params), jnp.copy(logits),
+                         optax.sgd(1.0).init(logits))
+    new_state, (losses, ratio, total) = step(state, batch, jnp.float32(lam), jnp.float32(tau), jnp.float32(1.0))
+    profile = np.asarray(make_loss_profile(model, tasks)(params, batch))  # [13, 2]
+
+    def objective(lg):
+        q = jax.nn.softmax(lg / tau, axis=-1)
+        e = cost.expected_energy(cost.branch_probs_from_dist(q), energy.tables, energy.workload).total_j
+        return jnp.sum(q * profile.T) + lam * e / energy.independent_j
+
+    np.testing.assert_allclose(np.asarray(new_state.logits), np.asarray(logits - jax.grad(objective)(logits)),
+                               rtol=1e-4, atol=1e-6)
+    noise_rng, _ = jax.random.split(jax.random.fold_in(base, 0))
+    b = np.asarray(jnp.argmax(logits + jax.random.gumbel(noise_rng, logits.shape), axis=-1))
+    np.testing.assert_allclose(losses, profile[b, [0, 1]], rtol=1e-4)  # no dropout here: the sampled model's loss
+    assert float(total) == pytest.approx(float(np.sum(losses)) + lam * float(ratio), rel=1e-5)
 
 
 def test_search_resumes_exactly(tmp_path, glue_dir):
