@@ -79,10 +79,12 @@ def make_relaxed_step(model: MultiTaskModel, tasks, tx_w, tx_l, energy: EnergyMo
     - "gumbel": a Gumbel-softmax sample, softmax((logits + g) / tau);
     - "hard": a straight-through Gumbel sample: the forward pass runs the one-hot sampled discrete model, the
       gradient is the Gumbel-softmax one. The weights are trained on discrete models, as they will be used.
-    - "enumerate": the weights are trained on the sampled discrete model b ~ softmax(logits / tau), as with "hard";
-      the logits get the exact gradient of sum_t E_q[loss_t(b_t)] on the batch: task t's output depends on b_t only,
-      so the expectation needs the U + 1 discrete models' losses (forward passes without dropout, weights held
-      fixed; ``make_loss_profile``), and every b is compared on the same examples. No straight-through bias.
+    - "enumerate": the weights are trained on the sampled discrete model b = argmax(logits + g), as with "hard" (a
+      sample of softmax(logits): at temperature 1, broader than q late in the search, so that the branch points the
+      expectation compares stay trained); the logits get the exact gradient of sum_t E_q[loss_t(b_t)], q =
+      softmax(logits / tau), on the batch: task t's output depends on b_t only, so the expectation needs the U + 1
+      discrete models' losses (forward passes without dropout, weights held fixed; ``make_loss_profile``), and
+      every b is compared on the same examples. No straight-through bias.
     The energy term is always the exact expectation under softmax(logits / tau) (no sampling noise).
     logit_scale 0 freezes the logits (warm-up) without another compilation."""
     if sampling not in SAMPLING_MODES:
