@@ -29,8 +29,8 @@ from mgen_jax.train.checkpoint import restore_checkpoint
 PROFILE_STREAM = 7  # not one of the generator's streams (warm-up 0, search 1, fine-tuning 2)
 
 
-def profile(gen: ModelGenerator, params, batches: int) -> dict:
-    fn = make_loss_profile(gen.model, gen.tasks)
+def profile(gen: ModelGenerator, fn, params, batches: int) -> dict:
+    """Mean and standard error over ``batches`` held-out mixed batches of ``fn`` = make_loss_profile(...)."""
     rows = np.stack([np.asarray(fn(params, {k: jnp.asarray(v) for k, v in gen.data.mixed_batch(i, PROFILE_STREAM).items()}))
                      for i in range(batches)])  # [batches, U + 1, T]
     return {"mean_loss": rows.mean(0).tolist(), "stderr": (rows.std(0) / np.sqrt(batches)).tolist()}
@@ -78,23 +78,27 @@ def main() -> None:
         parser.error("give at least one --workdir")
     record = {"config": args.config, "tasks": list(cfg.tasks), "batches": args.batches,
               "per_task_batch": cfg.per_task_batch, "profiles": {}}
-    gen = None
+    fn = None
     for workdir in args.workdir:
-        saved = json.loads((Path(workdir) / "settings.json").read_text())
+        settings = Path(workdir) / "settings.json"
+        if not settings.is_file():
+            raise SystemExit(f"{settings} not found: {workdir} is not a search workdir of {args.config}")
+        saved = json.loads(settings.read_text())
         sampling = saved.get("warmup_sampling", "soft")
         gen = ModelGenerator(load_search_config(args.config, warmup_sampling=sampling), workdir,
                              glue_dir=args.glue_dir, progress=False)
+        fn = fn or make_loss_profile(gen.model, gen.tasks)  # the same tasks and model in every workdir
         initial = gen.initial_params()
         if "initial weights" not in record["profiles"]:
             start = time.perf_counter()
-            record["profiles"]["initial weights"] = profile(gen, initial, args.batches)
+            record["profiles"]["initial weights"] = profile(gen, fn, initial, args.batches)
             print(f"initial weights: {time.perf_counter() - start:.0f} s", flush=True)
         path = Path(workdir) / "warmup" / "params.msgpack"
         if not path.is_file():
             raise SystemExit(f"{path} not found: run the warm-up of {workdir} first")
         start = time.perf_counter()
         label = f"after {saved['warmup_steps']}-step warm-up, {sampling} sampling"
-        record["profiles"][label] = profile(gen, restore_checkpoint(path, initial), args.batches)
+        record["profiles"][label] = profile(gen, fn, restore_checkpoint(path, initial), args.batches)
         print(f"{label}: {time.perf_counter() - start:.0f} s", flush=True)
     for label, prof in record["profiles"].items():
         print(label)
