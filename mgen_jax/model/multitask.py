@@ -125,6 +125,24 @@ class MultiTaskModel:
             x = jax.vmap(lambda up, xs, bs, rr: self._unit(u, up, xs, bs, deterministic, rr))(chosen, x, bias, r)
         return self._heads(params, x, batch, deterministic, jax.random.fold_in(rng, 10_000))
 
+    def every_branch_point_forward(self, params, batch) -> jax.Array:
+        """Outputs [U + 1, T, B, max_labels]: row b is ``discrete_forward`` with every task at branch point b
+        (dropout off). The models share prefixes: before unit u, the rows b > u all hold the trunk's state, so the
+        trunk runs once and row b leaves it at unit b. That is U + U (U + 1) / 2 unit passes per task instead of
+        U (U + 1) for U + 1 separate forward passes (90 against 156 for U = 12)."""
+        trunk, bias = self._embed(params, batch, True, None)
+        rows = None  # [u, T, B, L, H]: the rows b < u, each on its own units since unit b
+        for u in range(self.cfg.num_units):
+            key = f"unit_{u}"
+            rows = trunk[None] if rows is None else jnp.concatenate([rows, trunk[None]], axis=0)  # row u branches
+            per_task = lambda xs: jax.vmap(lambda up, x, bs: self._unit(u, up, x, bs, True, None))(
+                params["own"][key], xs, bias)  # one row: every task on its own unit u
+            rows = jax.vmap(per_task)(rows)
+            trunk = jax.vmap(lambda xs, bs: self._unit(u, params["trunk"][key], xs, bs, True, None))(trunk, bias)
+        hidden = jnp.concatenate([rows, trunk[None]], axis=0)  # row U: the trunk alone
+        rng = jax.random.PRNGKey(0)  # unused: dropout is off
+        return jax.vmap(lambda x: self._heads(params, x, batch, True, rng))(hidden)
+
     def task_forward(self, params, task, branch_point, batch, *, deterministic: bool = True, rng=None) -> jax.Array:
         """Outputs [B, max_labels] of one task (a traced index) on its own batch [B, L] in the discrete model."""
         rng = jax.random.PRNGKey(0) if rng is None else rng

@@ -178,12 +178,10 @@ def expected_branch_points(logits: jax.Array) -> np.ndarray:
 def make_loss_profile(model: MultiTaskModel, tasks, *, jit: bool = True):
     """profile(params, batch) -> [U + 1, T]: every task's mean loss on ``batch`` for every branch point b = 0..U
     (dropout off). It shows which discrete models given weights are trained for: the search's hard samples see
-    exactly these losses."""
-    def one(params, batch, b):
-        b_all = jnp.full((len(tasks),), b, jnp.int32)  # task t's output depends on b_t only
-        return task_losses(model, tasks, model.discrete_forward(params, batch, b_all, deterministic=True), batch)
-
+    exactly these losses. Task t's output depends on b_t only, so row b is the model with every task at b; the
+    U + 1 models share their trunk prefixes (``MultiTaskModel.every_branch_point_forward``)."""
     def profile(params, batch):
-        return jax.lax.map(lambda b: one(params, batch, b), jnp.arange(model.cfg.num_units + 1))
+        outputs = model.every_branch_point_forward(params, batch)
+        return jax.vmap(lambda out: task_losses(model, tasks, out, batch))(outputs)
 
     return jax.jit(profile) if jit else profile

@@ -148,13 +148,15 @@ def test_loss_profile_rows_are_the_discrete_models(pretrained):
     heads = [model.init_head(jax.random.PRNGKey(i)) for i in range(2)]
     params = model.from_encoders(pretrained.params, [_perturbed(pretrained.params, s) for s in (1, 2)], heads)
     rng = np.random.default_rng(0)
+    mask = np.ones((2, 3, 10), np.int32)
+    mask[0, 1, 6:] = mask[1, 2, 4:] = 0  # padded examples: the attention bias must follow every row
     batch = {"input_ids": jnp.asarray(rng.integers(1000, 5000, (2, 3, 10)), jnp.int32),
-             "token_type_ids": jnp.zeros((2, 3, 10), jnp.int32), "attention_mask": jnp.ones((2, 3, 10), jnp.int32),
+             "token_type_ids": jnp.zeros((2, 3, 10), jnp.int32), "attention_mask": jnp.asarray(mask),
              "labels": jnp.asarray([[0.0, 1.0, 1.0], [0.5, 4.0, 2.5]]), "weights": jnp.ones((2, 3))}
     profile = make_loss_profile(model, tasks)
     rows = np.asarray(profile(params, batch))
     assert rows.shape == (13, 2)
-    for b in (0, 4, 12):
+    for b in range(13):  # the rows share trunk prefixes: each must still be its own discrete model
         expected = task_losses(model, tasks, model.discrete_forward(params, batch, jnp.asarray([b, b])), batch)
         np.testing.assert_allclose(rows[b], expected, rtol=1e-5)
     other_trunk = dict(params) | {"trunk": _perturbed(params["trunk"], 9, scale=0.2)}
