@@ -61,6 +61,16 @@ class MultiTaskModel:
             "heads": stack([self._pad_head(h) for h in task_heads]),
         }
 
+    def separate_params(self, task_encoders: Sequence[Any], task_heads: Sequence[Any]) -> dict:
+        """T complete separate models (each with its own embeddings), stacked on a leading task axis, for
+        ``separate_forward``: {"encoders": [T, ...], "heads": [T, ...]} (heads padded as in ``from_encoders``)."""
+        if len(task_encoders) != self.num_tasks or len(task_heads) != self.num_tasks:
+            raise ConfigError(f"need {self.num_tasks} task encoders and heads, got {len(task_encoders)}/{len(task_heads)}")
+        keys = ["embeddings"] + [f"unit_{u}" for u in range(self.cfg.num_units)]
+        stack = lambda trees: jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *trees)
+        return {"encoders": stack([{k: enc[k] for k in keys} for enc in task_encoders]),
+                "heads": stack([self._pad_head(h) for h in task_heads])}
+
     def _pad_head(self, head: Any) -> Any:
         head = jax.tree.map(jnp.asarray, head)
         kernel, bias = head["classifier"]["kernel"], head["classifier"]["bias"]
@@ -142,6 +152,20 @@ class MultiTaskModel:
         hidden = jnp.concatenate([rows, trunk[None]], axis=0)  # row U: the trunk alone
         rng = jax.random.PRNGKey(0)  # unused: dropout is off
         return jax.vmap(lambda x: self._heads(params, x, batch, True, rng))(hidden)
+
+    def separate_forward(self, separate, batch) -> jax.Array:
+        """Outputs [T, B, max_labels]: task t's sub-batch through its own complete model of ``separate_params``
+        (embeddings included; dropout off). With the independently fine-tuned models these are the teachers of
+        distillation."""
+        def one(enc, head, ids, types, mask):
+            x = self.embeddings.apply({"params": enc["embeddings"]}, ids, types, deterministic=True)
+            bias = attention_bias(mask, x.dtype)
+            for u in range(self.cfg.num_units):
+                x = self._unit(u, enc[f"unit_{u}"], x, bias, True, None)
+            return self.head.apply({"params": head}, x, mask, deterministic=True)
+
+        return jax.vmap(one)(separate["encoders"], separate["heads"], batch["input_ids"], batch["token_type_ids"],
+                             batch["attention_mask"])
 
     def task_forward(self, params, task, branch_point, batch, *, deterministic: bool = True, rng=None) -> jax.Array:
         """Outputs [B, max_labels] of one task (a traced index) on its own batch [B, L] in the discrete model."""

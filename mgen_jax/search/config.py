@@ -36,6 +36,10 @@ class SearchConfig:
     # from the independently fine-tuned models (b = 0 is then the independent models); "warmup" = all from the warm-up
     finetune_init: str = "warmup"
     finetune_own_lr_scale: float = 1.0  # learning rate of own units and heads = this x lr_finetune (trunk: 1 x)
+    # distillation while fine-tuning: task t's objective = (1 - w) x its task loss + w x a distillation loss against
+    # its independently fine-tuned model (independent_runs; KL at distill_temperature, squared error for regression)
+    distill_weight: float = 0.0
+    distill_temperature: float = 1.0
     checkpoint_every_steps: int = 50
     # optimisation
     lr_weights: float = 5e-5
@@ -81,6 +85,13 @@ class SearchConfig:
         if not (isinstance(self.finetune_own_lr_scale, (int, float)) and 0 <= self.finetune_own_lr_scale <= 1):
             raise ConfigError(f"search config field 'finetune_own_lr_scale' must be in [0, 1], "
                               f"got {self.finetune_own_lr_scale!r}")
+        if not (isinstance(self.distill_weight, (int, float)) and 0 <= self.distill_weight <= 1):
+            raise ConfigError(f"search config field 'distill_weight' must be in [0, 1], got {self.distill_weight!r}")
+        if not (isinstance(self.distill_temperature, (int, float)) and 0 < self.distill_temperature <= 100):
+            raise ConfigError(f"search config field 'distill_temperature' must be in (0, 100], "
+                              f"got {self.distill_temperature!r}")
+        if self.distill_weight > 0 and self.independent_runs is None:
+            raise ConfigError("search config field 'distill_weight' > 0 needs 'independent_runs' (the teachers)")
         if not (0 < self.temperature_end <= self.temperature_start):
             raise ConfigError("search config: need 0 < temperature_end <= temperature_start")
         if any(not math.isfinite(l) or l < 0 for l in self.lambdas):

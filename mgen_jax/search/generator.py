@@ -84,6 +84,7 @@ class ModelGenerator:
         self.predict = make_task_predict(self.model)
         self._discrete_step = None
         self._initial_own_heads = None
+        self._teachers = None
         self._check_workdir()
 
     # Fields that do not change what a phase computes: a workdir may be reused when only these differ.
@@ -94,7 +95,8 @@ class ModelGenerator:
     # (baselines included) are kept when only the search settings change.
     SEARCH_FIELDS = ("search_steps", "lr_logits", "temperature_start", "temperature_end", "sampling")
     # Fields that only the discrete models use: checked per model folder.
-    FINETUNE_FIELDS = ("finetune_steps", "lr_finetune", "finetune_init", "finetune_own_lr_scale")
+    FINETUNE_FIELDS = ("finetune_steps", "lr_finetune", "finetune_init", "finetune_own_lr_scale", "distill_weight",
+                       "distill_temperature")
 
     def _defaults(self) -> dict[str, Any]:
         defaults = {f.name: f.default for f in dataclasses.fields(SearchConfig) if f.default is not dataclasses.MISSING}
@@ -134,9 +136,9 @@ class ModelGenerator:
         self._check_settings(path, settings, what)
 
     # ----- initial parameters ----------------------------------------------------------------------------------
-    def initial_params(self) -> Any:
-        """Trunk from the pretrained encoder; own units and heads from each task's independent fine-tuned model
-        (``independent_runs``), or pretrained copies and fresh heads when it is None."""
+    def _task_models(self) -> tuple[list[Any], list[Any]]:
+        """Every task's encoder and head: from its independent fine-tuned model (``independent_runs``), or pretrained
+        copies and fresh heads when it is None."""
         encoders, heads = [], []
         for i, task in enumerate(self.tasks):
             if self.cfg.independent_runs is None:
@@ -150,7 +152,18 @@ class ModelGenerator:
             tuned = restore_checkpoint(path, None)
             encoders.append(tuned["encoder"])
             heads.append(tuned["head"])
-        return self.model.from_encoders(self.pretrained.params, encoders, heads)
+        return encoders, heads
+
+    def initial_params(self) -> Any:
+        """Trunk from the pretrained encoder; own units and heads from each task's independent fine-tuned model
+        (``independent_runs``), or pretrained copies and fresh heads when it is None."""
+        return self.model.from_encoders(self.pretrained.params, *self._task_models())
+
+    def teachers(self) -> Any:
+        """The independently fine-tuned models, whole (their own embeddings), as distillation teachers."""
+        if self._teachers is None:
+            self._teachers = self.model.separate_params(*self._task_models())
+        return self._teachers
 
     # ----- a resumable loop ------------------------------------------------------------------------------------
     def _loop(self, directory: Path, state, total: int, stream: int, step: Callable, desc: str,
@@ -272,21 +285,26 @@ class ModelGenerator:
         params = jax.tree.map(jnp.copy, warm_params)  # the step donates its state; the caller's weights stay
         state = DiscreteState(jnp.asarray(0, jnp.int32), params, tx.init(params))
         if self._discrete_step is None:
-            self._discrete_step = make_discrete_step(self.model, self.tasks, tx, jax.random.PRNGKey(cfg.seed + 5))
+            self._discrete_step = make_discrete_step(self.model, self.tasks, tx, jax.random.PRNGKey(cfg.seed + 5),
+                                                     distill_weight=cfg.distill_weight,
+                                                     distill_temperature=cfg.distill_temperature)
         fn = self._discrete_step
         b_arr = jnp.asarray(b, jnp.int32)
+        teachers = self.teachers() if cfg.distill_weight > 0 else None
 
         def log(state, losses):
             losses = np.asarray(losses)
             return {"loss": float(losses.sum())} | {f"loss_{t.name}": float(l) for t, l in zip(self.tasks, losses)}
 
         state, wall = self._loop(directory, state, cfg.finetune_steps, FINETUNE,
-                                 lambda s, batch, k: fn(s, batch, b_arr), f"fine-tune b={b}", log)
+                                 lambda s, batch, k: fn(s, batch, b_arr, teachers), f"fine-tune b={b}", log)
         save_checkpoint(directory / "params.msgpack", state.params)
         start = time.perf_counter()
         metrics = evaluate_discrete(self.predict, state.params, self.data, b)
         record = self.describe(b, metrics) | {"finetune_steps": cfg.finetune_steps, "finetune_init": cfg.finetune_init,
                                                "finetune_own_lr_scale": cfg.finetune_own_lr_scale,
+                                               "distill_weight": cfg.distill_weight,
+                                               "distill_temperature": cfg.distill_temperature,
                                                "finetune_wall_clock_s": wall,
                                                "eval_wall_clock_s": time.perf_counter() - start}
         write_json_atomic(result, record)

@@ -62,6 +62,22 @@ def task_losses(model: MultiTaskModel, tasks: Sequence[GlueTask], outputs: jax.A
     return jnp.sum(per * w, axis=1) / jnp.maximum(jnp.sum(w, axis=1), 1.0)
 
 
+def distillation_losses(model: MultiTaskModel, tasks: Sequence[GlueTask], outputs: jax.Array, teacher: jax.Array,
+                        batch, temperature: float) -> jax.Array:
+    """[T] mean distillation loss of every task on its part of a mixed batch: for classification
+    temperature^2 x KL(softmax(teacher / temperature) || softmax(outputs / temperature)) over the task's own labels
+    (zero when the two agree), for regression the squared difference of the two predictions."""
+    num_labels = jnp.asarray([t.num_labels for t in tasks])
+    regression = jnp.asarray([t.is_regression for t in tasks])
+    valid = jnp.arange(model.max_labels)[None, None, :] < num_labels[:, None, None]
+    log_student = jax.nn.log_softmax(jnp.where(valid, outputs / temperature, -1e9), axis=-1)
+    log_teacher = jax.nn.log_softmax(jnp.where(valid, teacher / temperature, -1e9), axis=-1)
+    kl = jnp.sum(jnp.where(valid, jnp.exp(log_teacher) * (log_teacher - log_student), 0.0), axis=-1)
+    per = jnp.where(regression[:, None], jnp.square(outputs[..., 0] - teacher[..., 0]), temperature ** 2 * kl)
+    w = batch["weights"]
+    return jnp.sum(per * w, axis=1) / jnp.maximum(jnp.sum(w, axis=1), 1.0)
+
+
 @struct.dataclass
 class RelaxedState:
     step: jax.Array
@@ -136,15 +152,32 @@ class DiscreteState:
     opt_state: Any
 
 
-def make_discrete_step(model: MultiTaskModel, tasks, tx, base_rng):
-    def loss_fn(params, batch, branch_points, rng):
+def make_discrete_step(model: MultiTaskModel, tasks, tx, base_rng, *, distill_weight: float = 0.0,
+                       distill_temperature: float = 1.0):
+    """step(state, batch, branch_points, teachers=None) -> (state, task losses [T]).
+
+    With ``distill_weight`` w > 0 the objective of task t is (1 - w) x its task loss + w x its distillation loss
+    against ``teachers`` (``MultiTaskModel.separate_params`` of fixed teacher models, run without dropout; a step
+    argument, never baked into the compiled program). The reported losses are the task losses either way."""
+    if not 0.0 <= distill_weight <= 1.0 or distill_temperature <= 0:
+        raise ConfigError(f"need 0 <= distill_weight <= 1 and distill_temperature > 0, got {distill_weight}, "
+                          f"{distill_temperature}")
+
+    def loss_fn(params, batch, branch_points, teachers, rng):
         outputs = model.discrete_forward(params, batch, branch_points, deterministic=False, rng=rng)
         losses = task_losses(model, tasks, outputs, batch)
-        return jnp.sum(losses), losses
+        if distill_weight == 0.0:
+            return jnp.sum(losses), losses
+        teacher = jax.lax.stop_gradient(model.separate_forward(teachers, batch))
+        distill = distillation_losses(model, tasks, outputs, teacher, batch, distill_temperature)
+        return jnp.sum((1.0 - distill_weight) * losses + distill_weight * distill), losses
 
-    def step(state: DiscreteState, batch, branch_points):
+    def step(state: DiscreteState, batch, branch_points, teachers=None):
+        if distill_weight > 0.0 and teachers is None:
+            raise ConfigError("distillation needs the teachers' parameters (MultiTaskModel.separate_params)")
         rng = jax.random.fold_in(base_rng, state.step)
-        (_, losses), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, branch_points, rng)
+        (_, losses), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, branch_points, teachers,
+                                                                       rng)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         return DiscreteState(state.step + 1, optax.apply_updates(state.params, updates), opt_state), losses
 

@@ -81,11 +81,14 @@ def run_sweep(gen: ModelGenerator, out_dir: str | Path) -> dict[str, Any]:
         baselines += [("heuristic", f"heuristic CKA>={th:g}",
                        heuristic_branch_points(redundancy, [x.name for x in gen.tasks], th))
                       for th in cfg.heuristic_thresholds]
+    finetune = f"{cfg.finetune_steps} fine-tuning steps ({cfg.finetune_init} init" + (
+        f", distillation weight {cfg.distill_weight:g} at temperature {cfg.distill_temperature:g})"
+        if cfg.distill_weight > 0 else ")")
     # Baselines first: they do not depend on the search settings, so a sweep interrupted during the searches
     # keeps them.
     for kind, label, b in baselines:
         record = gen.finetune_and_evaluate(b, warm)
-        obtained = f"{label}, {cfg.finetune_steps} fine-tuning steps ({cfg.finetune_init} init)"
+        obtained = f"{label}, {finetune}"
         baseline_points.append(record | {"kind": kind, "label": label, "obtained": obtained})
     for lam in cfg.lambdas:
         found = gen.search(lam, warm)
@@ -95,8 +98,8 @@ def run_sweep(gen: ModelGenerator, out_dir: str | Path) -> dict[str, Any]:
             "kind": "search", "label": f"search lambda={lam:g}", "lambda": lam,
             "expected_branch_points": found["expected_branch_points"],
             "obtained": f"differentiable search (lambda {lam:g}, {cfg.search_steps} steps, {cfg.sampling} sampling, "
-                        f"after a shared {cfg.warmup_steps}-step warm-up), argmax branch points, "
-                        f"{cfg.finetune_steps} fine-tuning steps ({cfg.finetune_init} init)",
+                        f"after a shared {cfg.warmup_steps}-step {cfg.warmup_sampling} warm-up), argmax branch "
+                        f"points, {finetune}",
         })
     points += baseline_points
     independent = gen.independent_record()

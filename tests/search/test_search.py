@@ -367,3 +367,118 @@ def test_finetune_own_lr_scale_zero_freezes_own_units_and_heads(tmp_path, glue_d
     assert not same(saved["trunk"]["unit_0"], warm["trunk"]["unit_0"])  # the trunk trained
     with pytest.raises(ConfigError, match="finetune_own_lr_scale"):
         load_search_config(REPO / "configs/search/quick.yaml", finetune_own_lr_scale=2.0)
+
+
+def test_separate_forward_is_each_task_model_alone(pretrained):
+    """The teachers' forward pass: task t's sub-batch through its own complete model (embeddings included) equals
+    the single-task SequenceClassifier with those parameters, for a 2-label and a 1-label (padded) head."""
+    from mgen_jax.model.bert import SequenceClassifier
+
+    model = MultiTaskModel(pretrained.config, (2, 1))
+    encoders = [_perturbed(pretrained.params, s) for s in (4, 5)]
+    heads = [model.init_head(jax.random.PRNGKey(i)) for i in range(2)]
+    heads[1] = {"pooler": heads[1]["pooler"], "classifier": {"kernel": heads[1]["classifier"]["kernel"][:, :1],
+                                                             "bias": heads[1]["classifier"]["bias"][:1]}}
+    separate = model.separate_params(encoders, heads)
+    rng = np.random.default_rng(1)
+    mask = np.ones((2, 3, 9), np.int32)
+    mask[0, 2, 5:] = mask[1, 0, 3:] = 0
+    batch = {"input_ids": jnp.asarray(rng.integers(1000, 5000, (2, 3, 9)), jnp.int32),
+             "token_type_ids": jnp.asarray(rng.integers(0, 2, (2, 3, 9)), jnp.int32), "attention_mask": jnp.asarray(mask)}
+    out = np.asarray(jax.jit(model.separate_forward)(separate, batch))
+    for t, labels in enumerate((2, 1)):
+        ref = SequenceClassifier(pretrained.config, labels).apply(
+            {"params": {"encoder": encoders[t], "head": heads[t]}}, batch["input_ids"][t], batch["attention_mask"][t],
+            batch["token_type_ids"][t])
+        np.testing.assert_allclose(out[t, :, :labels], ref, rtol=1e-5, atol=1e-5)
+    shared = model.from_encoders(encoders[0], encoders, heads)  # task 1 would use task 0's embeddings
+    assert np.abs(np.asarray(model.discrete_forward(shared, batch, jnp.asarray([0, 0])))[1] - out[1]).max() > 1e-4
+
+
+def test_distillation_losses_by_hand():
+    """KL at temperature T (times T^2) for classification over the task's own labels, squared difference for
+    regression, padded examples left out, zero when student and teacher agree."""
+    from types import SimpleNamespace
+
+    from mgen_jax.search.steps import distillation_losses
+
+    tasks = [get_task("SST-2"), get_task("STS-B")]
+    model = SimpleNamespace(max_labels=2)
+    student = jnp.asarray([[[1.0, 0.0], [5.0, 5.0]], [[2.5, 7.0], [9.0, 0.0]]])
+    teacher = jnp.asarray([[[0.0, 1.0], [0.0, 0.0]], [[3.0, -4.0], [0.0, 0.0]]])
+    batch = {"weights": jnp.asarray([[1.0, 0.0], [1.0, 0.0]])}  # the second example of each task is padding
+    temperature = 2.0
+    p = np.exp([0.0, 0.5]) / np.exp([0.0, 0.5]).sum()  # teacher / T
+    q = np.exp([0.5, 0.0]) / np.exp([0.5, 0.0]).sum()  # student / T
+    expected = [temperature ** 2 * float(np.sum(p * np.log(p / q))), (2.5 - 3.0) ** 2]
+    got = np.asarray(distillation_losses(model, tasks, student, teacher, batch, temperature))
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    np.testing.assert_allclose(distillation_losses(model, tasks, student, student, batch, 3.0), [0.0, 0.0], atol=1e-6)
+
+
+def test_distillation_step_follows_the_teachers(pretrained, glue_dir):
+    """distill_weight 1: the update ignores the labels and pulls the student toward the teachers (its distillation
+    loss falls); distill_weight 0: the update ignores the teachers; a missing teacher is a clear error."""
+    from mgen_jax.search.steps import DiscreteState, distillation_losses, make_discrete_step
+
+    tasks, model, params, _, batch = _small_search_setup(pretrained, glue_dir, ("SST-2", "STS-B"))
+    heads = [jax.tree.map(lambda x: 30.0 * x, model.init_head(jax.random.PRNGKey(i))) for i in (7, 8)]  # confident
+    teachers = model.separate_params([_perturbed(pretrained.params, s, scale=0.05) for s in (7, 8)], heads)
+    other = model.separate_params([_perturbed(pretrained.params, s, scale=0.05) for s in (9, 10)], heads)
+    b = jnp.asarray([4, 8])
+    shuffled = dict(batch) | {"labels": batch["labels"][:, ::-1] * 0.5}
+    copy = lambda tree: jax.tree.map(jnp.copy, tree)
+    leaves = lambda tree: [np.asarray(x) for x in jax.tree.leaves(tree)]
+
+    def run(weight, batches, teach, tx=optax.sgd(1e-3)):
+        step = make_discrete_step(model, tasks, tx, jax.random.PRNGKey(0), distill_weight=weight,
+                                  distill_temperature=2.0)
+        state = DiscreteState(jnp.int32(0), copy(params), tx.init(params))
+        for x in batches:
+            state, _ = step(state, x, b, teach)
+        return state.params
+
+    for x, y in zip(leaves(run(1.0, [batch], teachers)), leaves(run(1.0, [shuffled], teachers))):
+        np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7)
+    for x, y in zip(leaves(run(0.0, [batch], teachers)), leaves(run(0.0, [batch], other))):
+        np.testing.assert_array_equal(x, y)
+    distill = lambda p: np.asarray(distillation_losses(
+        model, tasks, model.discrete_forward(p, batch, b), model.separate_forward(teachers, batch), batch, 2.0))
+    before, after = distill(params), distill(run(1.0, [batch] * 4, teachers, optax.adam(1e-4)))
+    assert np.all(before > 0.05) and np.all(after < 0.9 * before), (before, after)
+    with pytest.raises(ConfigError, match="teachers"):
+        make_discrete_step(model, tasks, optax.sgd(1e-3), jax.random.PRNGKey(0), distill_weight=0.5)(
+            DiscreteState(jnp.int32(0), copy(params), optax.sgd(1e-3).init(params)), batch, b)
+
+
+def test_distillation_in_the_generator(tmp_path, glue_dir):
+    """distill_weight reaches the fine-tuning (teachers = the independent_runs models, whole) and is a per-model-folder
+    setting; out-of-range values and distillation without independent runs are clear errors."""
+    from mgen_jax.train.checkpoint import restore_checkpoint, save_checkpoint
+
+    pretrained = load_pretrained("minilm-l6")
+    runs = tmp_path / "independent"
+    for i, name in enumerate(("SST-2", "MRPC")):
+        head = MultiTaskModel(pretrained.config, (2,)).init_head(jax.random.PRNGKey(i))
+        save_checkpoint(runs / name / "final_params.msgpack",
+                        {"encoder": _perturbed(pretrained.params, 20 + i), "head": head})
+    cfg = load_search_config(REPO / "configs/search/quick.yaml", warmup_steps=1, finetune_steps=1,
+                             independent_runs=str(runs), finetune_init="independent", distill_weight=0.5)
+    gen = ModelGenerator(cfg, tmp_path / "wd", glue_dir=glue_dir, progress=False)
+    teachers = gen.teachers()
+    saved = restore_checkpoint(runs / "MRPC" / "final_params.msgpack", None)
+    np.testing.assert_array_equal(np.asarray(teachers["encoders"]["embeddings"]["word"]["embedding"][1]),
+                                  np.asarray(saved["encoder"]["embeddings"]["word"]["embedding"]))
+    record = gen.finetune_and_evaluate([6, 6], gen.warmup())
+    assert record["distill_weight"] == 0.5 and record["distill_temperature"] == 1.0
+    other = ModelGenerator(load_search_config(REPO / "configs/search/quick.yaml", warmup_steps=1, finetune_steps=1,
+                                              independent_runs=str(runs), finetune_init="independent"),
+                           tmp_path / "wd", glue_dir=glue_dir, progress=False)
+    with pytest.raises(ConfigError, match=r"\['distill_weight'\]"):
+        other.finetune_and_evaluate([6, 6], gen.warmup())
+    with pytest.raises(ConfigError, match="distill_weight"):
+        load_search_config(REPO / "configs/search/quick.yaml", distill_weight=1.5)
+    with pytest.raises(ConfigError, match="independent_runs"):
+        load_search_config(REPO / "configs/search/quick.yaml", distill_weight=0.5)
+    with pytest.raises(ConfigError, match="distill_temperature"):
+        load_search_config(REPO / "configs/search/quick.yaml", independent_runs=str(runs), distill_temperature=0.0)
