@@ -58,6 +58,10 @@ class SearchConfig:
     # all branch points, "hard" for one uniformly drawn discrete model per task and step, so that every discrete
     # model the search will sample starts out trained (README: "The warm-up decides what the search can see")
     warmup_sampling: str = "soft"
+    # enumerate only: the branch logits weigh task t's expected loss by w_t (one positive number per task, e.g. dev
+    # points per unit of loss, experiments/calibrate_task_weights.py); None = every task 1. The weights still train
+    # on the plain sum of task losses.
+    search_task_weights: tuple[float, ...] | None = None
     # sweep
     lambdas: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)
     uniform_branch_points: tuple[int, ...] = (2, 4, 6, 8, 10)
@@ -104,6 +108,17 @@ class SearchConfig:
         for name, modes in (("sampling", SAMPLING_MODES), ("warmup_sampling", WARMUP_SAMPLING_MODES)):
             if getattr(self, name) not in modes:
                 raise ConfigError(f"search config field '{name}' must be one of {modes}, got {getattr(self, name)!r}")
+        if self.search_task_weights is not None:
+            weights = tuple(self.search_task_weights)
+            object.__setattr__(self, "search_task_weights", weights)
+            if len(weights) != len(self.tasks) or not all(
+                    isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) and w > 0
+                    for w in weights):
+                raise ConfigError(f"search config field 'search_task_weights' needs one positive number per task "
+                                  f"({len(self.tasks)}), got {list(weights)}")
+            if self.sampling != "enumerate":
+                raise ConfigError("search config field 'search_task_weights' needs sampling: enumerate "
+                                  f"(got {self.sampling!r})")
         if self.pooling not in ("mean", "cls"):
             raise ConfigError(f"search config field 'pooling' must be 'mean' or 'cls', got {self.pooling!r}")
 

@@ -93,7 +93,8 @@ class ModelGenerator:
     # Fields that only the searches use (the warm-up runs with frozen uniform logits at temperature 1 and its own
     # warmup_sampling): they are checked per search folder, so that the warm-up and the fine-tuned discrete models
     # (baselines included) are kept when only the search settings change.
-    SEARCH_FIELDS = ("search_steps", "lr_logits", "temperature_start", "temperature_end", "sampling")
+    SEARCH_FIELDS = ("search_steps", "lr_logits", "temperature_start", "temperature_end", "sampling",
+                     "search_task_weights")
     # Fields that only the discrete models use: checked per model folder.
     FINETUNE_FIELDS = ("finetune_steps", "lr_finetune", "finetune_init", "finetune_own_lr_scale", "distill_weight",
                        "distill_temperature")
@@ -206,7 +207,8 @@ class ModelGenerator:
         params = jax.tree.map(jnp.copy, params)  # the step donates its state; the caller keeps its arrays
         state = RelaxedState(jnp.asarray(0, jnp.int32), params, tx_w.init(params), logits, tx_l.init(logits))
         fn = make_relaxed_step(self.model, self.tasks, tx_w, tx_l, self.energy, jax.random.PRNGKey(cfg.seed + 3),
-                               sampling=cfg.sampling if train_logits else cfg.warmup_sampling)
+                               sampling=cfg.sampling if train_logits else cfg.warmup_sampling,
+                               task_weights=cfg.search_task_weights if train_logits else None)
 
         def step(state, batch, k):
             frac = k / max(steps - 1, 1)

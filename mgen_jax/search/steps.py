@@ -87,7 +87,8 @@ class RelaxedState:
     logit_opt_state: Any
 
 
-def make_relaxed_step(model: MultiTaskModel, tasks, tx_w, tx_l, energy: EnergyModel, base_rng, *, sampling: str):
+def make_relaxed_step(model: MultiTaskModel, tasks, tx_w, tx_l, energy: EnergyModel, base_rng, *, sampling: str,
+                      task_weights: Sequence[float] | None = None):
     """step(state, batch, lam, tau, logit_scale) -> (state, (task losses [T], energy ratio, total loss)).
 
     ``sampling`` says which distribution over b_t the forward pass sees:
@@ -102,9 +103,17 @@ def make_relaxed_step(model: MultiTaskModel, tasks, tx_w, tx_l, energy: EnergyMo
       discrete models' losses (forward passes without dropout, weights held fixed; ``make_loss_profile``), and
       every b is compared on the same examples. No straight-through bias.
     The energy term is always the exact expectation under softmax(logits / tau) (no sampling noise).
+    ``task_weights`` w (enumerate only): the logits' objective becomes sum_t w_t E_q[loss_t(b_t)] + lambda * E / E0,
+    e.g. w_t = dev-score points per unit of task t's loss; the weights still train on the plain sum of task losses.
     logit_scale 0 freezes the logits (warm-up) without another compilation."""
     if sampling not in SAMPLING_MODES:
         raise ConfigError(f"sampling must be one of {SAMPLING_MODES}, got {sampling!r}")
+    if task_weights is not None and sampling != "enumerate":
+        raise ConfigError(f"task weights act on the logits' exact expected loss: they need sampling 'enumerate', "
+                          f"got {sampling!r}")
+    weights = jnp.ones(len(tasks)) if task_weights is None else jnp.asarray(task_weights, jnp.float32)
+    if weights.shape != (len(tasks),):
+        raise ConfigError(f"need one task weight per task ({len(tasks)}), got {len(weights)}")
 
     profile = make_loss_profile(model, tasks, jit=False) if sampling == "enumerate" else None
 
@@ -117,7 +126,8 @@ def make_relaxed_step(model: MultiTaskModel, tasks, tx_w, tx_l, energy: EnergyMo
             b = jnp.argmax(logits + jax.random.gumbel(noise_rng, logits.shape), axis=-1)
             losses = task_losses(model, tasks, model.discrete_forward(params, batch, b, deterministic=False,
                                                                      rng=dropout_rng), batch)
-            expected = jnp.sum(q * jax.lax.stop_gradient(profile(params, batch)).T)  # sum_t E_q[loss_t(b_t)]
+            # sum_t w_t E_q[loss_t(b_t)]
+            expected = jnp.sum(q * weights[:, None] * jax.lax.stop_gradient(profile(params, batch)).T)
             # the value is the sampled model's objective; the logits' gradient is the expectation's
             return jnp.sum(losses) + expected - jax.lax.stop_gradient(expected) + lam * ratio, (losses, ratio)
         if sampling == "soft":

@@ -98,6 +98,7 @@ def run_sweep(gen: ModelGenerator, out_dir: str | Path) -> dict[str, Any]:
             "kind": "search", "label": f"search lambda={lam:g}", "lambda": lam,
             "expected_branch_points": found["expected_branch_points"],
             "obtained": f"differentiable search (lambda {lam:g}, {cfg.search_steps} steps, {cfg.sampling} sampling, "
+                        + (f"task weights {list(cfg.search_task_weights)}, " if cfg.search_task_weights else "") +
                         f"after a shared {cfg.warmup_steps}-step {cfg.warmup_sampling} warm-up), argmax branch "
                         f"points, {finetune}",
         })

@@ -186,17 +186,20 @@ def test_warmup_sampling_reaches_the_warmup_and_is_a_workdir_setting(tmp_path, g
         load_search_config(REPO / "configs/search/quick.yaml", warmup_sampling="sometimes")
 
 
-def test_enumerate_gives_the_logits_the_exact_expected_loss_gradient(pretrained, glue_dir):
-    """sampling="enumerate": the logits' step is the gradient of sum_t sum_b q_t(b) loss_t(b) + lambda * E(q) / E0
-    with loss_t(b) from every discrete model on the batch (checked against the loss profile, by plain SGD), and the
-    reported task losses are those of the sampled discrete model."""
+@pytest.mark.parametrize("weights", [None, (2.0, 0.25)])
+def test_enumerate_gives_the_logits_the_exact_expected_loss_gradient(pretrained, glue_dir, weights):
+    """sampling="enumerate": the logits' step is the gradient of sum_t w_t sum_b q_t(b) loss_t(b) + lambda * E(q) / E0
+    with loss_t(b) from every discrete model on the batch (checked against the loss profile, by plain SGD; w_t = 1
+    unless task weights are given), and the reported task losses are those of the sampled discrete model."""
     from mgen_jax.search.steps import make_loss_profile
 
     tasks, model, params, energy, batch = _small_search_setup(pretrained, glue_dir, ("SST-2", "STS-B"))
     logits = jnp.asarray(np.random.default_rng(4).normal(size=(2, 13)), jnp.float32)
     lam, tau = 3.0, 0.7
     base = jax.random.PRNGKey(11)
-    step = make_relaxed_step(model, tasks, optax.set_to_zero(), optax.sgd(1.0), energy, base, sampling="enumerate")
+    step = make_relaxed_step(model, tasks, optax.set_to_zero(), optax.sgd(1.0), energy, base, sampling="enumerate",
+                             task_weights=weights)
+    w = np.ones(2) if weights is None else np.asarray(weights)
     copy = lambda tree: jax.tree.map(jnp.copy, tree)
     state = RelaxedState(jnp.int32(0), copy(params), optax.set_to_zero().init(params), jnp.copy(logits),
                          optax.sgd(1.0).init(logits))
@@ -206,7 +209,7 @@ def test_enumerate_gives_the_logits_the_exact_expected_loss_gradient(pretrained,
     def objective(lg):
         q = jax.nn.softmax(lg / tau, axis=-1)
         e = cost.expected_energy(cost.branch_probs_from_dist(q), energy.tables, energy.workload).total_j
-        return jnp.sum(q * profile.T) + lam * e / energy.independent_j
+        return jnp.sum(q * w[:, None] * profile.T) + lam * e / energy.independent_j
 
     np.testing.assert_allclose(np.asarray(new_state.logits), np.asarray(logits - jax.grad(objective)(logits)),
                                rtol=1e-4, atol=1e-6)
@@ -482,3 +485,16 @@ def test_distillation_in_the_generator(tmp_path, glue_dir):
         load_search_config(REPO / "configs/search/quick.yaml", distill_weight=0.5)
     with pytest.raises(ConfigError, match="distill_temperature"):
         load_search_config(REPO / "configs/search/quick.yaml", independent_runs=str(runs), distill_temperature=0.0)
+
+
+def test_search_task_weights_are_validated_and_a_search_setting(tmp_path, glue_dir):
+    with pytest.raises(ConfigError, match="search_task_weights"):
+        load_search_config(REPO / "configs/search/quick.yaml", sampling="enumerate", search_task_weights=[1.0])
+    with pytest.raises(ConfigError, match="search_task_weights"):
+        load_search_config(REPO / "configs/search/quick.yaml", sampling="enumerate", search_task_weights=[1.0, -2.0])
+    with pytest.raises(ConfigError, match="enumerate"):
+        load_search_config(REPO / "configs/search/quick.yaml", sampling="hard", search_task_weights=[1.0, 2.0])
+    cfg = load_search_config(REPO / "configs/search/quick.yaml", sampling="enumerate", search_task_weights=[1.0, 2.0])
+    gen = ModelGenerator(cfg, tmp_path, glue_dir=glue_dir, progress=False)
+    assert gen.search_settings()["search_task_weights"] == [1.0, 2.0]
+    assert "search_task_weights" not in json.loads((tmp_path / "settings.json").read_text())  # not a workdir field
