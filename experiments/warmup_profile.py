@@ -7,7 +7,8 @@ starts from (the warm-up's), for one or more run folders of one search config, a
         [--out experiments/results/warmup_profile_glue5.json] [--plot-only]
 
 Each workdir's own settings.json says how its warm-up was run (warmup_sampling). The batches come from a data stream
-no phase trains on (mixed batches of the train splits, dropout off). Writes the JSON and a PNG beside it.
+no phase trains on (mixed batches of the train splits, dropout off; ``ModelGenerator.loss_profile``, which budget
+selection uses on the warm-up's weights). Writes the JSON and a PNG beside it.
 Runtime here: about 3 minutes per profile for 5 tasks and 24 batches.
 """
 
@@ -18,23 +19,11 @@ import json
 import time
 from pathlib import Path
 
-import jax.numpy as jnp
 import numpy as np
 
 from mgen_jax.io import save_figure_atomic, write_json_atomic
 from mgen_jax.search import ModelGenerator, load_search_config
-from mgen_jax.search.steps import make_loss_profile
 from mgen_jax.train.checkpoint import restore_checkpoint
-
-PROFILE_STREAM = 7  # not one of the generator's streams (warm-up 0, search 1, fine-tuning 2)
-
-
-def profile(gen: ModelGenerator, fn, params, batches: int) -> dict:
-    """Mean and standard error over ``batches`` held-out mixed batches of ``fn`` = make_loss_profile(...)."""
-    rows = np.stack([np.asarray(fn(params, {k: jnp.asarray(v) for k, v in gen.data.mixed_batch(i, PROFILE_STREAM).items()}))
-                     for i in range(batches)])  # [batches, U + 1, T]
-    return {"mean_loss": rows.mean(0).tolist(), "stderr": (rows.std(0) / np.sqrt(batches)).tolist()}
-
 
 def plot(record: dict, path: Path) -> None:
     import matplotlib
@@ -78,7 +67,6 @@ def main() -> None:
         parser.error("give at least one --workdir")
     record = {"config": args.config, "tasks": list(cfg.tasks), "batches": args.batches,
               "per_task_batch": cfg.per_task_batch, "profiles": {}}
-    fn = None
     for workdir in args.workdir:
         settings = Path(workdir) / "settings.json"
         if not settings.is_file():
@@ -87,18 +75,17 @@ def main() -> None:
         sampling = saved.get("warmup_sampling", "soft")
         gen = ModelGenerator(load_search_config(args.config, warmup_sampling=sampling), workdir,
                              glue_dir=args.glue_dir, progress=False)
-        fn = fn or make_loss_profile(gen.model, gen.tasks)  # the same tasks and model in every workdir
         initial = gen.initial_params()
         if "initial weights" not in record["profiles"]:
             start = time.perf_counter()
-            record["profiles"]["initial weights"] = profile(gen, fn, initial, args.batches)
+            record["profiles"]["initial weights"] = gen.loss_profile(initial, args.batches)
             print(f"initial weights: {time.perf_counter() - start:.0f} s", flush=True)
         path = Path(workdir) / "warmup" / "params.msgpack"
         if not path.is_file():
             raise SystemExit(f"{path} not found: run the warm-up of {workdir} first")
         start = time.perf_counter()
         label = f"after {saved['warmup_steps']}-step warm-up, {sampling} sampling"
-        record["profiles"][label] = profile(gen, fn, restore_checkpoint(path, initial), args.batches)
+        record["profiles"][label] = gen.loss_profile(restore_checkpoint(path, initial), args.batches)
         print(f"{label}: {time.perf_counter() - start:.0f} s", flush=True)
     for label, prof in record["profiles"].items():
         print(label)

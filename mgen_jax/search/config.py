@@ -58,23 +58,29 @@ class SearchConfig:
     # all branch points, "hard" for one uniformly drawn discrete model per task and step, so that every discrete
     # model the search will sample starts out trained (README: "The warm-up decides what the search can see")
     warmup_sampling: str = "soft"
-    # enumerate only: the branch logits weigh task t's expected loss by w_t (one positive number per task, e.g. dev
-    # points per unit of loss, experiments/calibrate_task_weights.py); None = every task 1. The weights still train
-    # on the plain sum of task losses.
+    # the branch logits weigh task t's expected loss by w_t (one positive number per task, e.g. dev points per unit
+    # of loss, experiments/calibrate_task_weights.py; lambda searches need sampling "enumerate"), and so does budget
+    # selection; None = every task 1. The weights still train on the plain sum of task losses.
     search_task_weights: tuple[float, ...] | None = None
     # sweep
     lambdas: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)
     uniform_branch_points: tuple[int, ...] = (2, 4, 6, 8, 10)
     heuristic_thresholds: tuple[float, ...] = (0.9, 0.8, 0.7)
     redundancy_file: str | None = "experiments/results/redundancy_glue5.json"
+    # budget selection (search/select.py): per energy budget (a ratio to the independent models, in (0, 1]) the tree of
+    # least estimated loss (search_task_weights x the warm-up's loss profile on profile_batches batches) within it;
+    # budgets_at_baselines adds every baseline's own energy ratio as a budget (below 1, above full sharing's)
+    energy_budgets: tuple[float, ...] = ()
+    budgets_at_baselines: bool = False
+    profile_batches: int = 24
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("tasks", "buckets", "lambdas", "uniform_branch_points", "heuristic_thresholds"):
+        for name in ("tasks", "buckets", "lambdas", "uniform_branch_points", "heuristic_thresholds", "energy_budgets"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         if len(self.tasks) < 2:
             raise ConfigError(f"search config '{self.name}': field 'tasks' needs at least two tasks")
-        for name in ("max_length", "per_task_batch", "length_window", "checkpoint_every_steps"):
+        for name in ("max_length", "per_task_batch", "length_window", "checkpoint_every_steps", "profile_batches"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"search config field '{name}' must be a positive integer, got {value!r}")
@@ -100,6 +106,12 @@ class SearchConfig:
             raise ConfigError("search config: need 0 < temperature_end <= temperature_start")
         if any(not math.isfinite(l) or l < 0 for l in self.lambdas):
             raise ConfigError(f"search config field 'lambdas' must be finite and >= 0, got {list(self.lambdas)}")
+        if any(isinstance(x, bool) or not isinstance(x, (int, float)) or not 0 < x <= 1 for x in self.energy_budgets):
+            raise ConfigError(f"search config field 'energy_budgets' must hold energy ratios in (0, 1], "
+                              f"got {list(self.energy_budgets)}")
+        if not isinstance(self.budgets_at_baselines, bool):
+            raise ConfigError(f"search config field 'budgets_at_baselines' must be true or false, "
+                              f"got {self.budgets_at_baselines!r}")
         if list(self.buckets) != sorted(self.buckets) or self.buckets[-1] < self.max_length:
             raise ConfigError(f"search config field 'buckets' must increase and end at >= max_length, got {self.buckets}")
         if self.finetune_init not in ("warmup", "independent"):
@@ -116,9 +128,9 @@ class SearchConfig:
                     for w in weights):
                 raise ConfigError(f"search config field 'search_task_weights' needs one positive number per task "
                                   f"({len(self.tasks)}), got {list(weights)}")
-            if self.sampling != "enumerate":
-                raise ConfigError("search config field 'search_task_weights' needs sampling: enumerate "
-                                  f"(got {self.sampling!r})")
+            if self.sampling != "enumerate" and self.lambdas:
+                raise ConfigError("search config field 'search_task_weights' needs sampling: enumerate for the "
+                                  f"lambda searches (got {self.sampling!r}); budget selection alone takes any")
         if self.pooling not in ("mean", "cls"):
             raise ConfigError(f"search config field 'pooling' must be 'mean' or 'cls', got {self.pooling!r}")
 

@@ -35,8 +35,9 @@ from mgen_jax.search.config import SearchConfig
 from mgen_jax.search.data import MultiTaskData
 from mgen_jax.search.steps import (
     DiscreteState, RelaxedState, energy_model, evaluate_discrete, expected_branch_points, make_discrete_step,
-    make_relaxed_step, make_task_predict,
+    make_loss_profile, make_relaxed_step, make_task_predict,
 )
+from mgen_jax.search.select import all_branch_points, estimated_loss, select_within_budget, tree_energy_ratios
 from mgen_jax.sim import simulate
 from mgen_jax.train.checkpoint import restore_checkpoint, save_checkpoint
 from mgen_jax.train.finetune import TrainingError
@@ -44,6 +45,7 @@ from mgen_jax.train.optim import adamw_warmup_linear
 from mgen_jax.workload.glue import glue_trace
 
 WARMUP, SEARCH, FINETUNE = 0, 1, 2  # data streams
+PROFILE = 7  # mixed train batches no phase trains on: the loss profile of budget selection
 
 
 def _fmt(x: float) -> str:
@@ -85,11 +87,13 @@ class ModelGenerator:
         self._discrete_step = None
         self._initial_own_heads = None
         self._teachers = None
+        self._profile_fn = None
+        self._tree_ratios = None
         self._check_workdir()
 
     # Fields that do not change what a phase computes: a workdir may be reused when only these differ.
     FREE_FIELDS = ("name", "lambdas", "uniform_branch_points", "heuristic_thresholds", "redundancy_file",
-                   "checkpoint_every_steps")
+                   "checkpoint_every_steps", "energy_budgets", "budgets_at_baselines", "profile_batches")
     # Fields that only the searches use (the warm-up runs with frozen uniform logits at temperature 1 and its own
     # warmup_sampling): they are checked per search folder, so that the warm-up and the fine-tuned discrete models
     # (baselines included) are kept when only the search settings change.
@@ -259,6 +263,46 @@ class ModelGenerator:
         write_json_atomic(result, record)
         _drop_checkpoint(directory)
         return record
+
+    # ----- budget selection ------------------------------------------------------------------------------------
+    def loss_profile(self, params, batches: int) -> dict[str, Any]:
+        """Every task's train loss at every branch point under ``params`` (dropout off), mean and standard error
+        over ``batches`` mixed batches of a stream no phase trains on: {"mean_loss", "stderr"}, each [U + 1][T]."""
+        if self._profile_fn is None:
+            self._profile_fn = make_loss_profile(self.model, self.tasks)
+        rows = np.stack([
+            np.asarray(self._profile_fn(params, {k: jnp.asarray(v) for k, v in self.data.mixed_batch(i, PROFILE).items()}))
+            for i in range(batches)])  # [batches, U + 1, T]
+        return {"mean_loss": rows.mean(0).tolist(), "stderr": (rows.std(0) / np.sqrt(batches)).tolist()}
+
+    def warmup_profile(self, warm_params) -> dict[str, Any]:
+        """The loss profile of the warm-up's weights on ``profile_batches`` batches (cached in the warm-up folder)."""
+        path = self.workdir / "warmup" / f"loss_profile_{self.cfg.profile_batches}.json"
+        if path.exists():
+            return json.loads(path.read_text())
+        start = time.perf_counter()
+        if self.progress:
+            print(f"loss profile of the warm-up's weights on {self.cfg.profile_batches} batches", flush=True)
+        record = self.loss_profile(warm_params, self.cfg.profile_batches) | {
+            "batches": self.cfg.profile_batches, "tasks": [t.name for t in self.tasks],
+            "wall_clock_s": time.perf_counter() - start}
+        write_json_atomic(path, record)
+        return record
+
+    def select_within_budget(self, budget: float, warm_params) -> dict[str, Any]:
+        """The tree of least estimated loss sum_t w_t (loss_t(b_t) - loss_t(0)) (w = search_task_weights, else 1;
+        losses from the warm-up's profile) whose cost-model energy ratio is <= budget (search/select.py)."""
+        profile = self.warmup_profile(warm_params)
+        if self._tree_ratios is None:
+            trees = all_branch_points(len(self.tasks), self.num_units)
+            self._tree_ratios = trees, tree_energy_ratios(trees, self.energy.tables, self.energy.workload,
+                                                          self.energy.independent_j)
+        trees, ratios = self._tree_ratios
+        weights = list(self.cfg.search_task_weights or [1.0] * len(self.tasks))
+        loss = estimated_loss(np.asarray(profile["mean_loss"]), weights, trees)
+        return select_within_budget(trees, ratios, loss, budget) | {
+            "task_weights": weights, "profile_batches": profile["batches"],
+            "profile_wall_clock_s": profile["wall_clock_s"]}
 
     # ----- discrete models -------------------------------------------------------------------------------------
     def finetune_and_evaluate(self, branch_points: Sequence[int], warm_params) -> dict[str, Any]:

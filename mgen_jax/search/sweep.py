@@ -1,4 +1,5 @@
-"""The Pareto sweep: our search over lambda and the baselines, one record per discrete model, a Pareto plot.
+"""The Pareto sweep: our search over lambda, budget selection (search/select.py) and the baselines, one record per
+discrete model, a Pareto plot.
 
 Baselines (each fine-tuned with the same recipe from the same starting weights): full sharing (b = U), uniform branch
 points (every task at the same b), the analysis-driven heuristic (task t shares the leading units whose CKA to the
@@ -62,6 +63,37 @@ def _beats(search: Sequence[dict], baseline: dict) -> dict[str, Any]:
     }
 
 
+def _budget_points(gen: ModelGenerator, warm, baseline_points: Sequence[dict], finetune: str) -> list[dict[str, Any]]:
+    """One fine-tuned model per distinct tree that budget selection picks: for every budget of energy_budgets and,
+    with budgets_at_baselines, every baseline's energy ratio strictly between full sharing's and 1."""
+    cfg = gen.cfg
+    budgets = {float(x): "energy_budgets" for x in cfg.energy_budgets}
+    if cfg.budgets_at_baselines:
+        least = min(p["energy_ratio"] for p in baseline_points) if baseline_points else 0.0
+        for p in baseline_points:
+            if least < p["energy_ratio"] < 1.0:
+                budgets.setdefault(p["energy_ratio"], f"energy of {p['label']}")
+    by_tree: dict[tuple[int, ...], dict[str, Any]] = {}
+    for budget in sorted(budgets, reverse=True):
+        sel = gen.select_within_budget(budget, warm)
+        key = tuple(sel["branch_points"])
+        if key in by_tree:  # a smaller budget picked the same tree: one model, every budget listed
+            by_tree[key]["budgets"].append({"budget": budget, "source": budgets[budget]})
+            continue
+        record = gen.finetune_and_evaluate(sel["branch_points"], warm)
+        weights = "search_task_weights" if cfg.search_task_weights else "unit task weights"
+        by_tree[key] = record | {
+            "kind": "search", "method": "budget", "label": f"budget {budget:.4f}", "budget": budget,
+            "budgets": [{"budget": budget, "source": budgets[budget]}],
+            "estimated_loss": sel["estimated_loss"], "cost_model_energy_ratio": sel["cost_model_energy_ratio"],
+            "obtained": f"budget selection (energy ratio <= {budget:.6f}, {budgets[budget]}): least estimated loss "
+                        f"over all {len(sel['branch_points'])}-task trees, {weights} x the loss profile of the shared "
+                        f"{cfg.warmup_steps}-step {cfg.warmup_sampling} warm-up on {sel['profile_batches']} held-out "
+                        f"batches, {finetune}",
+        }
+    return list(by_tree.values())
+
+
 def run_sweep(gen: ModelGenerator, out_dir: str | Path) -> dict[str, Any]:
     cfg = gen.cfg
     start = time.perf_counter()
@@ -95,13 +127,19 @@ def run_sweep(gen: ModelGenerator, out_dir: str | Path) -> dict[str, Any]:
         record = gen.finetune_and_evaluate(found["branch_points"], warm)
         search_wall += found["wall_clock_s"] + record["finetune_wall_clock_s"]
         points.append(record | {
-            "kind": "search", "label": f"search lambda={lam:g}", "lambda": lam,
+            "kind": "search", "method": "lambda", "label": f"search lambda={lam:g}", "lambda": lam,
             "expected_branch_points": found["expected_branch_points"],
             "obtained": f"differentiable search (lambda {lam:g}, {cfg.search_steps} steps, {cfg.sampling} sampling, "
                         + (f"task weights {list(cfg.search_task_weights)}, " if cfg.search_task_weights else "") +
                         f"after a shared {cfg.warmup_steps}-step {cfg.warmup_sampling} warm-up), argmax branch "
                         f"points, {finetune}",
         })
+    points += _budget_points(gen, warm, baseline_points, finetune)
+    searched = {tuple(p["branch_points"]) for p in points if p.get("method") == "lambda"}
+    search_wall += sum(p["finetune_wall_clock_s"] for p in points
+                       if p.get("method") == "budget" and tuple(p["branch_points"]) not in searched)
+    if any(p.get("method") == "budget" for p in points):
+        search_wall += gen.warmup_profile(warm)["wall_clock_s"]
     points += baseline_points
     independent = gen.independent_record()
     if independent is not None:
@@ -146,18 +184,21 @@ def plot_pareto(record: dict[str, Any], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    styles = {"search": ("o", "tab:red"), "full sharing": ("X", "black"), "uniform": ("s", "tab:blue"),
-              "heuristic": ("^", "tab:green"), "independent": ("*", "tab:purple")}
+    styles = {"search": ("o", "tab:red"), "budget": ("D", "tab:orange"), "full sharing": ("X", "black"),
+              "uniform": ("s", "tab:blue"), "heuristic": ("^", "tab:green"), "independent": ("*", "tab:purple")}
+    style_of = lambda p: "budget" if p.get("method") == "budget" else p["kind"]
     fig, ax = plt.subplots(figsize=(7, 4.8))
     for kind, (marker, color) in styles.items():
-        pts = sorted((p for p in record["points"] if p["kind"] == kind), key=lambda p: p["energy_ratio"])
+        pts = sorted((p for p in record["points"] if style_of(p) == kind), key=lambda p: p["energy_ratio"])
         if not pts:
             continue
         xs, ys = [p["energy_ratio"] for p in pts], [p["mean_score"] for p in pts]
-        ax.plot(xs, ys, marker=marker, color=color, linestyle="-" if kind in ("search", "uniform") else "none",
-                markersize=9 if kind == "independent" else 7, label=kind, alpha=0.9)
+        label = {"search": "search (lambda)", "budget": "search (energy budget)"}.get(kind, kind)
+        ax.plot(xs, ys, marker=marker, color=color, linestyle="-" if kind in ("search", "budget", "uniform") else "none",
+                markersize=9 if kind == "independent" else 7, label=label, alpha=0.9)
         for p in pts:
-            tags = {"search": f"λ={p.get('lambda', 0):g}", "full sharing": "b=U", "independent": ""}
+            tags = {"search": f"λ={p.get('lambda', 0):g}", "budget": f"≤{p.get('budget', 0):.2f}",
+                    "full sharing": "b=U", "independent": ""}
             tag = tags.get(kind, p["label"].split()[-1])
             ax.annotate(tag, (p["energy_ratio"], p["mean_score"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
     ax.axvline(1 / 3, color="grey", linestyle=":", linewidth=1)

@@ -245,8 +245,24 @@ def test_quick_sweep_record(tmp_path, glue_dir):
     record = run_sweep(gen, tmp_path / "out")
     saved = json.loads((tmp_path / "out" / "search_quick.json").read_text())
     assert saved["tasks"] == ["SST-2", "MRPC"] and (tmp_path / "out" / "search_quick.png").stat().st_size > 5000
-    kinds = [p["kind"] for p in saved["points"]]
-    assert kinds == ["search", "search", "full sharing", "uniform"]
+    kinds = [(p["kind"], p.get("method")) for p in saved["points"]]
+    assert kinds == [("search", "lambda"), ("search", "lambda"), ("search", "budget"), ("full sharing", None),
+                     ("uniform", None)]
+    # budget selection: the tree of least estimated loss (the warm-up's profile, unit weights) among those the
+    # cost model puts within 0.8 of the independent energy, checked tree by tree; the simulator agrees
+    budget = saved["points"][2]
+    profile = np.asarray(json.loads((tmp_path / "run" / "warmup" / "loss_profile_2.json").read_text())["mean_loss"])
+    assert profile.shape == (13, 2)
+    zero = float(cost.expected_energy(cost.onehot_probs([0, 0], 12), gen.energy.tables, gen.energy.workload).total_j)
+    feasible = {}
+    for b in np.ndindex(13, 13):
+        ratio = float(cost.expected_energy(cost.onehot_probs(b, 12), gen.energy.tables, gen.energy.workload).total_j)
+        if ratio / zero <= 0.8 * (1 + 1e-6):
+            feasible[b] = sum(profile[b[t], t] - profile[0, t] for t in range(2))
+    best = min(feasible.values())
+    assert budget["estimated_loss"] == pytest.approx(best, abs=1e-6)
+    assert feasible[tuple(budget["branch_points"])] == pytest.approx(best, abs=1e-6)
+    assert budget["energy_ratio"] <= 0.8 + 1e-6 and budget["budgets"] == [{"budget": 0.8, "source": "energy_budgets"}]
     for p in saved["points"]:
         assert set(p["scores"]) == {"SST-2", "MRPC"} and len(p["branch_points"]) == 2
         assert p["energy_per_request_j"] > 0 and p["crossbars"] > 0 and "obtained" in p
