@@ -124,3 +124,27 @@ def test_budget_points_at_baselines_one_model_per_tree():
     assert points[0]["budgets"] == [{"budget": 0.9, "source": "energy_budgets"}]
     assert points[1]["budgets"] == [{"budget": 0.7, "source": "energy of u4"}, {"budget": 0.5, "source": "energy of h"}]
     assert all(p["kind"] == "search" and p["method"] == "budget" for p in points)
+
+
+@pytest.mark.parametrize("field,value", [("energy_budgets", [1.5]), ("energy_budgets", [0.0]),
+                                         ("energy_budgets", [True]), ("budgets_at_baselines", "yes"),
+                                         ("profile_batches", 0)])
+def test_budget_fields_are_validated(field, value):
+    from pathlib import Path
+
+    from mgen_jax.search import load_search_config
+
+    with pytest.raises(ConfigError, match=field):
+        load_search_config(Path(__file__).parents[2] / "configs/search/quick.yaml", **{field: value})
+
+
+def test_task_weights_without_lambdas_need_no_enumerate():
+    from pathlib import Path
+
+    from mgen_jax.search import load_search_config
+
+    path = Path(__file__).parents[2] / "configs/search/quick.yaml"
+    with pytest.raises(ConfigError, match="enumerate"):
+        load_search_config(path, sampling="hard", search_task_weights=[1.0, 2.0])
+    cfg = load_search_config(path, sampling="hard", search_task_weights=[1.0, 2.0], lambdas=[])
+    assert cfg.search_task_weights == (1.0, 2.0) and cfg.energy_budgets == (0.8,)
