@@ -3,7 +3,7 @@
 #   1. independent baselines (8 GLUE tasks)       ~2.3 h here   runs/baseline/<TASK>/
 #   2. baseline table + redundancy analysis         ~3 min       experiments/results/baseline_independent.json, redundancy_glue5.*
 #   3. model generator sweep, 5 tasks               ~4 h         experiments/results/search_glue5.*
-#   3b. task-weighted sweep + budget selection,     ~1.5 h       experiments/results/search_glue5_weighted.*
+#   3b. task-weighted sweep + budget selection,     ~2.5 h       experiments/results/search_glue5_weighted.*
 #       reusing 3's warm-up and baselines (weights in the config: experiments/calibrate_task_weights.py)
 #   4. model generator sweep, 8 tasks               ~2 h         experiments/results/search_glue8.* (its best model is
 #                                                                 the "searched" model of step 5)
