@@ -1,6 +1,6 @@
 """Collect every discrete model and search a search workdir holds, superseded recipes included, into one file.
 
-    .venv/bin/python experiments/collect_recipe_study.py [--workdir runs/search/glue5]
+    .venv/bin/python experiments/collect_recipe_study.py [--workdir runs/search/glue5_unweighted]
                                                          [--out experiments/results/recipe_study_glue5.json]
 
 Reads <workdir>/models/*/result.json, <workdir>/search_lambda_*/result.json and the same under every
@@ -35,11 +35,11 @@ def _collect(folder: Path, recipe: str) -> tuple[list[dict], list[dict]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workdir", default="runs/search/glue5")
+    parser.add_argument("--workdir", default="runs/search/glue5_unweighted")
     parser.add_argument("--out", default="experiments/results/recipe_study_glue5.json")
     args = parser.parse_args()
     root = Path(args.workdir)
-    models, searches = _collect(root, "current")
+    models, searches = _collect(root, root.name)
     for old in sorted(root.glob("superseded_*")):
         note = old / "README.txt"
         m, s = _collect(old, old.name + (": " + " ".join(note.read_text().split()) if note.exists() else ""))

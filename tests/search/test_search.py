@@ -514,3 +514,13 @@ def test_search_task_weights_are_validated_and_a_search_setting(tmp_path, glue_d
     gen = ModelGenerator(cfg, tmp_path, glue_dir=glue_dir, progress=False)
     assert gen.search_settings()["search_task_weights"] == [1.0, 2.0]
     assert "search_task_weights" not in json.loads((tmp_path / "settings.json").read_text())  # not a workdir field
+
+
+def test_shipped_search_configs_load():
+    paths = sorted((REPO / "configs/search").glob("*.yaml"))
+    assert {"glue5", "glue5_unweighted", "glue8", "quick"} <= {p.stem for p in paths}
+    for path in paths:
+        cfg = load_search_config(path)  # unknown fields and out-of-range values raise ConfigError
+        assert cfg.name == path.stem
+        if cfg.search_task_weights:
+            assert len(cfg.search_task_weights) == len(cfg.tasks), path.name

@@ -98,3 +98,10 @@ def test_data_parallel_on_two_cpu_devices(tmp_path, glue_dir):
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
         np.testing.assert_allclose(x, y, atol=2e-4)
     assert abs(two["metrics"]["accuracy"] - one["metrics"]["accuracy"]) <= 1 / 32
+
+
+def test_shipped_finetune_configs_load():
+    paths = sorted((REPO / "configs/finetune").glob("*.yaml"))
+    assert len(paths) >= 9  # one per GLUE task + quick
+    for path in paths:
+        assert isinstance(load_config(path), FinetuneConfig), path.name
