@@ -40,6 +40,9 @@ class SearchConfig:
     # its independently fine-tuned model (independent_runs; KL at distill_temperature, squared error for regression)
     distill_weight: float = 0.0
     distill_temperature: float = 1.0
+    # fine-tuning objective sum_t v_t x loss_t (one positive number per task; None = every task 1), for every discrete
+    # model alike, baselines included: a task the shared trunk serves badly (glue5: CoLA) can be given more pull
+    finetune_task_weights: tuple[float, ...] | None = None
     checkpoint_every_steps: int = 50
     # optimisation
     lr_weights: float = 5e-5
@@ -120,14 +123,17 @@ class SearchConfig:
         for name, modes in (("sampling", SAMPLING_MODES), ("warmup_sampling", WARMUP_SAMPLING_MODES)):
             if getattr(self, name) not in modes:
                 raise ConfigError(f"search config field '{name}' must be one of {modes}, got {getattr(self, name)!r}")
-        if self.search_task_weights is not None:
-            weights = tuple(self.search_task_weights)
-            object.__setattr__(self, "search_task_weights", weights)
+        for name in ("search_task_weights", "finetune_task_weights"):
+            if getattr(self, name) is None:
+                continue
+            weights = tuple(getattr(self, name))
+            object.__setattr__(self, name, weights)
             if len(weights) != len(self.tasks) or not all(
                     isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) and w > 0
                     for w in weights):
-                raise ConfigError(f"search config field 'search_task_weights' needs one positive number per task "
+                raise ConfigError(f"search config field '{name}' needs one positive number per task "
                                   f"({len(self.tasks)}), got {list(weights)}")
+        if self.search_task_weights is not None:
             if self.sampling != "enumerate" and self.lambdas:
                 raise ConfigError("search config field 'search_task_weights' needs sampling: enumerate for the "
                                   f"lambda searches (got {self.sampling!r}); budget selection alone takes any")

@@ -101,7 +101,7 @@ class ModelGenerator:
                      "search_task_weights")
     # Fields that only the discrete models use: checked per model folder.
     FINETUNE_FIELDS = ("finetune_steps", "lr_finetune", "finetune_init", "finetune_own_lr_scale", "distill_weight",
-                       "distill_temperature")
+                       "distill_temperature", "finetune_task_weights")
 
     def _defaults(self) -> dict[str, Any]:
         defaults = {f.name: f.default for f in dataclasses.fields(SearchConfig) if f.default is not dataclasses.MISSING}
@@ -333,7 +333,8 @@ class ModelGenerator:
         if self._discrete_step is None:
             self._discrete_step = make_discrete_step(self.model, self.tasks, tx, jax.random.PRNGKey(cfg.seed + 5),
                                                      distill_weight=cfg.distill_weight,
-                                                     distill_temperature=cfg.distill_temperature)
+                                                     distill_temperature=cfg.distill_temperature,
+                                                     task_weights=cfg.finetune_task_weights)
         fn = self._discrete_step
         b_arr = jnp.asarray(b, jnp.int32)
         teachers = self.teachers() if cfg.distill_weight > 0 else None
@@ -351,6 +352,8 @@ class ModelGenerator:
                                                "finetune_own_lr_scale": cfg.finetune_own_lr_scale,
                                                "distill_weight": cfg.distill_weight,
                                                "distill_temperature": cfg.distill_temperature,
+                                               "finetune_task_weights": (None if cfg.finetune_task_weights is None
+                                                                         else list(cfg.finetune_task_weights)),
                                                "finetune_wall_clock_s": wall,
                                                "eval_wall_clock_s": time.perf_counter() - start}
         write_json_atomic(result, record)

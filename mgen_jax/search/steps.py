@@ -163,24 +163,29 @@ class DiscreteState:
 
 
 def make_discrete_step(model: MultiTaskModel, tasks, tx, base_rng, *, distill_weight: float = 0.0,
-                       distill_temperature: float = 1.0):
+                       distill_temperature: float = 1.0, task_weights: Sequence[float] | None = None):
     """step(state, batch, branch_points, teachers=None) -> (state, task losses [T]).
 
-    With ``distill_weight`` w > 0 the objective of task t is (1 - w) x its task loss + w x its distillation loss
+    The objective is sum_t v_t x objective_t with v = ``task_weights`` (default: every task 1). With
+    ``distill_weight`` w > 0 the objective of task t is (1 - w) x its task loss + w x its distillation loss
     against ``teachers`` (``MultiTaskModel.separate_params`` of fixed teacher models, run without dropout; a step
-    argument, never baked into the compiled program). The reported losses are the task losses either way."""
+    argument, never baked into the compiled program). The reported losses are the (unweighted) task losses."""
     if not 0.0 <= distill_weight <= 1.0 or distill_temperature <= 0:
         raise ConfigError(f"need 0 <= distill_weight <= 1 and distill_temperature > 0, got {distill_weight}, "
                           f"{distill_temperature}")
+    weights = jnp.ones(len(tasks)) if task_weights is None else jnp.asarray(task_weights, jnp.float32)
+    if weights.shape != (len(tasks),) or not bool(jnp.all(weights > 0)):
+        raise ConfigError(f"fine-tuning task weights need one positive number per task ({len(tasks)}), "
+                          f"got {task_weights}")
 
     def loss_fn(params, batch, branch_points, teachers, rng):
         outputs = model.discrete_forward(params, batch, branch_points, deterministic=False, rng=rng)
         losses = task_losses(model, tasks, outputs, batch)
         if distill_weight == 0.0:
-            return jnp.sum(losses), losses
+            return jnp.sum(weights * losses), losses
         teacher = jax.lax.stop_gradient(model.separate_forward(teachers, batch))
         distill = distillation_losses(model, tasks, outputs, teacher, batch, distill_temperature)
-        return jnp.sum((1.0 - distill_weight) * losses + distill_weight * distill), losses
+        return jnp.sum(weights * ((1.0 - distill_weight) * losses + distill_weight * distill)), losses
 
     def step(state: DiscreteState, batch, branch_points, teachers=None):
         if distill_weight > 0.0 and teachers is None:

@@ -114,8 +114,9 @@ def run_sweep(gen: ModelGenerator, out_dir: str | Path) -> dict[str, Any]:
                        heuristic_branch_points(redundancy, [x.name for x in gen.tasks], th))
                       for th in cfg.heuristic_thresholds]
     finetune = f"{cfg.finetune_steps} fine-tuning steps ({cfg.finetune_init} init" + (
-        f", distillation weight {cfg.distill_weight:g} at temperature {cfg.distill_temperature:g})"
-        if cfg.distill_weight > 0 else ")")
+        f", distillation weight {cfg.distill_weight:g} at temperature {cfg.distill_temperature:g}"
+        if cfg.distill_weight > 0 else "") + (
+        f", task weights {list(cfg.finetune_task_weights)}" if cfg.finetune_task_weights else "") + ")"
     # Baselines first: they do not depend on the search settings, so a sweep interrupted during the searches
     # keeps them.
     for kind, label, b in baselines:
@@ -200,9 +201,15 @@ def plot_pareto(record: dict[str, Any], path: Path) -> Path:
             tags = {"search": f"λ={p.get('lambda', 0):g}", "budget": f"≤{p.get('budget', 0):.2f}",
                     "full sharing": "b=U", "independent": ""}
             tag = tags.get(kind, p["label"].split()[-1])
-            ax.annotate(tag, (p["energy_ratio"], p["mean_score"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
+            offset = (4, -10) if kind == "budget" else (4, 4)  # budget tags below, lambda tags above the line
+            ax.annotate(tag, (p["energy_ratio"], p["mean_score"]), textcoords="offset points", xytext=offset, fontsize=7)
     ax.axvline(1 / 3, color="grey", linestyle=":", linewidth=1)
     ax.text(1 / 3, ax.get_ylim()[0], " 3x", color="grey", fontsize=8, va="bottom")
+    goal = record.get("goal_3x_within_1_point")
+    if goal:  # the goal: >= 3x (left of the vertical line) within 1 point (above the horizontal one)
+        ax.axhline(goal["reference_mean_score"] - 1.0, color="grey", linestyle=":", linewidth=1)
+        ax.text(ax.get_xlim()[0], goal["reference_mean_score"] - 1.0, " 1 point below independent", color="grey",
+                fontsize=8, va="top")
     ax.set_xlabel("energy per request / independent models (exact simulator, real dev lengths)")
     ax.set_ylabel("mean dev score (main metric x 100)")
     ax.set_title(f"{record['model']} on {record['hw']}: {', '.join(record['tasks'])}", fontsize=9)

@@ -470,6 +470,34 @@ def test_distillation_step_follows_the_teachers(pretrained, glue_dir):
             DiscreteState(jnp.int32(0), copy(params), optax.sgd(1e-3).init(params)), batch, b)
 
 
+def test_finetune_task_weights_scale_each_tasks_pull(pretrained, glue_dir):
+    """finetune_task_weights v: with SGD, task t's head moves v_t x as far as with no weights (a head feeds only its
+    own loss), the shared weights move 2 x as far with v = (2, 2), and a bad weight vector is a clear error."""
+    from mgen_jax.search.steps import DiscreteState, make_discrete_step
+
+    tasks, model, params, _, batch = _small_search_setup(pretrained, glue_dir, ("SST-2", "STS-B"))
+    b = jnp.asarray([4, 8])
+    tx = optax.sgd(1.0)  # one step: the update is linear in the weights (float32 rounding of new - old <= 5e-7)
+
+    def update(weights):
+        step = make_discrete_step(model, tasks, tx, jax.random.PRNGKey(0), task_weights=weights)
+        start = jax.tree.map(jnp.copy, params)
+        state, _ = step(DiscreteState(jnp.int32(0), start, tx.init(start)), batch, b)
+        return jax.tree.map(lambda new, old: np.asarray(new - old, np.float64), state.params, params)
+
+    plain, weighted, doubled = update(None), update([3.0, 0.5]), update([2.0, 2.0])
+    for task, v in enumerate((3.0, 0.5)):
+        for x, y in zip(jax.tree.leaves(weighted["heads"]), jax.tree.leaves(plain["heads"])):
+            assert np.abs(y[task]).max() > 0
+            np.testing.assert_allclose(x[task], v * y[task], rtol=1e-4, atol=5e-7)
+    assert max(np.abs(x).max() for x in jax.tree.leaves(plain["trunk"])) > 0
+    for x, y in zip(jax.tree.leaves(doubled), jax.tree.leaves(plain)):
+        np.testing.assert_allclose(x, 2.0 * y, rtol=1e-4, atol=5e-7)
+    for bad in ([1.0], [1.0, 0.0], [1.0, -2.0]):
+        with pytest.raises(ConfigError, match="task weights"):
+            make_discrete_step(model, tasks, tx, jax.random.PRNGKey(0), task_weights=bad)
+
+
 def test_distillation_in_the_generator(tmp_path, glue_dir):
     """distill_weight reaches the fine-tuning (teachers = the independent_runs models, whole) and is a per-model-folder
     setting; out-of-range values and distillation without independent runs are clear errors."""
@@ -514,6 +542,16 @@ def test_search_task_weights_are_validated_and_a_search_setting(tmp_path, glue_d
     gen = ModelGenerator(cfg, tmp_path, glue_dir=glue_dir, progress=False)
     assert gen.search_settings()["search_task_weights"] == [1.0, 2.0]
     assert "search_task_weights" not in json.loads((tmp_path / "settings.json").read_text())  # not a workdir field
+
+
+def test_finetune_task_weights_are_validated_and_a_model_setting(tmp_path, glue_dir):
+    for bad in ([1.0], [1.0, 0.0], [1.0, float("nan")], [True, 1.0]):
+        with pytest.raises(ConfigError, match="finetune_task_weights"):
+            load_search_config(REPO / "configs/search/quick.yaml", finetune_task_weights=bad)
+    cfg = load_search_config(REPO / "configs/search/quick.yaml", finetune_task_weights=[1.0, 3.0])
+    gen = ModelGenerator(cfg, tmp_path, glue_dir=glue_dir, progress=False)
+    assert gen.finetune_settings()["finetune_task_weights"] == [1.0, 3.0]
+    assert "finetune_task_weights" not in json.loads((tmp_path / "settings.json").read_text())  # per model folder
 
 
 def test_shipped_search_configs_load():
