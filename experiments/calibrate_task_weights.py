@@ -1,6 +1,9 @@
 """Task weights for the search's logits (``search_task_weights``): dev-score points per unit of train loss.
 
-    .venv/bin/python experiments/calibrate_task_weights.py --workdir runs/search/glue5 \
+Recipe study only: this script calibrates on dev scores (how the 200-step glue5 sweeps were run). The equal-budget
+sweep calibrates on the held-out split itself (``search_task_weights: heldout``, ModelGenerator.calibrate).
+
+    .venv/bin/python experiments/calibrate_task_weights.py --workdir runs/search/glue5_steps200 \
         [--profile experiments/results/warmup_profile_glue5.json] \
         [--profile-key "after 120-step warm-up, hard sampling"] [--out experiments/results/task_weights_glue5.json]
 
@@ -26,24 +29,12 @@ from pathlib import Path
 
 from mgen_jax.errors import ConfigError
 from mgen_jax.io import write_json_atomic
+from mgen_jax.search.select import calibrate_task_weights
 
 
 def calibrate(zero: dict, full: dict, losses: list[list[float]], tasks: list[str], min_drop: float) -> dict:
     """Weights from the endpoint records (result.json of b = 0 and b = U) and the loss profile [U + 1][T]."""
-    weights, rows = [], []
-    for t, name in enumerate(tasks):
-        drop = zero["scores"][name] - full["scores"][name]
-        rise = losses[-1][t] - losses[0][t]
-        if rise <= 0:
-            raise ConfigError(f"task {name}: the profile's loss does not rise from b = 0 ({losses[0][t]:.4f}) to "
-                              f"b = U ({losses[-1][t]:.4f}); use a profile of weights trained for every b "
-                              "(warmup_sampling: hard)")
-        w = max(drop, min_drop) / rise / len(tasks)
-        weights.append(w)
-        rows.append({"task": name, "score_b0": zero["scores"][name], "score_bU": full["scores"][name],
-                     "score_drop": drop, "loss_b0": losses[0][t], "loss_bU": losses[-1][t], "loss_rise": rise,
-                     "weight": w})
-    return {"weights": weights, "tasks": rows}
+    return calibrate_task_weights(zero["scores"], full["scores"], losses, tasks, min_drop)
 
 
 def main() -> None:

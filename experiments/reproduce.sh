@@ -1,30 +1,30 @@
 #!/usr/bin/env bash
 # The whole pipeline on the shipped configs, resumable: re-run it after an interruption and finished stages are kept.
-#   1. independent baselines (8 GLUE tasks)       ~2.3 h here   runs/baseline/<TASK>/
-#   2. baseline table + redundancy analysis         ~3 min       experiments/results/baseline_independent.json, redundancy_glue5.*
-#   3. model generator sweep, 5 tasks (task         ~5 h         experiments/results/search_glue5.*
-#      weights in the config: experiments/calibrate_task_weights.py on this sweep's b = 0 and b = U models)
-#   3b. the same without task weights or budgets,   ~2 h         experiments/results/search_glue5_unweighted.*
-#       reusing 3's warm-up and baselines
-#   4. model generator sweep, 8 tasks               ~2 h         experiments/results/search_glue8.* (its best model is
-#                                                                 the "searched" model of step 5)
-#   5. scheduler experiment (8 tasks, 2 chips)      ~2 min       experiments/results/schedule.*
+#   1. independent glue5 models, 3 seeds              ~2.5 h here   runs/baseline{,_seed1,_seed2}/<TASK>/
+#      (+ QNLI, MNLI, QQP, seed 0, for the 8-task runs) ~1.3 h
+#   2. baseline table + redundancy analysis (held-out ~3 min       experiments/results/baseline_independent.json,
+#      probe)                                                         redundancy_glue5.*
+#   3. model generator at equal budget, glue5         ~10 h         experiments/results/search_glue5.*
+#   4. model generator, 8 tasks (recipe study: the    ~2 h          experiments/results/search_glue8.* (its best model is
+#      200-step recipe, no held-out split)                           the "searched" model of step 5)
+#   5. scheduler experiment (8 tasks, 2 chips)        ~2 min        experiments/results/schedule.*
+# The glue5 recipe-study configs (glue5_steps200, glue5_unweighted, glue5_distill, glue5_ft600, glue5_ftweights) ran
+# before the equal-budget protocol, on independent models trained without a held-out split; their committed results
+# are the record of that study (README, "Recipe study"), and `mgen sweep --config configs/search/<name>.yaml` reruns
+# one on today's baselines.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MGEN=.venv/bin/mgen
-for cfg in sst2:SST-2 cola:CoLA mrpc:MRPC stsb:STS-B rte:RTE qnli:QNLI mnli:MNLI qqp:QQP; do
+export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-runs/jax_cache}
+experiments/run_independent.sh 0 1 2
+for cfg in qnli:QNLI mnli:MNLI qqp:QQP; do
   name=${cfg##*:}
   if [ ! -f "runs/baseline/$name/summary.json" ]; then
     $MGEN finetune --config "configs/finetune/${cfg%%:*}.yaml" --workdir "runs/baseline/$name"
   fi
 done
-.venv/bin/python experiments/collect_baseline.py
+.venv/bin/python experiments/collect_baseline.py --runs runs/baseline runs/baseline_seed1 runs/baseline_seed2
 $MGEN analyze --runs runs/baseline --tasks SST-2,CoLA,MRPC,STS-B,RTE --out experiments/results --stem redundancy_glue5
 $MGEN sweep --config configs/search/glue5.yaml
-if [ ! -d runs/search/glue5_unweighted ]; then
-  mkdir -p runs/search/glue5_unweighted
-  cp -al runs/search/glue5/warmup runs/search/glue5/models runs/search/glue5_unweighted/
-fi
-$MGEN sweep --config configs/search/glue5_unweighted.yaml
 $MGEN sweep --config configs/search/glue8.yaml
 .venv/bin/python experiments/schedule_experiment.py

@@ -5,11 +5,14 @@ Per sharing unit u:
   (Frobenius norm over every parameter of the unit);
 - the linear CKA (Kornblith et al., ICML 2019) between the token representations at the output of unit u of task t's
   model and of the pretrained model, and between every pair of task models, on one probe set of real dev sentences
-  (each model runs its own units on the same inputs).
+  (each model runs its own units on the same inputs). The probe sentences come from the tasks' held-out splits
+  (data/splits.py), because the heuristic that reads this record chooses models: dev is only reported.
 High CKA / low change means a unit that the tasks could share: the analysis-driven sharing heuristic reads this.
 """
 
 from __future__ import annotations
+
+import json
 
 from pathlib import Path
 from typing import Any, Sequence
@@ -18,7 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mgen_jax.data.glue import get_task, load_split
+from mgen_jax.data.glue import get_task
+from mgen_jax.data.splits import HeldoutSpec, train_and_heldout
 from mgen_jax.data.pipeline import collate, encode_split
 from mgen_jax.errors import ConfigError
 from mgen_jax.io import save_figure_atomic, write_json_atomic
@@ -51,13 +55,16 @@ def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
     return float(cross / (np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y)))
 
 
-def probe_batches(tasks: Sequence[str], tokenizer, *, per_task: int, max_length: int, glue_dir=None, seed: int = 0):
-    """Batches of ``per_task`` dev examples of every task (seeded), padded to their longest example."""
+def probe_batches(tasks: Sequence[str], tokenizer, *, per_task: int, max_length: int, glue_dir=None, seed: int = 0,
+                  heldout: HeldoutSpec = HeldoutSpec()):
+    """Batches of ``per_task`` examples of every task's held-out split (seeded), padded to their longest example."""
     batches = []
     for name in tasks:
-        dev = load_split(name, "dev", glue_dir=glue_dir)
-        idx = np.sort(np.random.default_rng([seed, 11]).permutation(len(dev))[:per_task])
-        enc = encode_split(dev.take(idx), tokenizer, max_length=max_length)
+        _, rows = train_and_heldout(name, heldout, glue_dir=glue_dir)
+        if not len(rows):
+            raise ConfigError(f"the redundancy probe reads the held-out split, and {name} has none")
+        idx = np.sort(np.random.default_rng([seed, 11]).permutation(len(rows))[:per_task])
+        enc = encode_split(rows.take(idx), tokenizer, max_length=max_length)
         batches.append(collate(enc, np.arange(len(enc)), int(enc.lengths.max()), len(enc)))
     return batches
 
@@ -78,12 +85,15 @@ def unit_representations(cfg: BertConfig, encoder_params: Any, batches) -> list[
 
 def analyze(
     task_params: dict[str, Any], *, model: str = "minilm-l6", per_task: int = 64, max_length: int = 128, glue_dir=None,
+    heldout: HeldoutSpec = HeldoutSpec(),
 ) -> dict[str, Any]:
-    """The redundancy record of fine-tuned encoders ``task_params`` (task name -> encoder parameter tree)."""
+    """The redundancy record of fine-tuned encoders ``task_params`` (task name -> encoder parameter tree), probed
+    on ``heldout`` rows (the runs' own held-out split: never trained on)."""
     base = load_pretrained(model)
     cfg = base.config
     tasks = list(task_params)
-    batches = probe_batches(tasks, base.tokenizer, per_task=per_task, max_length=max_length, glue_dir=glue_dir)
+    batches = probe_batches(tasks, base.tokenizer, per_task=per_task, max_length=max_length, glue_dir=glue_dir,
+                            heldout=heldout)
     reps = {"pretrained": unit_representations(cfg, base.params, batches)}
     for t in tasks:
         reps[t] = unit_representations(cfg, task_params[t], batches)
@@ -100,7 +110,7 @@ def analyze(
     mean_pairwise = [float(np.mean(np.asarray(m)[~np.eye(len(tasks), dtype=bool)])) if len(tasks) > 1 else 1.0
                      for m in pairwise]
     return {
-        "model": model, "tasks": tasks, "units": units, "probe": f"{per_task} seeded dev examples per task, "
+        "model": model, "tasks": tasks, "units": units, "probe": f"{per_task} seeded held-out examples per task ({heldout.to_dict()}), "
         f"{int(sum(b['attention_mask'].sum() for b in batches))} real tokens", "relative_weight_change": change,
         "cka_to_pretrained": cka_base, "pairwise_cka": pairwise, "mean_pairwise_cka": mean_pairwise,
         "mean_cka_to_pretrained": np.mean([cka_base[t] for t in tasks], axis=0).tolist(),
@@ -155,7 +165,13 @@ def load_task_encoders(run_dir: Path, tasks: Sequence[str]) -> dict[str, Any]:
 
 def run_analysis(run_dir: Path, tasks: Sequence[str], out_dir: Path, *, glue_dir=None, per_task: int = 64,
                  stem: str = "redundancy") -> dict[str, Any]:
-    record = analyze(load_task_encoders(run_dir, tasks), per_task=per_task, glue_dir=glue_dir)
+    heldout = HeldoutSpec()
+    config = Path(run_dir) / tasks[0] / "config.json"
+    if config.is_file():  # probe the runs' own held-out split
+        run = json.loads(config.read_text())["config"]
+        if "heldout_fraction" in run:
+            heldout = HeldoutSpec(run["heldout_fraction"], run["heldout_max_rows"], run["heldout_seed"])
+    record = analyze(load_task_encoders(run_dir, tasks), per_task=per_task, glue_dir=glue_dir, heldout=heldout)
     write_json_atomic(Path(out_dir) / f"{stem}.json", record)
     plot_redundancy(record, Path(out_dir) / f"{stem}.png")
     return record

@@ -327,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("analyze", help="redundancy of fine-tuned task models: weight change and CKA per unit")
     p.add_argument("--runs", default="runs/baseline", help="folder with <TASK>/final_params.msgpack [runs/baseline]")
     p.add_argument("--tasks", default=GLUE5)
-    p.add_argument("--per-task", type=int, default=64, help="probe dev examples per task [64]")
+    p.add_argument("--per-task", type=int, default=64, help="probe examples per task, from the held-out split [64]")
     p.add_argument("--glue-dir")
     p.add_argument("--out", default="experiments/results")
     p.add_argument("--stem", default="redundancy_glue5", help="output file name stem [redundancy_glue5]")

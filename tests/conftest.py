@@ -28,3 +28,30 @@ def glue_dir():
     if path is None:
         pytest.skip("GLUE data not found (set MGEN_GLUE_DIR)")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory):
+    """A tiny random BERT (2 layers, hidden 32) as a Hugging Face directory, with all-MiniLM-L6-v2's tokenizer: for
+    tests of the training loops, where the real weights are not the point."""
+    import json
+    import shutil
+
+    import jax
+    import jax.numpy as jnp
+    from safetensors.numpy import save_file
+
+    from mgen_jax.model.bert import BertConfig, BertEncoder
+    from mgen_jax.model.weights import params_to_hf
+    from mgen_jax.pretrained import resolve_pretrained_dir
+
+    cfg = BertConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, max_position=128)
+    params = BertEncoder(cfg).init(jax.random.PRNGKey(0), jnp.ones((1, 4), jnp.int32), jnp.ones((1, 4), jnp.int32))
+    out = tmp_path_factory.mktemp("tiny_bert")
+    (out / "config.json").write_text(json.dumps(cfg.to_hf()))
+    save_file(params_to_hf(jax.device_get(params["params"]), cfg), str(out / "model.safetensors"))
+    source = resolve_pretrained_dir("minilm-l6")
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        if (source / name).is_file():
+            shutil.copy(source / name, out / name)
+    return out

@@ -90,6 +90,11 @@ class GlueSplit:
     labels: np.ndarray  # int64 class ids, or float32 scores for STS-B
     source: str  # file or dataset the rows came from
     split_note: str  # "official" or how a pseudo split was drawn
+    row_ids: np.ndarray | None = None  # each row's 0-based data-row number in ``source`` (None: 0..n-1)
+
+    def __post_init__(self) -> None:
+        if self.row_ids is None:
+            object.__setattr__(self, "row_ids", np.arange(len(self.texts_a), dtype=np.int64))
 
     def __len__(self) -> int:
         return len(self.texts_a)
@@ -101,6 +106,7 @@ class GlueSplit:
             texts_a=tuple(self.texts_a[i] for i in idx),
             texts_b=None if self.texts_b is None else tuple(self.texts_b[i] for i in idx),
             labels=self.labels[idx],
+            row_ids=self.row_ids[idx],
             split_note=self.split_note if note is None else f"{self.split_note}; {note}",
         )
 

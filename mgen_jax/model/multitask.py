@@ -167,20 +167,52 @@ class MultiTaskModel:
         return jax.vmap(one)(separate["encoders"], separate["heads"], batch["input_ids"], batch["token_type_ids"],
                              batch["attention_mask"])
 
-    def task_forward(self, params, task, branch_point, batch, *, deterministic: bool = True, rng=None) -> jax.Array:
-        """Outputs [B, max_labels] of one task (a traced index) on its own batch [B, L] in the discrete model."""
+    def task_view(self, params, task) -> dict:
+        """What task ``task`` (an int or a traced index) can use: the embeddings, the trunk, its own copy of every unit
+        and its head: {"embeddings", "trunk", "own": {unit_u: ...}, "head": ...}. Its gradient holds exactly the
+        parameters one task's batch trains (equal-budget fine-tuning, search/budget.py)."""
+        take = lambda tree: jax.tree.map(lambda x: x[task], tree)
+        return {"embeddings": params["embeddings"], "trunk": params["trunk"], "own": take(params["own"]),
+                "head": take(params["heads"])}
+
+    def view_forward(self, view, branch_point, batch, *, deterministic: bool = True, rng=None) -> jax.Array:
+        """Outputs [B, max_labels] of one task's discrete model on its batch [B, L], from its ``task_view``: trunk
+        units 0..b-1, then its own units (``branch_point`` may be traced)."""
         rng = jax.random.PRNGKey(0) if rng is None else rng
         rngs = None if deterministic else {"dropout": rng}
-        x = self.embeddings.apply({"params": params["embeddings"]}, batch["input_ids"], batch["token_type_ids"],
+        x = self.embeddings.apply({"params": view["embeddings"]}, batch["input_ids"], batch["token_type_ids"],
                                   deterministic=deterministic, rngs=rngs)
         bias = attention_bias(batch["attention_mask"], x.dtype)
         for u in range(self.cfg.num_units):
             key = f"unit_{u}"
-            chosen = jax.tree.map(lambda trunk, own: jnp.where(branch_point > u, trunk, own[task]),
-                                  params["trunk"][key], params["own"][key])
+            chosen = jax.tree.map(lambda trunk, own: jnp.where(branch_point > u, trunk, own),
+                                  view["trunk"][key], view["own"][key])
             x = self._unit(u, chosen, x, bias, deterministic, jax.random.fold_in(rng, u + 1))
-        head = jax.tree.map(lambda h: h[task], params["heads"])
-        return self.head.apply({"params": head}, x, batch["attention_mask"], deterministic=deterministic, rngs=rngs)
+        return self.head.apply({"params": view["head"]}, x, batch["attention_mask"], deterministic=deterministic,
+                               rngs=rngs)
+
+    def task_forward(self, params, task, branch_point, batch, *, deterministic: bool = True, rng=None) -> jax.Array:
+        """Outputs [B, max_labels] of one task (a traced index) on its own batch [B, L] in the discrete model."""
+        return self.view_forward(self.task_view(params, task), branch_point, batch, deterministic=deterministic,
+                                 rng=rng)
+
+    def every_branch_point_task_forward(self, params, task, batch) -> jax.Array:
+        """Outputs [U + 1, B, max_labels] of one task (a traced index) on its batch [B, L]: row b is its discrete
+        model at branch point b (dropout off). As in ``every_branch_point_forward``, the rows share the trunk
+        prefix: U + U (U + 1) / 2 unit passes instead of U (U + 1)."""
+        view = self.task_view(params, task)
+        trunk = self.embeddings.apply({"params": view["embeddings"]}, batch["input_ids"], batch["token_type_ids"],
+                                      deterministic=True)
+        bias = attention_bias(batch["attention_mask"], trunk.dtype)
+        rows = None  # [u, B, L, H]: the rows b < u, each on the task's own units since unit b
+        for u in range(self.cfg.num_units):
+            key = f"unit_{u}"
+            rows = trunk[None] if rows is None else jnp.concatenate([rows, trunk[None]], axis=0)
+            rows = jax.vmap(lambda x: self._unit(u, view["own"][key], x, bias, True, None))(rows)
+            trunk = self._unit(u, view["trunk"][key], trunk, bias, True, None)
+        hidden = jnp.concatenate([rows, trunk[None]], axis=0)
+        return jax.vmap(lambda x: self.head.apply({"params": view["head"]}, x, batch["attention_mask"],
+                                                  deterministic=True))(hidden)
 
 
 def onehot_p(branch_points, num_units: int) -> jax.Array:

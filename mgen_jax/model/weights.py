@@ -79,6 +79,25 @@ def params_from_hf(tensors: Mapping[str, np.ndarray], cfg: BertConfig, *, source
     return params
 
 
+def params_to_hf(params: Mapping[str, Any], cfg: BertConfig) -> dict[str, np.ndarray]:
+    """The Hugging Face BertModel state dict (names without a ``bert.`` prefix, kernels (out, in)) of encoder
+    parameters: the inverse of ``params_from_hf``."""
+    tensors: dict[str, np.ndarray] = {}
+    for hf, path in _module_map(cfg).items():
+        node = params
+        for key in path:
+            node = node[key]
+        if path[0] == "embeddings" and path[1] != "LayerNorm":
+            tensors[f"{hf}.weight"] = np.asarray(node["embedding"], np.float32)
+        elif path[-1] == "LayerNorm":
+            tensors[f"{hf}.weight"] = np.asarray(node["scale"], np.float32)
+            tensors[f"{hf}.bias"] = np.asarray(node["bias"], np.float32)
+        else:
+            tensors[f"{hf}.weight"] = np.ascontiguousarray(np.asarray(node["kernel"], np.float32).T)
+            tensors[f"{hf}.bias"] = np.asarray(node["bias"], np.float32)
+    return tensors
+
+
 def _check_shapes(params: dict[str, Any], cfg: BertConfig, source: str) -> None:
     h, f = cfg.hidden_size, cfg.intermediate_size
     expected = {

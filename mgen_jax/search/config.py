@@ -21,19 +21,40 @@ class SearchConfig:
     tasks: tuple[str, ...]
     model: str = "minilm-l6"
     hw: str = "isaac"
-    independent_runs: str | None = "runs/baseline"  # <dir>/<TASK>/final_params.msgpack; None = own units pretrained
+    # <dir>/<TASK>/final_params.msgpack and summary.json of the independent models; a list gives one folder per
+    # training seed (the first is the reference: its budgets, rows and weights); None = own units pretrained
+    independent_runs: str | tuple[str, ...] | None = "runs/baseline"
     pooling: str = "mean"
     max_length: int = 128
     buckets: tuple[int, ...] = (32, 64, 96, 128)
     per_task_batch: int = 8  # examples of every task in one mixed batch
     length_window: int = 64  # examples near a common length quantile from which each task's batch is drawn
     max_dev_per_task: int | None = None  # cap on each dev set (seeded subset); None = whole dev set
+    # the held-out selection split carved from every train set (data/splits.py): never trained on; every choice (task
+    # weights, the loss profile, budgets, the headline model) reads it, and dev is only reported. 0 = none (the
+    # recipe-study configs, run before this protocol: their loss profile then reads train batches no phase drew)
+    heldout_fraction: float = 0.1
+    heldout_max_rows: int = 1000
+    heldout_seed: int = 0
+    data_seed: int = 0  # seed of the train caps
+    max_train_per_task: dict[str, int] | None = None  # train caps by task name (with finetune_budget: independent,
+    # the caps, data seed and held-out split are the independent runs' own, and these fields must agree with them)
     # phases (steps of mixed batches)
     warmup_steps: int = 150  # relaxed model, branch logits frozen
     search_steps: int = 200  # relaxed model, weights and logits
     finetune_steps: int = 300  # every discrete model (ours and baselines), from the same starting weights
+    # the fine-tuning budget of every discrete model: null = finetune_steps mixed batches of per_task_batch examples
+    # of every task; "independent" = each task exactly the batches its independent model saw (rows, batch size,
+    # steps, order: search/budget.py); or per task {examples: N} or {epochs: E} of finetune_batch_size batches
+    finetune_budget: str | dict[str, dict[str, float]] | None = None
+    finetune_batch_size: int = 32
+    # extra training seeds of the model that makes the headline claim (chosen on the held-out split), so that the
+    # claim compares 3-seed means with the independent models'
+    claim_seeds: tuple[int, ...] = ()
     # where every discrete model starts: "independent" = embeddings and trunk from the warm-up, own units and heads
-    # from the independently fine-tuned models (b = 0 is then the independent models); "warmup" = all from the warm-up
+    # from the independently fine-tuned models (b = 0 is then the independent models); "warmup" = all from the
+    # warm-up; "pretrained" = every unit a copy of the pretrained encoder and fresh heads, as the independent models
+    # started (the equal-budget protocol: the warm-up then serves the selection only)
     finetune_init: str = "warmup"
     finetune_own_lr_scale: float = 1.0  # learning rate of own units and heads = this x lr_finetune (trunk: 1 x)
     # distillation while fine-tuning: task t's objective = (1 - w) x its task loss + w x a distillation loss against
@@ -64,7 +85,9 @@ class SearchConfig:
     # the branch logits weigh task t's expected loss by w_t (one positive number per task, e.g. dev points per unit
     # of loss, experiments/calibrate_task_weights.py; lambda searches need sampling "enumerate"), and so does budget
     # selection; None = every task 1. The weights still train on the plain sum of task losses.
-    search_task_weights: tuple[float, ...] | None = None
+    # "heldout": calibrated in the sweep on the held-out split (search/select.py: calibrate_task_weights)
+    search_task_weights: tuple[float, ...] | str | None = None
+    task_weight_min_drop: float = 0.5  # floor of a task's score drop in that calibration, points
     # sweep
     lambdas: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)
     uniform_branch_points: tuple[int, ...] = (2, 4, 6, 8, 10)
@@ -75,12 +98,35 @@ class SearchConfig:
     # budgets_at_baselines adds every baseline's own energy ratio as a budget (below 1, above full sharing's)
     energy_budgets: tuple[float, ...] = ()
     budgets_at_baselines: bool = False
+    # a uniform-b baseline at the energy of every budget-selected model (the b of nearest energy ratio)
+    uniform_at_budgets: bool = False
     profile_batches: int = 24
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("tasks", "buckets", "lambdas", "uniform_branch_points", "heuristic_thresholds", "energy_budgets"):
-            object.__setattr__(self, name, tuple(getattr(self, name)))
+        for name in ("tasks", "buckets", "lambdas", "uniform_branch_points", "heuristic_thresholds", "energy_budgets",
+                     "claim_seeds"):
+            value = getattr(self, name)
+            if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+                raise ConfigError(f"search config field '{name}' must be a list, got {value!r}")
+            object.__setattr__(self, name, tuple(value))
+        if isinstance(self.independent_runs, (list, tuple)):
+            object.__setattr__(self, "independent_runs", tuple(str(x) for x in self.independent_runs))
+            if not self.independent_runs:
+                raise ConfigError("search config field 'independent_runs' must name at least one folder, or be null")
+        _ = self.heldout  # validates the held-out fields
+        for name in ("data_seed", "finetune_batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < (1 if name == "finetune_batch_size"
+                                                                                  else 0):
+                raise ConfigError(f"search config field '{name}' must be an integer >= "
+                                  f"{1 if name == 'finetune_batch_size' else 0}, got {value!r}")
+        if any(isinstance(x, bool) or not isinstance(x, int) or x < 0 for x in self.claim_seeds):
+            raise ConfigError(f"search config field 'claim_seeds' must hold integers >= 0, got {list(self.claim_seeds)}")
+        if self.seed in self.claim_seeds or len(set(self.claim_seeds)) != len(self.claim_seeds):
+            raise ConfigError(f"search config field 'claim_seeds' must hold distinct seeds other than seed "
+                              f"({self.seed}), got {list(self.claim_seeds)}")
+        self._check_caps_and_budget()
         if len(self.tasks) < 2:
             raise ConfigError(f"search config '{self.name}': field 'tasks' needs at least two tasks")
         for name in ("max_length", "per_task_batch", "length_window", "checkpoint_every_steps", "profile_batches"):
@@ -117,14 +163,27 @@ class SearchConfig:
                               f"got {self.budgets_at_baselines!r}")
         if list(self.buckets) != sorted(self.buckets) or self.buckets[-1] < self.max_length:
             raise ConfigError(f"search config field 'buckets' must increase and end at >= max_length, got {self.buckets}")
-        if self.finetune_init not in ("warmup", "independent"):
-            raise ConfigError(f"search config field 'finetune_init' must be 'warmup' or 'independent', "
+        if self.finetune_init not in ("warmup", "independent", "pretrained"):
+            raise ConfigError(f"search config field 'finetune_init' must be 'warmup', 'independent' or 'pretrained', "
                               f"got {self.finetune_init!r}")
+        if not isinstance(self.uniform_at_budgets, bool):
+            raise ConfigError(f"search config field 'uniform_at_budgets' must be true or false, "
+                              f"got {self.uniform_at_budgets!r}")
         for name, modes in (("sampling", SAMPLING_MODES), ("warmup_sampling", WARMUP_SAMPLING_MODES)):
             if getattr(self, name) not in modes:
                 raise ConfigError(f"search config field '{name}' must be one of {modes}, got {getattr(self, name)!r}")
+        if not (isinstance(self.task_weight_min_drop, (int, float)) and math.isfinite(self.task_weight_min_drop)
+                and self.task_weight_min_drop > 0):
+            raise ConfigError(f"search config field 'task_weight_min_drop' must be > 0, got {self.task_weight_min_drop!r}")
+        if isinstance(self.search_task_weights, str):
+            if self.search_task_weights != "heldout":
+                raise ConfigError(f"search config field 'search_task_weights' must be a list of numbers or 'heldout', "
+                                  f"got {self.search_task_weights!r}")
+            if self.heldout_fraction == 0 or self.independent_runs is None or self.lambdas:
+                raise ConfigError("search config field 'search_task_weights: heldout' needs a held-out split "
+                                  "(heldout_fraction > 0), independent_runs, and budget selection only (no lambdas)")
         for name in ("search_task_weights", "finetune_task_weights"):
-            if getattr(self, name) is None:
+            if getattr(self, name) is None or isinstance(getattr(self, name), str):
                 continue
             weights = tuple(getattr(self, name))
             object.__setattr__(self, name, weights)
@@ -139,6 +198,54 @@ class SearchConfig:
                                   f"lambda searches (got {self.sampling!r}); budget selection alone takes any")
         if self.pooling not in ("mean", "cls"):
             raise ConfigError(f"search config field 'pooling' must be 'mean' or 'cls', got {self.pooling!r}")
+
+    def _check_caps_and_budget(self) -> None:
+        from mgen_jax.data.glue import get_task
+
+        names = [get_task(t).name for t in self.tasks]
+        if self.max_train_per_task is not None:
+            if not isinstance(self.max_train_per_task, dict):
+                raise ConfigError(f"search config field 'max_train_per_task' must map task names to row counts, "
+                                  f"got {self.max_train_per_task!r}")
+            for task, cap in self.max_train_per_task.items():
+                if get_task(str(task)).name not in names:
+                    raise ConfigError(f"search config field 'max_train_per_task': {task!r} is not one of the tasks "
+                                      f"{names}")
+                if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
+                    raise ConfigError(f"search config field 'max_train_per_task.{task}' must be a positive integer, "
+                                      f"got {cap!r}")
+        budget = self.finetune_budget
+        if budget is None:
+            return
+        if isinstance(budget, str):
+            if budget != "independent":
+                raise ConfigError(f"search config field 'finetune_budget' must be null, 'independent' or a mapping of "
+                                  f"task -> {{examples: N}} or {{epochs: E}}, got {budget!r}")
+            if self.independent_runs is None:
+                raise ConfigError("search config field 'finetune_budget: independent' needs 'independent_runs'")
+            return
+        if not isinstance(budget, dict) or sorted(get_task(str(t)).name for t in budget) != sorted(names):
+            raise ConfigError(f"search config field 'finetune_budget' must give every task ({names}) a budget, "
+                              f"got {budget!r}")
+        for task, value in budget.items():
+            ok = isinstance(value, dict) and len(value) == 1 and next(iter(value)) in ("examples", "epochs")
+            amount = next(iter(value.values())) if ok else None
+            if not ok or isinstance(amount, bool) or not isinstance(amount, (int, float)) or not (
+                    math.isfinite(amount) and amount > 0) or (next(iter(value)) == "examples" and amount != int(amount)):
+                raise ConfigError(f"search config field 'finetune_budget.{task}' must be {{examples: N}} (a positive "
+                                  f"integer) or {{epochs: E}} (> 0), got {value!r}")
+
+    @property
+    def heldout(self):
+        from mgen_jax.data.splits import HeldoutSpec
+
+        return HeldoutSpec(self.heldout_fraction, self.heldout_max_rows, self.heldout_seed)
+
+    @property
+    def independent_dirs(self) -> tuple[str, ...]:
+        """The independent runs' folders, one per training seed (the first is the reference); () if none."""
+        runs = self.independent_runs
+        return () if runs is None else ((runs,) if isinstance(runs, str) else tuple(runs))
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}

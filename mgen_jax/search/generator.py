@@ -27,25 +27,30 @@ from tqdm.auto import tqdm
 from mgen_jax import hw
 from mgen_jax.data.glue import get_task
 from mgen_jax.data.metrics import main_score
+from mgen_jax.data.pipeline import BatchStream, collate
 from mgen_jax.errors import ConfigError
 from mgen_jax.io import append_jsonl, write_json_atomic
 from mgen_jax.model.multitask import MultiTaskModel
 from mgen_jax.model.pretrained import load_pretrained
 from mgen_jax.search.config import SearchConfig
+from mgen_jax.search.budget import budget_optimizer, init_budget_state, interleave, make_budget_step, task_steps
 from mgen_jax.search.data import MultiTaskData
 from mgen_jax.search.steps import (
     DiscreteState, RelaxedState, energy_model, evaluate_discrete, expected_branch_points, make_discrete_step,
-    make_loss_profile, make_relaxed_step, make_task_predict,
+    make_loss_profile, make_relaxed_step, make_task_loss_profile, make_task_predict, split_loss_profile,
 )
-from mgen_jax.search.select import all_branch_points, estimated_loss, select_within_budget, tree_energy_ratios
+from mgen_jax.search.select import (
+    all_branch_points, calibrate_task_weights, estimated_loss, select_within_budget, tree_energy_ratios,
+)
 from mgen_jax.sim import simulate
 from mgen_jax.train.checkpoint import restore_checkpoint, save_checkpoint
 from mgen_jax.train.finetune import TrainingError
-from mgen_jax.train.optim import adamw_warmup_linear
+from mgen_jax.train.optim import adamw_warmup_linear, warmup_linear_schedule
+from mgen_jax.train.parallel import check_batch, data_mesh, replicate, shard_batch
 from mgen_jax.workload.glue import glue_trace
 
 WARMUP, SEARCH, FINETUNE = 0, 1, 2  # data streams
-PROFILE = 7  # mixed train batches no phase trains on: the loss profile of budget selection
+PROFILE = 7  # without a held-out split: mixed train batches no phase draws, for the loss profile
 
 
 def _fmt(x: float) -> str:
@@ -74,11 +79,14 @@ class ModelGenerator:
         self.bert = self.pretrained.config
         self.num_units = self.bert.num_units
         self.model = MultiTaskModel(self.bert, [t.num_labels for t in self.tasks], cfg.pooling)
+        self.reference_runs = self._reference_runs()
         self.data = MultiTaskData(
             [t.name for t in self.tasks], self.pretrained.tokenizer, max_length=cfg.max_length, buckets=cfg.buckets,
             per_task_batch=cfg.per_task_batch, length_window=cfg.length_window, seed=cfg.seed, glue_dir=glue_dir,
-            max_dev_per_task=cfg.max_dev_per_task,
+            max_dev_per_task=cfg.max_dev_per_task, heldout=cfg.heldout, max_train=self._train_caps(),
+            data_seed=cfg.data_seed,
         )
+        self._check_reference_rows()
         self.spec = hw.load_spec(cfg.hw)
         # The workload: every request runs every task, token lengths of the tasks' dev sets (DESIGN.md default).
         self.trace = glue_trace([t.name for t in self.tasks], glue_dir=glue_dir, max_length=cfg.max_length)
@@ -88,12 +96,16 @@ class ModelGenerator:
         self._initial_own_heads = None
         self._teachers = None
         self._profile_fn = None
+        self._task_profile_fn = None
+        self._budget_step = None
         self._tree_ratios = None
+        self._task_weights = None if isinstance(cfg.search_task_weights, str) else cfg.search_task_weights
         self._check_workdir()
 
     # Fields that do not change what a phase computes: a workdir may be reused when only these differ.
     FREE_FIELDS = ("name", "lambdas", "uniform_branch_points", "heuristic_thresholds", "redundancy_file",
-                   "checkpoint_every_steps", "energy_budgets", "budgets_at_baselines", "profile_batches")
+                   "checkpoint_every_steps", "energy_budgets", "budgets_at_baselines", "profile_batches",
+                   "uniform_at_budgets", "claim_seeds", "task_weight_min_drop")
     # Fields that only the searches use (the warm-up runs with frozen uniform logits at temperature 1 and its own
     # warmup_sampling): they are checked per search folder, so that the warm-up and the fine-tuned discrete models
     # (baselines included) are kept when only the search settings change.
@@ -101,7 +113,7 @@ class ModelGenerator:
                      "search_task_weights")
     # Fields that only the discrete models use: checked per model folder.
     FINETUNE_FIELDS = ("finetune_steps", "lr_finetune", "finetune_init", "finetune_own_lr_scale", "distill_weight",
-                       "distill_temperature", "finetune_task_weights")
+                       "distill_temperature", "finetune_task_weights", "finetune_budget", "finetune_batch_size")
 
     def _defaults(self) -> dict[str, Any]:
         defaults = {f.name: f.default for f in dataclasses.fields(SearchConfig) if f.default is not dataclasses.MISSING}
@@ -125,6 +137,8 @@ class ModelGenerator:
     def _check_workdir(self) -> None:
         phase_fields = self.FREE_FIELDS + self.SEARCH_FIELDS + self.FINETUNE_FIELDS
         settings = {k: v for k, v in self.cfg.to_dict().items() if k not in phase_fields}
+        # the reference run (first folder) is what phases read; further seeds only join the reported means
+        settings["independent_runs"] = self.cfg.independent_dirs[0] if self.cfg.independent_dirs else None
         self._check_settings(self.workdir / "settings.json", settings, "workdir")
 
     def search_settings(self) -> dict[str, Any]:
@@ -140,17 +154,92 @@ class ModelGenerator:
                               "move it away to run it again")
         self._check_settings(path, settings, what)
 
+    # ----- the independent runs: rows, budgets ---------------------------------------------------------------
+    def _reference_runs(self) -> list[dict[str, Any]] | None:
+        """With ``finetune_budget: independent``: each task's reference run (the first independent_runs folder):
+        its config.json and summary.json. Their held-out split must be this config's."""
+        if self.cfg.finetune_budget != "independent":
+            return None
+        runs = []
+        for task in self.tasks:
+            folder = Path(self.cfg.independent_dirs[0]) / task.name
+            paths = [folder / "config.json", folder / "summary.json"]
+            missing = [str(p) for p in paths if not p.is_file()]
+            if missing:
+                raise ConfigError(f"finetune_budget: independent needs the finished independent {task.name} run: "
+                                  f"{missing[0]} not found (mgen finetune, experiments/run_independent.sh)")
+            config, summary = (json.loads(p.read_text()) for p in paths)
+            if "train_examples_seen" not in summary:
+                raise ConfigError(f"{folder}: the run predates held-out splits and recorded budgets; fine-tune it again")
+            run_cfg = config["config"]
+            theirs = {k: run_cfg.get(k) for k in ("heldout_fraction", "heldout_max_rows", "heldout_seed", "data_seed",
+                                                   "max_length")}
+            ours = self.cfg.heldout.to_dict() | {"data_seed": self.cfg.data_seed, "max_length": self.cfg.max_length}
+            if theirs != ours:
+                raise ConfigError(f"{folder}/config.json: the independent run used {theirs}, this search config "
+                                  f"{ours}: the equal-budget comparison needs the same held-out split, rows and "
+                                  "max_length")
+            cap = (self.cfg.max_train_per_task or {}).get(task.name, run_cfg.get("max_train_examples"))
+            if cap != run_cfg.get("max_train_examples"):
+                raise ConfigError(f"search config field 'max_train_per_task.{task.name}' ({cap}) differs from the "
+                                  f"independent run's cap ({run_cfg.get('max_train_examples')}, {folder})")
+            runs.append({"folder": str(folder), "config": run_cfg, "summary": summary,
+                         "train_rows_digest": config.get("train_rows_digest")})
+        return runs
+
+    def _train_caps(self) -> dict[str, int | None]:
+        if self.reference_runs is not None:
+            return {t.name: r["config"].get("max_train_examples") for t, r in zip(self.tasks, self.reference_runs)}
+        caps = {}
+        for task, cap in (self.cfg.max_train_per_task or {}).items():
+            caps[get_task(task).name] = cap
+        return caps
+
+    def _check_reference_rows(self) -> None:
+        for task, train, run in zip(self.tasks, self.data.train, self.reference_runs or []):
+            if run["train_rows_digest"] != train.rows_digest:
+                raise ConfigError(f"{task.name}: this run's training rows (digest {train.rows_digest}) are not the "
+                                  f"independent run's ({run['train_rows_digest']}, {run['folder']}): the GLUE files "
+                                  "or the split settings differ")
+
+    def budget_streams(self, seed: int) -> list[BatchStream]:
+        """Every task's training stream under ``finetune_budget`` for training seed ``seed``: with "independent"
+        exactly the reference run's (batch size, epochs, buckets; seed 0 of both is the same batch order)."""
+        budget, streams = self.cfg.finetune_budget, []
+        for t, (task, train) in enumerate(zip(self.tasks, self.data.train)):
+            if budget == "independent":
+                run = self.reference_runs[t]["config"]
+                stream = BatchStream.for_epochs(train.lengths, run["batch_size"], run["epochs"],
+                                                buckets=run["buckets"], seed=seed, bucketing=run["bucketing"])
+                seen = self.reference_runs[t]["summary"]["train_examples_seen"]
+                if stream.examples() != seen and seed == self.reference_runs[t]["config"]["seed"]:
+                    raise ConfigError(f"{task.name}: the equal-budget stream draws {stream.examples()} examples, the "
+                                      f"independent run saw {seen}")
+            else:
+                kind, amount = next(iter({get_task(k).name: v for k, v in budget.items()}[task.name].items()))
+                size = self.cfg.finetune_batch_size
+                amount = amount * len(train) if kind == "epochs" else amount
+                # the step count whose examples come nearest the budget (within one batch of it)
+                make = lambda k: BatchStream(train.lengths, size, steps=k, buckets=self.cfg.buckets, seed=seed)
+                stream = make(max(1, int(amount // size)))
+                while stream.examples() < amount:
+                    stream = make(stream.steps + 1)
+                if stream.steps > 1 and abs(make(stream.steps - 1).examples() - amount) < stream.examples() - amount:
+                    stream = make(stream.steps - 1)
+            streams.append(stream)
+        return streams
+
     # ----- initial parameters ----------------------------------------------------------------------------------
     def _task_models(self) -> tuple[list[Any], list[Any]]:
         """Every task's encoder and head: from its independent fine-tuned model (``independent_runs``), or pretrained
         copies and fresh heads when it is None."""
         encoders, heads = [], []
         for i, task in enumerate(self.tasks):
-            if self.cfg.independent_runs is None:
+            if not self.cfg.independent_dirs:
                 encoders.append(self.pretrained.params)
                 heads.append(self.model.init_head(jax.random.PRNGKey(self.cfg.seed * 1000 + i)))
                 continue
-            path = Path(self.cfg.independent_runs) / task.name / "final_params.msgpack"
+            path = Path(self.cfg.independent_dirs[0]) / task.name / "final_params.msgpack"
             if not path.is_file():
                 raise ConfigError(f"{path} not found: fine-tune the independent {task.name} model first "
                                   f"(mgen finetune), or set independent_runs: null")
@@ -158,6 +247,12 @@ class ModelGenerator:
             encoders.append(tuned["encoder"])
             heads.append(tuned["head"])
         return encoders, heads
+
+    def pretrained_params(self, seed: int) -> Any:
+        """Every unit (trunk and own copies) from the pretrained encoder, fresh heads drawn with ``seed``: where the
+        independent models started (``finetune_init: pretrained``)."""
+        heads = [self.model.init_head(jax.random.PRNGKey(seed * 1000 + i)) for i in range(len(self.tasks))]
+        return self.model.from_encoders(self.pretrained.params, [self.pretrained.params] * len(self.tasks), heads)
 
     def initial_params(self) -> Any:
         """Trunk from the pretrained encoder; own units and heads from each task's independent fine-tuned model
@@ -171,20 +266,24 @@ class ModelGenerator:
         return self._teachers
 
     # ----- a resumable loop ------------------------------------------------------------------------------------
-    def _loop(self, directory: Path, state, total: int, stream: int, step: Callable, desc: str,
-              log: Callable[[Any, Any], dict]):
+    def _loop(self, directory: Path, state, total: int, batches: int | Callable[[int], dict], step: Callable,
+              desc: str, log: Callable[[Any, Any], dict], place: Callable[[Any], Any] = lambda s: s):
+        """Run ``step(state, batch, k)`` for k up to ``total``, resuming from ``directory``'s checkpoint; batch k is
+        mixed batch k of data stream ``batches`` (an int), or ``batches(k)``. ``place`` puts a state on devices."""
         directory.mkdir(parents=True, exist_ok=True)
         checkpoint = directory / "checkpoint.msgpack"
         if checkpoint.exists():
             state = restore_checkpoint(checkpoint, state)
+        state = place(state)
+        batch_fn = batches if callable(batches) else (
+            lambda k: {key: jnp.asarray(v) for key, v in self.data.mixed_batch(k, batches).items()})
         clock = directory / "wall_clock.json"
         wall = json.loads(clock.read_text())["seconds"] if clock.exists() else 0.0
         start = time.perf_counter()
         bar = tqdm(total=total, initial=int(state.step), desc=desc, unit="step", disable=not self.progress)
         while int(state.step) < total:
             k = int(state.step)
-            batch = {key: jnp.asarray(v) for key, v in self.data.mixed_batch(k, stream).items()}
-            state, aux = step(state, batch, k)
+            state, aux = step(state, batch_fn(k), k)
             record = log(state, aux)
             if not all(math.isfinite(v) for v in record.values() if isinstance(v, float)):
                 raise TrainingError(f"{desc}: non-finite loss at step {k + 1} ({record}); last checkpoint {checkpoint}")
@@ -276,59 +375,144 @@ class ModelGenerator:
         return {"mean_loss": rows.mean(0).tolist(), "stderr": (rows.std(0) / np.sqrt(batches)).tolist()}
 
     def warmup_profile(self, warm_params) -> dict[str, Any]:
-        """The loss profile of the warm-up's weights on ``profile_batches`` batches (cached in the warm-up folder)."""
-        path = self.workdir / "warmup" / f"loss_profile_{self.cfg.profile_batches}.json"
+        """The loss profile of the warm-up's weights (cached in the warm-up folder): over every row of the held-out
+        split when the run has one, else over ``profile_batches`` mixed train batches of a stream no phase draws."""
+        heldout = self.data.has_heldout
+        name = "loss_profile_heldout.json" if heldout else f"loss_profile_{self.cfg.profile_batches}.json"
+        path = self.workdir / "warmup" / name
         if path.exists():
             return json.loads(path.read_text())
         start = time.perf_counter()
-        if self.progress:
-            print(f"loss profile of the warm-up's weights on {self.cfg.profile_batches} batches", flush=True)
-        record = self.loss_profile(warm_params, self.cfg.profile_batches) | {
-            "batches": self.cfg.profile_batches, "tasks": [t.name for t in self.tasks],
-            "wall_clock_s": time.perf_counter() - start}
+        if heldout:
+            if self.progress:
+                print(f"loss profile of the warm-up's weights on the held-out split "
+                      f"({sum(len(h) for h in self.data.heldout)} rows)", flush=True)
+            if self._task_profile_fn is None:
+                self._task_profile_fn = make_task_loss_profile(self.model, self.tasks)
+            record = split_loss_profile(self._task_profile_fn, warm_params, self.data, "heldout") | {
+                "split": "heldout", "batches": None}
+        else:
+            if self.progress:
+                print(f"loss profile of the warm-up's weights on {self.cfg.profile_batches} batches", flush=True)
+            record = self.loss_profile(warm_params, self.cfg.profile_batches) | {
+                "split": "train (a stream no phase draws)", "batches": self.cfg.profile_batches}
+        record |= {"tasks": [t.name for t in self.tasks], "wall_clock_s": time.perf_counter() - start}
         write_json_atomic(path, record)
         return record
 
-    def select_within_budget(self, budget: float, warm_params) -> dict[str, Any]:
-        """The tree of least estimated loss sum_t w_t (loss_t(b_t) - loss_t(0)) (w = search_task_weights, else 1;
-        losses from the warm-up's profile) whose cost-model energy ratio is <= budget (search/select.py)."""
+    def task_weights(self) -> list[float]:
+        """The search's task weights: the config's list, the held-out calibration (``calibrate``), or every task 1."""
+        if self.cfg.search_task_weights == "heldout" and self._task_weights is None:
+            path = self.workdir / "task_weights_heldout.json"
+            if not path.is_file():
+                raise ConfigError("search_task_weights: heldout are calibrated in the sweep, after the full-sharing "
+                                  "model is fine-tuned (ModelGenerator.calibrate)")
+            self._task_weights = json.loads(path.read_text())["weights"]
+        return list(self._task_weights or [1.0] * len(self.tasks))
+
+    def calibrate(self, full_sharing: dict[str, Any], warm_params) -> dict[str, Any]:
+        """``search_task_weights: heldout``: w_t = held-out points task t loses between the reference independent run
+        and full sharing / its held-out loss rise in the warm-up's profile from b = 0 to b = U / T
+        (search/select.py); written to the workdir's task_weights_heldout.json."""
+        independent = self.independent_record()
+        reference = None if independent is None else independent["seeds"][0]
+        if reference is None or reference["folder"] != self.cfg.independent_dirs[0] or \
+                "heldout_scores" not in reference or "heldout_scores" not in full_sharing:
+            raise ConfigError("calibrating task weights on the held-out split needs the reference independent run's "
+                              f"({self.cfg.independent_dirs[0] if self.cfg.independent_dirs else None}) and the "
+                              "full-sharing model's held-out scores")
         profile = self.warmup_profile(warm_params)
+        result = calibrate_task_weights(reference["heldout_scores"], full_sharing["heldout_scores"],
+                                        profile["mean_loss"], [t.name for t in self.tasks],
+                                        self.cfg.task_weight_min_drop)
+        record = result | {"split": "heldout", "min_drop": self.cfg.task_weight_min_drop,
+                           "independent_run": reference["folder"],
+                           "note": "held-out scores of the reference independent run (the first folder: choices never "
+                                   "wait for the other seeds) and of the full-sharing model; loss rise from the "
+                                   "warm-up's held-out loss profile"}
+        write_json_atomic(self.workdir / "task_weights_heldout.json", record)
+        self._task_weights = record["weights"]
+        return record
+
+    def tree_ratios(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every tree (all_branch_points) and its cost-model energy ratio to the independent models."""
         if self._tree_ratios is None:
             trees = all_branch_points(len(self.tasks), self.num_units)
             self._tree_ratios = trees, tree_energy_ratios(trees, self.energy.tables, self.energy.workload,
                                                           self.energy.independent_j)
-        trees, ratios = self._tree_ratios
-        weights = list(self.cfg.search_task_weights or [1.0] * len(self.tasks))
+        return self._tree_ratios
+
+    def select_within_budget(self, budget: float, warm_params) -> dict[str, Any]:
+        """The tree of least estimated loss sum_t w_t (loss_t(b_t) - loss_t(0)) (w = ``task_weights``; losses from
+        the warm-up's profile) whose cost-model energy ratio is <= budget (search/select.py)."""
+        profile = self.warmup_profile(warm_params)
+        trees, ratios = self.tree_ratios()
+        weights = self.task_weights()
         loss = estimated_loss(np.asarray(profile["mean_loss"]), weights, trees)
         return select_within_budget(trees, ratios, loss, budget) | {
-            "task_weights": weights, "profile_batches": profile["batches"],
-            "profile_wall_clock_s": profile["wall_clock_s"]}
+            "task_weights": weights, "profile_batches": profile["batches"], "profile_split": profile.get(
+                "split", "train (a stream no phase draws)"), "profile_wall_clock_s": profile["wall_clock_s"]}
 
     # ----- discrete models -------------------------------------------------------------------------------------
-    def finetune_and_evaluate(self, branch_points: Sequence[int], warm_params) -> dict[str, Any]:
-        """Fine-tune the discrete model (from the weights ``finetune_init`` names); dev metrics; exact-simulator
-        energy, area and latency."""
+    def model_dir(self, b: Sequence[int], seed: int | None = None) -> Path:
+        suffix = "" if seed is None or seed == self.cfg.seed else f"_seed{seed}"
+        return self.workdir / "models" / ("b_" + "-".join(map(str, b)) + suffix)
+
+    def finetune_and_evaluate(self, branch_points: Sequence[int], warm_params, *, seed: int | None = None
+                              ) -> dict[str, Any]:
+        """Fine-tune the discrete model (from the weights ``finetune_init`` names, for the budget
+        ``finetune_budget`` sets, with training seed ``seed``, default the config's); held-out and dev metrics (dev
+        only reported); exact-simulator energy, area and latency."""
         b = [int(x) for x in branch_points]
         if len(b) != len(self.tasks) or any(not 0 <= x <= self.num_units for x in b):
             raise ConfigError(f"branch points {b} do not fit {len(self.tasks)} tasks and {self.num_units} units")
-        directory = self.workdir / "models" / ("b_" + "-".join(map(str, b)))
+        cfg = self.cfg
+        seed = cfg.seed if seed is None else int(seed)
+        if seed != cfg.seed and cfg.finetune_budget is None:
+            raise ConfigError("another training seed needs a fine-tuning budget (finetune_budget)")
+        directory = self.model_dir(b, seed)
         result = directory / "result.json"
         self._check_phase_folder(directory, self.finetune_settings(), "model folder")
         if result.exists():
             return json.loads(result.read_text())
-        cfg = self.cfg
-        if cfg.finetune_init == "independent":
+        if cfg.finetune_init == "pretrained":
+            start = self.pretrained_params(seed)
+        elif cfg.finetune_init == "independent":
             # the warm-up's embeddings and trunk; every task's own units and head as it was fine-tuned alone
             if self._initial_own_heads is None:
                 initial = self.initial_params()
                 self._initial_own_heads = {"own": initial["own"], "heads": initial["heads"]}
-            warm_params = dict(warm_params) | self._initial_own_heads
+            start = dict(warm_params) | self._initial_own_heads
+        else:
+            start = warm_params
+        if cfg.finetune_budget is None:
+            params, wall, info = self._finetune_mixed(directory, start, b)
+        else:
+            params, wall, info = self._finetune_budget(directory, start, b, seed)
+        save_checkpoint(directory / "params.msgpack", params)
+        clock = time.perf_counter()
+        heldout = evaluate_discrete(self.predict, params, self.data, b, split="heldout") \
+            if self.data.has_heldout else None
+        metrics = evaluate_discrete(self.predict, params, self.data, b)  # dev: once, for the report
+        record = self.describe(b, metrics, heldout) | info | {
+            "seed": seed, "finetune_init": cfg.finetune_init, "finetune_own_lr_scale": cfg.finetune_own_lr_scale,
+            "distill_weight": cfg.distill_weight, "distill_temperature": cfg.distill_temperature,
+            "finetune_task_weights": None if cfg.finetune_task_weights is None else list(cfg.finetune_task_weights),
+            "finetune_wall_clock_s": wall, "eval_wall_clock_s": time.perf_counter() - clock}
+        write_json_atomic(result, record)
+        _drop_checkpoint(directory)
+        return record
+
+    def _finetune_mixed(self, directory: Path, params, b: list[int]):
+        """``finetune_steps`` steps of mixed batches (per_task_batch examples of every task), the recipe before
+        equal budgets (kept for the recipe-study configs)."""
+        cfg = self.cfg
         tx = adamw_warmup_linear(cfg.lr_finetune, max(cfg.finetune_steps, 1), warmup_ratio=cfg.warmup_ratio,
                                  weight_decay=cfg.weight_decay)
         if cfg.finetune_own_lr_scale != 1.0:  # own units and heads move slower than the trunk
             own_or_head = lambda params: {k: jax.tree.map(lambda _: k in ("own", "heads"), v) for k, v in params.items()}
             tx = optax.chain(tx, optax.masked(optax.scale(cfg.finetune_own_lr_scale), own_or_head))
-        params = jax.tree.map(jnp.copy, warm_params)  # the step donates its state; the caller's weights stay
+        params = jax.tree.map(jnp.copy, params)  # the step donates its state; the caller's weights stay
         state = DiscreteState(jnp.asarray(0, jnp.int32), params, tx.init(params))
         if self._discrete_step is None:
             self._discrete_step = make_discrete_step(self.model, self.tasks, tx, jax.random.PRNGKey(cfg.seed + 5),
@@ -345,35 +529,93 @@ class ModelGenerator:
 
         state, wall = self._loop(directory, state, cfg.finetune_steps, FINETUNE,
                                  lambda s, batch, k: fn(s, batch, b_arr, teachers), f"fine-tune b={b}", log)
-        save_checkpoint(directory / "params.msgpack", state.params)
-        start = time.perf_counter()
-        metrics = evaluate_discrete(self.predict, state.params, self.data, b)
-        record = self.describe(b, metrics) | {"finetune_steps": cfg.finetune_steps, "finetune_init": cfg.finetune_init,
-                                               "finetune_own_lr_scale": cfg.finetune_own_lr_scale,
-                                               "distill_weight": cfg.distill_weight,
-                                               "distill_temperature": cfg.distill_temperature,
-                                               "finetune_task_weights": (None if cfg.finetune_task_weights is None
-                                                                         else list(cfg.finetune_task_weights)),
-                                               "finetune_wall_clock_s": wall,
-                                               "eval_wall_clock_s": time.perf_counter() - start}
-        write_json_atomic(result, record)
-        _drop_checkpoint(directory)
-        return record
+        examples = cfg.finetune_steps * cfg.per_task_batch
+        return state.params, wall, {
+            "finetune_steps": cfg.finetune_steps, "finetune_budget": f"{cfg.finetune_steps} mixed steps of "
+            f"{cfg.per_task_batch} examples per task", "examples_seen": {t.name: examples for t in self.tasks}}
 
-    def describe(self, b: Sequence[int], metrics: dict[str, dict[str, float]]) -> dict[str, Any]:
-        """Metrics, scores and the exact simulator's energy/area/latency of a discrete model."""
+    def _finetune_budget(self, directory: Path, params, b: list[int], seed: int):
+        """Every task's budget, one task's batch per step, interleaved in proportion (search/budget.py), data
+        parallel over every local device."""
+        cfg = self.cfg
+        if cfg.distill_weight > 0 or cfg.finetune_task_weights is not None:
+            raise ConfigError("distill_weight and finetune_task_weights act on mixed batches: they need "
+                              "finetune_budget: null")
+        streams = self.budget_streams(seed)
+        steps = [s.steps for s in streams]
+        schedule = interleave(steps)
+        index = task_steps(schedule, len(self.tasks))
+        total = len(schedule)
+        lr = warmup_linear_schedule(cfg.lr_finetune, total, warmup_ratio=cfg.warmup_ratio)
+        mesh = data_mesh()
+        for stream in streams:
+            check_batch(stream.batch_size, mesh, "the fine-tuning batch size")
+        tx = budget_optimizer(cfg.weight_decay)
+        if self._budget_step is None:
+            self._budget_step = {}
+        key = (seed,)
+        if key not in self._budget_step:  # one compiled step per seed (its dropout key), for every tree
+            self._budget_step[key] = make_budget_step(self.model, self.tasks, tx, jax.random.PRNGKey(seed + 5),
+                                                      own_lr_scale=cfg.finetune_own_lr_scale)
+        fn = self._budget_step[key]
+        state = init_budget_state(params, tx)
+        b_arr = np.asarray(b, np.int32)
+        recent: dict[int, list[float]] = {t: [] for t in range(len(self.tasks))}
+
+        def batch_fn(k):
+            t = int(schedule[k])
+            idx, length = streams[t].batch(int(index[k]))
+            batch = collate(self.data.train[t], idx, length, streams[t].batch_size)
+            batch["labels"] = batch["labels"].astype(np.float32)
+            return shard_batch(batch, mesh)
+
+        def step(state, batch, k):
+            t = int(schedule[k])
+            state, loss = fn(state, batch, jnp.int32(t), jnp.int32(b_arr[t]), jnp.float32(lr(k)))
+            return state, (t, loss)
+
+        def log(state, aux):
+            t, loss = aux
+            recent[t] = (recent[t] + [float(loss)])[-20:]
+            record = {"loss": float(loss), "task": self.tasks[t].name}
+            record.update({f"loss_{x.name}": float(np.mean(recent[i])) for i, x in enumerate(self.tasks) if recent[i]})
+            return record
+
+        state, wall = self._loop(directory, state, total, batch_fn, step, f"fine-tune b={b} (equal budget)", log,
+                                 place=lambda s: replicate(s, mesh))
+        tokens = [s.tokens() for s in streams]
+        real, padded = sum(r for r, _ in tokens), sum(p for _, p in tokens)
+        budget = cfg.finetune_budget if isinstance(cfg.finetune_budget, str) else "per-task examples/epochs"
+        return state.params, wall, {
+            "finetune_steps": total, "finetune_budget": budget,
+            "examples_seen": {t.name: s.examples() for t, s in zip(self.tasks, streams)},
+            "steps_per_task": {t.name: s.steps for t, s in zip(self.tasks, streams)},
+            "batch_size_per_task": {t.name: s.batch_size for t, s in zip(self.tasks, streams)},
+            "lr_finetune": cfg.lr_finetune, "padding_fraction": 1 - real / padded, "real_tokens": real,
+            "real_tokens_per_s": real / wall if wall > 0 else None, "devices": len(jax.devices()),
+        }
+
+    def describe(self, b: Sequence[int], metrics: dict[str, dict[str, float]],
+                 heldout: dict[str, dict[str, float]] | None = None) -> dict[str, Any]:
+        """Dev metrics and scores (reported), held-out metrics and scores (what the sweep chooses on), and the exact
+        simulator's energy/area/latency of a discrete model."""
         tree = hw.SharingTree.from_branch_points(list(b), self.num_units)
         sim = simulate(self.spec, self.energy.arch, tree, self.trace, num_labels=[t.num_labels for t in self.tasks])
         scores = {t.name: main_score(t, metrics[t.name]) for t in self.tasks}
         energy = sim.total_energy_j / sim.num_requests
         independent = self.independent_energy_j()
-        return {
+        record = {
             "branch_points": list(b), "metrics": metrics, "scores": scores,
             "mean_score": float(np.mean(list(scores.values()))), "energy_per_request_j": energy,
             "energy_ratio": energy / independent, "efficiency": independent / energy,
             "crossbars": sim.footprint.crossbars, "area_mm2": sim.footprint.area_mm2,
             "latency_per_request_s": float(sim.latency_per_request_s.mean()),
         }
+        if heldout is not None:
+            held = {t.name: main_score(t, heldout[t.name]) for t in self.tasks}
+            record |= {"heldout_metrics": heldout, "heldout_scores": held,
+                       "heldout_mean_score": float(np.mean(list(held.values())))}
+        return record
 
     def independent_energy_j(self) -> float:
         tree = hw.SharingTree.from_branch_points([0] * len(self.tasks), self.num_units)
@@ -381,15 +623,36 @@ class ModelGenerator:
         return sim.total_energy_j / sim.num_requests
 
     def independent_record(self) -> dict[str, Any] | None:
-        """The separately fine-tuned models of ``independent_runs`` (the issue's baseline), with their energy."""
-        if self.cfg.independent_runs is None:
+        """The separately fine-tuned models of ``independent_runs`` (every seed folder that is complete), with their
+        energy: scores are means over the seeds, ``seeds`` holds each seed's record."""
+        runs = []
+        for folder in self.cfg.independent_dirs:
+            metrics, heldout, wall, seeds, budget = {}, {}, 0.0, set(), {}
+            for task in self.tasks:
+                path = Path(folder) / task.name / "summary.json"
+                if not path.is_file():
+                    break
+                summary = json.loads(path.read_text())
+                metrics[task.name] = summary["metrics"]
+                if summary.get("heldout_metrics") is not None:
+                    heldout[task.name] = summary["heldout_metrics"]
+                wall += summary["wall_clock_s"]
+                seeds.add(summary.get("seed"))
+                budget[task.name] = summary.get("train_examples_seen")
+            else:
+                record = self.describe([0] * len(self.tasks), metrics,
+                                       heldout if len(heldout) == len(self.tasks) else None)
+                runs.append(record | {"folder": folder, "seed": seeds.pop() if len(seeds) == 1 else sorted(seeds),
+                                      "training_wall_clock_s": wall, "examples_seen": budget})
+        if not runs:
             return None
-        metrics, wall = {}, 0.0
-        for task in self.tasks:
-            path = Path(self.cfg.independent_runs) / task.name / "summary.json"
-            if not path.is_file():
-                return None
-            summary = json.loads(path.read_text())
-            metrics[task.name] = summary["metrics"]
-            wall += summary["wall_clock_s"]
-        return self.describe([0] * len(self.tasks), metrics) | {"training_wall_clock_s": wall}
+        mean = lambda key: {t.name: float(np.mean([r[key][t.name] for r in runs])) for t in self.tasks}
+        record = dict(runs[0]) | {"scores": mean("scores"), "seeds": runs, "num_seeds": len(runs),
+                                  "training_wall_clock_s": float(np.mean([r["training_wall_clock_s"] for r in runs]))}
+        record["mean_score"] = float(np.mean(list(record["scores"].values())))
+        record.pop("metrics", None)
+        record["metrics_by_seed"] = [r["metrics"] for r in runs]
+        if all("heldout_scores" in r for r in runs):
+            record["heldout_scores"] = mean("heldout_scores")
+            record["heldout_mean_score"] = float(np.mean(list(record["heldout_scores"].values())))
+        return record

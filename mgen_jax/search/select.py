@@ -8,8 +8,8 @@ same weights, ``make_loss_profile``) the constrained problem
     minimise  sum_t w_t (loss_t(b_t) - loss_t(0))   subject to   E(b) / E0 <= budget
 
 is small enough to solve exactly by enumeration for a handful of tasks ((U + 1)^T = 371,293 trees for T = 5, U = 12),
-with E from the cost model (one-hot p). With w_t in dev-score points per unit of loss
-(``experiments/calibrate_task_weights.py``) the objective is an estimate of the mean dev-score drop.
+with E from the cost model (one-hot p). With w_t in score points per unit of loss (``calibrate_task_weights``) the
+objective is an estimate of the mean score drop.
 """
 
 from __future__ import annotations
@@ -79,3 +79,24 @@ def select_within_budget(trees: np.ndarray, ratios: np.ndarray, loss: np.ndarray
     return {"branch_points": trees[i].tolist(), "estimated_loss": float(loss[i]),
             "cost_model_energy_ratio": float(ratios[i]), "budget": float(budget),
             "feasible_trees": int(feasible.sum())}
+
+
+def calibrate_task_weights(scores_b0: dict[str, float], scores_bU: dict[str, float], losses: Sequence[Sequence[float]],
+                           tasks: Sequence[str], min_drop: float) -> dict[str, Any]:
+    """Task weights in score points per unit of loss: w_t = max(score_t(b = 0) - score_t(b = U), min_drop) /
+    (loss_t(U) - loss_t(0)) / T, from the scores of the two endpoint models (x 100) and a loss profile [U + 1][T].
+    Then sum_t w_t (loss_t(b_t) - loss_t(0)) is a linear estimate of the mean score drop. The sweep calibrates on
+    the held-out split (scores and profile), never on dev."""
+    weights, rows = [], []
+    for t, name in enumerate(tasks):
+        drop = scores_b0[name] - scores_bU[name]
+        rise = losses[-1][t] - losses[0][t]
+        if rise <= 0:
+            raise ConfigError(f"task {name}: the profile's loss does not rise from b = 0 ({losses[0][t]:.4f}) to "
+                              f"b = U ({losses[-1][t]:.4f}); use a profile of weights trained for every b "
+                              "(warmup_sampling: hard)")
+        w = max(drop, min_drop) / rise / len(tasks)
+        weights.append(w)
+        rows.append({"task": name, "score_b0": scores_b0[name], "score_bU": scores_bU[name], "score_drop": drop,
+                     "loss_b0": losses[0][t], "loss_bU": losses[-1][t], "loss_rise": rise, "weight": w})
+    return {"weights": weights, "tasks": rows}

@@ -203,13 +203,14 @@ def make_task_predict(model: MultiTaskModel):
     return jax.jit(lambda params, task, b, batch: model.task_forward(params, task, b, batch))
 
 
-def evaluate_discrete(predict, params, data, branch_points, batch_size: int = 64) -> dict[str, dict[str, float]]:
-    """Dev metrics of every task of the discrete model ``branch_points``."""
+def evaluate_discrete(predict, params, data, branch_points, batch_size: int = 64,
+                      split: str = "dev") -> dict[str, dict[str, float]]:
+    """Metrics of every task of the discrete model ``branch_points`` on ``split`` ("dev" or "heldout")."""
     results = {}
     for t, task in enumerate(data.tasks):
-        dev = data.dev[t]
+        dev = data.split(split)[t]
         outputs = np.zeros((len(dev), task.num_labels), dtype=np.float32)
-        for idx, batch in data.dev_batches(t, batch_size):
+        for idx, batch in data.eval_batches(t, batch_size, split):
             out = np.asarray(predict(params, jnp.int32(t), jnp.int32(branch_points[t]),
                                      {k: jnp.asarray(v) for k, v in batch.items() if k != "labels"}))
             outputs[idx] = out[: len(idx), : task.num_labels]
@@ -233,3 +234,37 @@ def make_loss_profile(model: MultiTaskModel, tasks, *, jit: bool = True):
         return jax.vmap(lambda out: task_losses(model, tasks, out, batch))(outputs)
 
     return jax.jit(profile) if jit else profile
+
+
+def make_task_loss_profile(model: MultiTaskModel, tasks):
+    """profile(params, task, batch [B, L]) -> [U + 1, B]: one task's per-example loss at every branch point b = 0..U
+    (dropout off; ``MultiTaskModel.every_branch_point_task_forward``), for a loss profile over a whole split."""
+    num_labels = jnp.asarray([t.num_labels for t in tasks])
+    regression = jnp.asarray([t.is_regression for t in tasks])
+
+    def profile(params, task, batch):
+        outputs = model.every_branch_point_task_forward(params, task, batch)  # [U + 1, B, C]
+        valid = jnp.arange(outputs.shape[-1]) < num_labels[task]
+        logits = jnp.where(valid, outputs, -1e9)
+        labels = batch["labels"]
+        ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels.astype(jnp.int32)[None])
+        return jnp.where(regression[task], jnp.square(outputs[..., 0] - labels[None]), ce)
+
+    return jax.jit(profile)
+
+
+def split_loss_profile(profile, params, data, split: str = "heldout", batch_size: int = 64) -> dict[str, Any]:
+    """Every task's mean loss at every branch point over all rows of ``split``, and its standard error over the
+    rows: {"mean_loss", "stderr"}, each [U + 1][T], plus the rows per task."""
+    means, errors, rows = [], [], []
+    for t, task in enumerate(data.tasks):
+        split_data = data.split(split)[t]
+        losses = []
+        for idx, batch in data.eval_batches(t, batch_size, split):
+            batch = {k: jnp.asarray(v.astype(np.float32) if k == "labels" else v) for k, v in batch.items()}
+            losses.append(np.asarray(profile(params, jnp.int32(t), batch))[:, : len(idx)])
+        per = np.concatenate(losses, axis=1)  # [U + 1, n]
+        means.append(per.mean(1))
+        errors.append(per.std(1) / np.sqrt(per.shape[1]))
+        rows.append(len(split_data))
+    return {"mean_loss": np.stack(means, 1).tolist(), "stderr": np.stack(errors, 1).tolist(), "rows": rows}

@@ -6,6 +6,8 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Mapping
 
+from mgen_jax.data.pipeline import DEFAULT_BUCKETS
+from mgen_jax.data.splits import HeldoutSpec
 from mgen_jax.errors import ConfigError
 from mgen_jax.io import build_config, read_config_yaml
 
@@ -27,13 +29,24 @@ class FinetuneConfig:
     checkpoint_every_steps: int = 200
     seed: int = 0
     bucketing: bool = True
-    buckets: tuple[int, ...] = (16, 32, 48, 64, 96, 128)
+    buckets: tuple[int, ...] = DEFAULT_BUCKETS  # padded lengths, tokens (every 8 up to 128)
     hidden_dropout: float | None = None  # None = the pretrained config's
     max_dev_examples: int | None = None  # cap on the dev split (a seeded subset), for quick runs only
     pooling: str = "mean"  # "mean" over tokens (all-MiniLM-L6-v2 was trained so) or "cls"
+    # the held-out selection split carved from train before the cap (data/splits.py): never trained on, evaluated
+    # every eval_every_steps; the dev set is evaluated once, after training, and only reported
+    heldout_fraction: float = 0.1
+    heldout_max_rows: int = 1000
+    heldout_seed: int = 0
+    data_seed: int = 0  # seed of the train cap (max_train_examples): every training seed sees the same rows
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "buckets", tuple(int(b) for b in self.buckets))
+        _ = self.heldout  # validates the held-out fields
+        for name in ("seed", "data_seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"finetune config field '{name}' must be an integer >= 0, got {value!r}")
         positive = ("max_length", "batch_size", "eval_batch_size", "checkpoint_every_steps")
         for name in positive:
             value = getattr(self, name)
@@ -62,6 +75,10 @@ class FinetuneConfig:
                 f"finetune config field 'buckets' must be increasing and end at >= max_length ({self.max_length}), "
                 f"got {list(self.buckets)}"
             )
+
+    @property
+    def heldout(self) -> HeldoutSpec:
+        return HeldoutSpec(self.heldout_fraction, self.heldout_max_rows, self.heldout_seed)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

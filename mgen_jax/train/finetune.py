@@ -4,10 +4,14 @@ AdamW (no decay on biases and LayerNorm) with linear warm-up and linear decay, s
 data-parallel over all JAX devices, periodic dev evaluation, resumable checkpoints. The workdir receives:
 
 - ``config.json``: the config and data provenance;
-- ``metrics.jsonl``: one line per evaluation (step, epoch, train loss, dev metrics, wall-clock);
+- ``metrics.jsonl``: one line per evaluation (step, epoch, train loss, held-out metrics, wall-clock);
 - ``checkpoint.msgpack``: the latest train state (rewritten atomically; a killed run resumes from it, exactly);
 - ``final_params.msgpack``: the fine-tuned encoder + head parameters;
-- ``summary.json``: final dev metrics, train size, epochs, seed, wall-clock.
+- ``summary.json``: held-out and dev metrics of the final weights, train rows and examples seen, epochs, seed,
+  wall-clock.
+
+The train split is first cut into training rows and a held-out split (data/splits.py); periodic evaluations read the
+held-out split only, and the dev set is evaluated once, after training, for the report.
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ from tqdm.auto import tqdm
 
 from mgen_jax.data.glue import GlueTask, get_task, load_split
 from mgen_jax.data.metrics import main_score, task_metrics
-from mgen_jax.data.pipeline import EncodedSplit, batch_plan, collate, encode_split
+from mgen_jax.data.pipeline import BatchStream, EncodedSplit, batch_plan, collate, encode_split
+from mgen_jax.data.splits import train_and_heldout
 from mgen_jax.errors import ConfigError, MgenError
 from mgen_jax.io import append_jsonl, write_json_atomic
 from mgen_jax.model.bert import BertConfig, SequenceClassifier
@@ -112,11 +117,13 @@ def _subset(data, limit: int | None, seed: int, what: str):
     return data.take(idx, note=f"{what} capped at {limit} rows (seeded subset, seed {seed})")
 
 
-def prepare_data(cfg: FinetuneConfig, tokenizer, glue_dir=None) -> tuple[EncodedSplit, EncodedSplit]:
-    train = _subset(load_split(cfg.task, "train", glue_dir=glue_dir), cfg.max_train_examples, cfg.seed, "train")
+def prepare_data(cfg: FinetuneConfig, tokenizer, glue_dir=None) -> tuple[EncodedSplit, EncodedSplit | None, EncodedSplit]:
+    """(training rows, held-out rows or None, dev rows), encoded: data/splits.py says which rows each holds."""
+    train, heldout = train_and_heldout(cfg.task, cfg.heldout, max_train_examples=cfg.max_train_examples,
+                                       data_seed=cfg.data_seed, glue_dir=glue_dir)
     dev = _subset(load_split(cfg.task, "dev", glue_dir=glue_dir), cfg.max_dev_examples, cfg.seed, "dev")
-    return (encode_split(train, tokenizer, max_length=cfg.max_length),
-            encode_split(dev, tokenizer, max_length=cfg.max_length))
+    encode = lambda split: encode_split(split, tokenizer, max_length=cfg.max_length)
+    return encode(train), (encode(heldout) if len(heldout) else None), encode(dev)
 
 
 def init_params(module: SequenceClassifier, encoder_params: Any, cfg: FinetuneConfig, bert: BertConfig) -> Any:
@@ -149,11 +156,12 @@ def train_and_evaluate(
         bert = dataclasses.replace(bert, hidden_dropout=cfg.hidden_dropout)
     if cfg.max_length > bert.max_position:
         raise ConfigError(f"max_length {cfg.max_length} exceeds the model's {bert.max_position} positions")
-    train, dev = prepare_data(cfg, pretrained.tokenizer, glue_dir)
+    train, heldout, dev = prepare_data(cfg, pretrained.tokenizer, glue_dir)
     module = SequenceClassifier(bert, task.num_labels, cfg.pooling)
 
-    steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
-    total_steps = max(1, int(round(cfg.epochs * steps_per_epoch)))
+    stream = BatchStream.for_epochs(train.lengths, cfg.batch_size, cfg.epochs, buckets=cfg.buckets, seed=cfg.seed,
+                                    bucketing=cfg.bucketing)
+    steps_per_epoch, total_steps = stream.steps_per_epoch, stream.steps
     tx = make_optimizer(cfg, total_steps)
     params = init_params(module, pretrained.params, cfg, bert)
     state = TrainState(jnp.asarray(0, jnp.int32), params, tx.init(params))
@@ -167,6 +175,7 @@ def train_and_evaluate(
         write_json_atomic(workdir / "config.json", {
             "config": cfg.to_dict(), "task": task.name, "model_dir": str(pretrained.directory.name),
             "train_rows": len(train), "dev_rows": len(dev), "train_split": train.split_note, "dev_split": dev.split_note,
+            "heldout_rows": 0 if heldout is None else len(heldout), "train_rows_digest": train.rows_digest,
             "devices": len(jax.devices()), "backend": jax.default_backend(),
         })
     state = replicate(state, mesh)
@@ -180,43 +189,46 @@ def train_and_evaluate(
     bar = tqdm(total=total_steps, initial=resumed_from, disable=not progress, desc=f"finetune {task.name}", unit="step")
     step = resumed_from
     while step < total_steps:
-        epoch = step // steps_per_epoch
-        plan = batch_plan(train.lengths, cfg.batch_size, buckets=cfg.buckets, shuffle=True, seed=cfg.seed, epoch=epoch,
-                          bucketing=cfg.bucketing)
-        for indices, length in plan[step - epoch * steps_per_epoch:]:
-            if step >= total_steps:
-                break
-            state, loss = step_fn(state, shard_batch(collate(train, indices, length, cfg.batch_size), mesh))
-            step += 1
-            loss = float(loss)
-            if not math.isfinite(loss):
-                raise TrainingError(f"{task.name}: loss became {loss} at step {step} (learning rate "
-                                    f"{cfg.learning_rate}); the last checkpoint is {checkpoint}")
-            losses.append(loss)
-            bar.update(1)
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", epoch=f"{step / steps_per_epoch:.2f}")
-            if step % eval_every == 0 or step == total_steps:
-                metrics = evaluate(predict_fn, state.params, dev, cfg, mesh)
-                append_jsonl(workdir / "metrics.jsonl", {
-                    "step": step, "epoch": step / steps_per_epoch, "train_loss": float(np.mean(losses[-eval_every:])),
-                    "dev": metrics, "wall_clock_s": elapsed_before + time.perf_counter() - start,
-                })
-                bar.write(f"step {step}: dev " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
-            if step % cfg.checkpoint_every_steps == 0 or step == total_steps or step == stop_at_step:
-                save_checkpoint(checkpoint, state)
-                _record_wall_clock(workdir, elapsed_before + time.perf_counter() - start)
-            if stop_at_step is not None and step >= stop_at_step:
-                bar.close()
-                return {"stopped_at_step": step, "total_steps": total_steps}
+        indices, length = stream.batch(step)
+        state, loss = step_fn(state, shard_batch(collate(train, indices, length, cfg.batch_size), mesh))
+        step += 1
+        loss = float(loss)
+        if not math.isfinite(loss):
+            raise TrainingError(f"{task.name}: loss became {loss} at step {step} (learning rate "
+                                f"{cfg.learning_rate}); the last checkpoint is {checkpoint}")
+        losses.append(loss)
+        bar.update(1)
+        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", epoch=f"{step / steps_per_epoch:.2f}")
+        if step % eval_every == 0 or step == total_steps:
+            # the held-out split is watched; the dev set is not looked at before the end
+            record = {"step": step, "epoch": step / steps_per_epoch, "train_loss": float(np.mean(losses[-eval_every:])),
+                      "wall_clock_s": elapsed_before + time.perf_counter() - start}
+            if heldout is not None:
+                record["heldout"] = evaluate(predict_fn, state.params, heldout, cfg, mesh)
+                bar.write(f"step {step}: held-out " + ", ".join(f"{k} {v:.4f}" for k, v in record["heldout"].items()))
+            append_jsonl(workdir / "metrics.jsonl", record)
+        if step % cfg.checkpoint_every_steps == 0 or step == total_steps or step == stop_at_step:
+            save_checkpoint(checkpoint, state)
+            _record_wall_clock(workdir, elapsed_before + time.perf_counter() - start)
+        if stop_at_step is not None and step >= stop_at_step:
+            bar.close()
+            return {"stopped_at_step": step, "total_steps": total_steps}
     bar.close()
 
     wall = elapsed_before + time.perf_counter() - start
-    metrics = evaluate(predict_fn, state.params, dev, cfg, mesh)
+    heldout_metrics = None if heldout is None else evaluate(predict_fn, state.params, heldout, cfg, mesh)
+    metrics = evaluate(predict_fn, state.params, dev, cfg, mesh)  # once, for the report
     save_checkpoint(workdir / "final_params.msgpack", state.params)
     summary = {
         "task": task.name, "metrics": metrics, "main_metric": task.main_metric, "score": main_score(task, metrics),
-        "train_examples": len(train), "dev_examples": len(dev), "train_split": train.split_note,
-        "dev_split": dev.split_note, "epochs": cfg.epochs, "steps": total_steps, "batch_size": cfg.batch_size,
+        "heldout_metrics": heldout_metrics,
+        "heldout_score": None if heldout is None else main_score(task, heldout_metrics),
+        "selection": "none: the model is the last step's weights; the held-out split is only watched",
+        "train_examples": len(train), "train_examples_seen": stream.examples(), "train_rows_digest": train.rows_digest,
+        "heldout_examples": 0 if heldout is None else len(heldout), "heldout_split": None if heldout is None
+        else heldout.split_note, "dev_examples": len(dev), "train_split": train.split_note,
+        "dev_split": dev.split_note + "; evaluated once, after training", "epochs": cfg.epochs, "steps": total_steps,
+        "batch_size": cfg.batch_size, "data_seed": cfg.data_seed, **cfg.heldout.to_dict(),
         "learning_rate": cfg.learning_rate, "seed": cfg.seed, "max_length": cfg.max_length, "model": cfg.model,
         "wall_clock_s": wall, "devices": len(jax.devices()), "backend": jax.default_backend(),
     }

@@ -3,7 +3,7 @@ import pytest
 
 from mgen_jax.data import get_task
 from mgen_jax.data.metrics import f1_binary, matthews_corrcoef, pearson, spearman, task_metrics
-from mgen_jax.data.pipeline import EncodedSplit, batch_plan, bucket_for, collate
+from mgen_jax.data.pipeline import DEFAULT_BUCKETS, EncodedSplit, batch_plan, bucket_for, collate
 from mgen_jax.errors import ConfigError
 
 
@@ -28,7 +28,7 @@ def test_task_metrics_from_logits_and_scores():
 def _toy(lengths):
     ids = tuple(np.arange(1, n + 1, dtype=np.int32) for n in lengths)
     return EncodedSplit(get_task("SST-2"), "train", ids, tuple(np.zeros(n, np.int32) for n in lengths),
-                        np.arange(len(lengths)) % 2, "official")
+                        np.arange(len(lengths)) % 2, "official", np.arange(len(lengths)), "toy/train.tsv")
 
 
 def test_batch_plan_covers_each_example_once_and_is_seeded():
@@ -36,7 +36,7 @@ def test_batch_plan_covers_each_example_once_and_is_seeded():
     plan = batch_plan(lengths, 32, shuffle=True, seed=1, epoch=2)
     seen = np.concatenate([idx for idx, _ in plan])
     assert sorted(seen) == list(range(1000))
-    assert all(lengths[idx].max() <= pad and pad in (16, 32, 48, 64, 96, 128) for idx, pad in plan)
+    assert all(lengths[idx].max() <= pad and pad in DEFAULT_BUCKETS for idx, pad in plan)
     again = batch_plan(lengths, 32, shuffle=True, seed=1, epoch=2)
     assert all(np.array_equal(a[0], b[0]) for a, b in zip(plan, again))
     other = batch_plan(lengths, 32, shuffle=True, seed=1, epoch=3)

@@ -81,7 +81,7 @@ def test_energy_term_moves_branch_points(pretrained, glue_dir, tmp_path):
     from mgen_jax.train.checkpoint import restore_checkpoint
 
     cfg = load_config(REPO / "configs/finetune/quick.yaml", max_train_examples=256, max_length=64)
-    cfg = type(cfg)(**(cfg.to_dict() | {"buckets": (32, 64), "max_dev_examples": 16}))
+    cfg = type(cfg)(**(cfg.to_dict() | {"buckets": (32, 64), "max_dev_examples": 16, "heldout_fraction": 0.0}))
     train_and_evaluate(cfg, tmp_path, glue_dir=glue_dir, progress=False)
     tuned = restore_checkpoint(tmp_path / "final_params.msgpack", None)
     start = 6.0  # E[b] under uniform logits over 0..12
@@ -251,7 +251,10 @@ def test_quick_sweep_record(tmp_path, glue_dir):
     # budget selection: the tree of least estimated loss (the warm-up's profile, unit weights) among those the
     # cost model puts within 0.8 of the independent energy, checked tree by tree; the simulator agrees
     budget = saved["points"][2]
-    profile = np.asarray(json.loads((tmp_path / "run" / "warmup" / "loss_profile_2.json").read_text())["mean_loss"])
+    profile = json.loads((tmp_path / "run" / "warmup" / "loss_profile_heldout.json").read_text())
+    assert profile["split"] == "heldout" and profile["rows"] == [len(h) for h in gen.data.heldout]
+    assert saved["selection"]["loss_profile"] == "heldout"
+    profile = np.asarray(profile["mean_loss"])
     assert profile.shape == (13, 2)
     zero = float(cost.expected_energy(cost.onehot_probs([0, 0], 12), gen.energy.tables, gen.energy.workload).total_j)
     feasible = {}
@@ -265,6 +268,7 @@ def test_quick_sweep_record(tmp_path, glue_dir):
     assert budget["energy_ratio"] <= 0.8 + 1e-6 and budget["budgets"] == [{"budget": 0.8, "source": "energy_budgets"}]
     for p in saved["points"]:
         assert set(p["scores"]) == {"SST-2", "MRPC"} and len(p["branch_points"]) == 2
+        assert set(p["heldout_scores"]) == {"SST-2", "MRPC"}
         assert p["energy_per_request_j"] > 0 and p["crossbars"] > 0 and "obtained" in p
         assert p["mean_score"] == pytest.approx(np.mean(list(p["scores"].values())))
     full = next(p for p in saved["points"] if p["kind"] == "full sharing")
@@ -276,7 +280,8 @@ def test_quick_sweep_record(tmp_path, glue_dir):
     # With the separately fine-tuned models present they are a point of their own and the goal's reference; the
     # second call reuses every trained model.
     metrics = {"SST-2": {"accuracy": 0.9}, "MRPC": {"f1": 0.8, "accuracy": 0.7}}
-    gen.independent_record = lambda: gen.describe([0, 0], metrics) | {"training_wall_clock_s": 12.0}
+    gen.independent_record = lambda: gen.describe([0, 0], metrics) | {"training_wall_clock_s": 12.0, "num_seeds": 1,
+                                                                       "seeds": []}
     again = run_sweep(gen, tmp_path / "out2")
     independent = again["points"][-1]
     assert independent["kind"] == "independent" and independent["mean_score"] == pytest.approx(85.0)
@@ -556,9 +561,12 @@ def test_finetune_task_weights_are_validated_and_a_model_setting(tmp_path, glue_
 
 def test_shipped_search_configs_load():
     paths = sorted((REPO / "configs/search").glob("*.yaml"))
-    assert {"glue5", "glue5_unweighted", "glue8", "quick"} <= {p.stem for p in paths}
+    assert {"glue5", "glue5_steps200", "glue5_unweighted", "glue8", "quick"} <= {p.stem for p in paths}
     for path in paths:
         cfg = load_search_config(path)  # unknown fields and out-of-range values raise ConfigError
         assert cfg.name == path.stem
-        if cfg.search_task_weights:
+        if isinstance(cfg.search_task_weights, tuple):
             assert len(cfg.search_task_weights) == len(cfg.tasks), path.name
+    glue5 = load_search_config(REPO / "configs/search/glue5.yaml")  # the headline sweep follows the protocol
+    assert glue5.finetune_budget == "independent" and glue5.finetune_init == "pretrained"
+    assert glue5.search_task_weights == "heldout" and glue5.heldout_fraction > 0 and len(glue5.claim_seeds) == 2

@@ -1,0 +1,186 @@
+"""The equal-budget protocol end to end on a tiny random BERT and real GLUE rows: independent runs with a held-out
+split, then a sweep whose every discrete model spends exactly the independent budgets, never trains on a held-out
+row, and chooses (task weights, loss profile, budget trees, the claim model) on the held-out split only."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import mgen_jax.search.data as search_data
+import mgen_jax.search.generator as generator
+from mgen_jax.errors import ConfigError
+from mgen_jax.search import ModelGenerator
+from mgen_jax.search.config import SearchConfig
+from mgen_jax.search.sweep import run_sweep
+from mgen_jax.train import FinetuneConfig, train_and_evaluate
+
+TASKS = ["SST-2", "STS-B"]
+HELDOUT = dict(heldout_max_rows=40)
+BUCKETS = (32, 64, 128)
+
+
+def _independent(root: Path, model: Path, glue_dir, seed: int = 0) -> None:
+    """Two tasks of different budgets: SST-2 60 rows x 2 epochs, STS-B 40 rows x 1 epoch (batch 8)."""
+    for task, rows, epochs in (("SST-2", 60, 2), ("STS-B", 40, 1)):
+        if (root / task / "summary.json").exists():
+            continue
+        cfg = FinetuneConfig(task=task, model=str(model), max_train_examples=rows, epochs=epochs, batch_size=8,
+                             eval_batch_size=16, max_dev_examples=32, learning_rate=1e-3, buckets=BUCKETS, seed=seed,
+                             **HELDOUT)
+        train_and_evaluate(cfg, root / task, glue_dir=glue_dir, progress=False)
+
+
+def _config(model: Path, runs: list[Path], **changes) -> SearchConfig:
+    values = dict(name="tiny_budget", tasks=TASKS, model=str(model), independent_runs=[str(r) for r in runs],
+                  finetune_budget="independent", finetune_init="pretrained", lr_finetune=1e-3, buckets=BUCKETS,
+                  per_task_batch=4, length_window=16, max_dev_per_task=32, warmup_steps=3, warmup_sampling="hard",
+                  search_steps=0, lambdas=[], uniform_branch_points=[], heuristic_thresholds=[],
+                  redundancy_file=None, energy_budgets=[0.6], uniform_at_budgets=True,
+                  search_task_weights="heldout", claim_seeds=[1], checkpoint_every_steps=5, **HELDOUT)
+    values.update(changes)
+    return SearchConfig(**values)
+
+
+@pytest.fixture(scope="module")
+def independent_runs(tmp_path_factory, tiny_bert_dir, glue_dir):
+    root = tmp_path_factory.mktemp("independent")
+    runs = [root / "seed0", root / "seed1"]
+    for seed, run in enumerate(runs):
+        _independent(run, tiny_bert_dir, glue_dir, seed)
+    return runs
+
+
+def _permuted_dev_copy(glue_dir, out: Path) -> Path:
+    """A GLUE folder whose dev labels are shuffled (texts, hence token lengths and energies, unchanged)."""
+    for task in TASKS:
+        shutil.copytree(Path(glue_dir) / task, out / task)
+        lines = (out / task / "dev.tsv").read_text(encoding="utf-8").splitlines()
+        rows = [line.split("\t") for line in lines[1:]]
+        labels = [r[-1] for r in rows]
+        perm = np.random.default_rng(3).permutation(len(labels))
+        body = ["\t".join(r[:-1] + [labels[i]]) for r, i in zip(rows, perm)]
+        (out / task / "dev.tsv").write_text("\n".join([lines[0]] + body) + "\n", encoding="utf-8")
+    return out
+
+
+def test_independent_run_records_its_budget_and_holdout(independent_runs):
+    summary = json.loads((independent_runs[0] / "SST-2" / "summary.json").read_text())
+    assert summary["train_examples"] == 60 and summary["train_examples_seen"] == 120
+    assert summary["heldout_examples"] == 40 and summary["heldout_metrics"] is not None
+    assert "evaluated once" in summary["dev_split"]
+    lines = [json.loads(x) for x in (independent_runs[0] / "SST-2" / "metrics.jsonl").read_text().splitlines()]
+    assert all("heldout" in x and "dev" not in x for x in lines)  # periodic evaluations never read dev
+
+
+def test_equal_budget_sweep(tmp_path, tiny_bert_dir, glue_dir, independent_runs, monkeypatch):
+    # every batch any phase trains on: (task, split, source row ids)
+    drawn: list[tuple[str, str, np.ndarray]] = []
+
+    def recording(collate):
+        def wrapped(data, indices, *args, **kwargs):
+            drawn.append((data.task.name, data.split, np.asarray(data.row_ids)[np.asarray(indices, np.int64)]))
+            return collate(data, indices, *args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(generator, "collate", recording(generator.collate))  # the equal-budget fine-tuning
+    mixed_rows = search_data.MultiTaskData.mixed_rows
+
+    def recording_rows(self, step, stream=0):  # the warm-up's (and any mixed phase's) batches
+        rows = mixed_rows(self, step, stream)
+        for data, idx in zip(self.train, rows):
+            drawn.append((data.task.name, data.split, np.asarray(data.row_ids)[idx]))
+        return rows
+
+    monkeypatch.setattr(search_data.MultiTaskData, "mixed_rows", recording_rows)
+    cfg = _config(tiny_bert_dir, independent_runs)
+    gen = ModelGenerator(cfg, tmp_path / "work", glue_dir=glue_dir, progress=False)
+    record = run_sweep(gen, tmp_path / "out")
+
+    # 1. budgets: every task of every discrete model saw exactly its independent model's examples
+    seen = {t: json.loads((independent_runs[0] / t / "summary.json").read_text())["train_examples_seen"] for t in TASKS}
+    models = [p for p in record["points"] if p["kind"] != "independent"] + record["claim"]["runs"]
+    assert len(models) >= 3
+    for p in models:
+        assert p["examples_seen"] == seen, p["label"]
+        assert p["finetune_budget"] == "independent" and p["steps_per_task"] == {"SST-2": 16, "STS-B": 5}
+
+    # 2. the held-out rows never reach a training batch (warm-up and fine-tuning alike)
+    assert {split for _, split, _ in drawn} == {"train"}  # only training rows are ever collated into a batch
+    for t, task in enumerate(gen.tasks):
+        held = set(gen.data.heldout[t].row_ids.tolist())
+        assert len(held) == 40 and not held & set(gen.data.train[t].row_ids.tolist())
+        used = set(np.concatenate([ids for name, _, ids in drawn if name == task.name]).tolist())
+        assert len(used) == len(gen.data.train[t]) and not used & held
+
+    # 3. selection is recorded as held-out, and the claim is judged on seed means
+    assert record["selection"]["split"] == "heldout"
+    assert record["selection"]["loss_profile"] == "heldout"
+    assert record["claim"] is None or record["claim"]["chosen_on"] == "heldout"
+    assert (tmp_path / "out" / "search_tiny_budget.png").is_file()
+    independent = next(p for p in record["points"] if p["kind"] == "independent")
+    assert independent["num_seeds"] == 2
+    if record["claim"].get("model", True) is not None:
+        assert len(record["claim"]["seeds"]) == 2
+        assert record["claim"]["independent_seeds"] == [0, 1]
+
+    # 4. dev never chooses: a sweep on a copy of the data whose dev labels are shuffled makes every choice the same
+    other = _permuted_dev_copy(glue_dir, tmp_path / "glue_shuffled_dev")
+    gen2 = ModelGenerator(cfg, tmp_path / "work2", glue_dir=other, progress=False)
+    record2 = run_sweep(gen2, tmp_path / "out2")
+    weights = json.loads((tmp_path / "work" / "task_weights_heldout.json").read_text())
+    weights2 = json.loads((tmp_path / "work2" / "task_weights_heldout.json").read_text())
+    assert weights["weights"] == weights2["weights"]
+    pick = lambda r: [(p["label"], p["branch_points"], p.get("heldout_mean_score")) for p in r["points"]
+                      if p["kind"] != "independent"]
+    assert pick(record) == pick(record2)
+    assert {k: v for k, v in record["claim"].items() if not k.startswith("dev") and k not in ("runs", "drop_points",
+            "finetune_wall_clock_s")} == {k: v for k, v in record2["claim"].items() if not k.startswith("dev") and
+                                          k not in ("runs", "drop_points", "finetune_wall_clock_s")}
+    dev = lambda r: [p["mean_score"] for p in r["points"] if p["kind"] != "independent"]
+    assert dev(record) != dev(record2)  # the dev scores did change: the test could fail
+
+
+def test_budget_needs_matching_runs(tmp_path, tiny_bert_dir, glue_dir, independent_runs):
+    with pytest.raises(ConfigError, match="heldout_max_rows"):
+        ModelGenerator(_config(tiny_bert_dir, independent_runs, heldout_max_rows=30), tmp_path / "w",
+                       glue_dir=glue_dir, progress=False)
+    with pytest.raises(ConfigError, match="max_train_per_task.SST-2"):
+        ModelGenerator(_config(tiny_bert_dir, independent_runs, max_train_per_task={"SST-2": 50}), tmp_path / "w2",
+                       glue_dir=glue_dir, progress=False)
+    with pytest.raises(ConfigError, match="not found"):
+        ModelGenerator(_config(tiny_bert_dir, [tmp_path / "nothing"]), tmp_path / "w3", glue_dir=glue_dir,
+                       progress=False)
+
+
+def test_budgets_in_examples_or_epochs(tmp_path, tiny_bert_dir, glue_dir):
+    """Per-task budgets: SST-2 1,000 examples and STS-B 2.5 epochs (1,000 examples) of its 400 capped rows, in
+    batches of 32; each task's examples seen lies within 5 % of its budget (within a batch of it)."""
+    cfg = _config(tiny_bert_dir, [], independent_runs=None, finetune_budget={"SST-2": {"examples": 1000},
+                                                                             "STS-B": {"epochs": 2.5}},
+                  max_train_per_task={"STS-B": 400}, search_task_weights=None, claim_seeds=[])
+    gen = ModelGenerator(cfg, tmp_path / "w", glue_dir=glue_dir, progress=False)
+    sst2, stsb = gen.budget_streams(0)
+    assert abs(sst2.examples() - 1000) <= 16 and sst2.batch_size == 32  # whole batches: 992 or 1,024
+    assert len(gen.data.train[1]) == 400 and abs(stsb.examples() - 1000) <= 0.05 * 1000
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"finetune_budget": "twice"}, "finetune_budget"),
+    ({"finetune_budget": {"SST-2": {"examples": 10}}}, "every task"),
+    ({"finetune_budget": {"SST-2": {"examples": 10.5}, "STS-B": {"epochs": 1}}}, "finetune_budget.SST-2"),
+    ({"finetune_budget": {"SST-2": {"steps": 10}, "STS-B": {"epochs": 1}}}, "finetune_budget.SST-2"),
+    ({"finetune_budget": "independent", "independent_runs": None}, "needs 'independent_runs'"),
+    ({"claim_seeds": [0]}, "claim_seeds"), ({"claim_seeds": [1, 1]}, "claim_seeds"),
+    ({"claim_seeds": 1}, "claim_seeds"), ({"heldout_fraction": 1.5}, "heldout_fraction"),
+    ({"max_train_per_task": {"CoLA": 10}}, "max_train_per_task"),
+    ({"max_train_per_task": {"SST-2": 0}}, "max_train_per_task.SST-2"),
+    ({"search_task_weights": "dev"}, "search_task_weights"),
+    ({"search_task_weights": "heldout", "heldout_fraction": 0.0}, "needs a held-out split"),
+    ({"finetune_init": "scratch"}, "finetune_init"),
+])
+def test_protocol_fields_are_checked(change, words, tiny_bert_dir):
+    with pytest.raises(ConfigError, match=words):
+        _config(tiny_bert_dir, [Path("runs/x")], **change)
