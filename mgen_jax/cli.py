@@ -14,12 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 
-from mgen_jax.errors import MgenError
+from mgen_jax.errors import MgenError, TrainingError
 
 GLUE5 = "SST-2,CoLA,MRPC,STS-B,RTE"
 
@@ -38,13 +39,55 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
         "--branch-points", default="0",
         help="b1,...,bT (task t shares units 1..b_t), or one value for every task; 0 = independent, U = full sharing",
     )
-    p.add_argument("--tokens", type=int, help="fixed token count per request (default: real GLUE dev lengths)")
+    p.add_argument("--tokens", type=_positive_int, help="fixed token count per request (default: real GLUE dev lengths)")
     p.add_argument("--length-tasks", help="GLUE tasks whose dev sets give the lengths [the --tasks names]")
-    p.add_argument("--max-length", type=int, default=128, help="truncation of real lengths, tokens [128]")
+    p.add_argument("--max-length", type=_positive_int, default=128, help="truncation of real lengths, tokens [128]")
     p.add_argument("--glue-dir", help="GLUE TSV folder [$MGEN_GLUE_DIR or ../shared/data/glue]")
     p.add_argument("--task-subsets", help='task-set distribution, e.g. "SST-2+CoLA:0.5,MRPC:0.5" [every task]')
-    p.add_argument("--seed", type=int, default=0, help="seed for drawing task sets per request [0]")
+    p.add_argument("--seed", type=_nonnegative_int, default=0,
+                   help="seed for drawing task sets per request of real lengths [0]")
+    p.add_argument("--requests", type=_positive_int, default=10_000,
+                   help="with --tokens and --task-subsets: requests, task sets in exact proportion [10000]")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--input-densities", help="measured input bit densities (JSON, experiments/fidelity.py) for a "
+                   "preset with data_dependent_inputs [the preset's input_bit_density_default]")
+
+
+def _typed(kind: type, test, words: str):
+    """An argparse type: ``kind(text)`` that must pass ``test``; a bad value exits 2 naming the flag."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {words}") from None
+        if not test(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {words}")
+        return value
+    return parse
+
+
+_positive_int = _typed(int, lambda v: v >= 1, "an integer >= 1")
+_nonnegative_int = _typed(int, lambda v: v >= 0, "an integer >= 0")
+_positive_float = _typed(float, lambda v: math.isfinite(v) and v > 0, "a finite number > 0")
+_nonnegative_float = _typed(float, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0")
+
+
+def _overrides(items: Sequence[str] | None) -> dict[str, Any]:
+    """``--set field=value`` pairs (the value read as YAML: 3, 1e-4, [0.5, 0.25], null, text) -> {field: value}."""
+    import yaml
+
+    from mgen_jax.errors import ConfigError
+
+    out: dict[str, Any] = {}
+    for item in items or []:
+        field, sep, text = item.partition("=")
+        if not sep or not field.strip():
+            raise ConfigError(f"--set {item!r}: expected field=value")
+        try:
+            out[field.strip()] = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {item!r}: the value is not valid YAML ({exc})") from None
+    return out
 
 
 def _parse_tasks(text: str) -> tuple[tuple[str, ...], tuple[int, ...], bool]:
@@ -85,9 +128,11 @@ def _build(args: argparse.Namespace) -> dict[str, Any]:
     from mgen_jax import hw
     from mgen_jax.errors import ConfigError
     from mgen_jax.workload import assign_subsets, fixed_trace, parse_subsets
+    from mgen_jax.workload.trace import proportional_subsets
 
     spec = hw.load_spec(args.hw)
     arch = hw.load_arch(args.model)
+    densities = hw.load_input_densities(args.input_densities, spec) if args.input_densities else None
     names, labels, glue = _parse_tasks(args.tasks)
     b = _parse_branch_points(args.branch_points, len(names), arch.num_units)
     if args.tokens is not None:
@@ -104,8 +149,13 @@ def _build(args: argparse.Namespace) -> dict[str, Any]:
     subsets = None
     if args.task_subsets:
         subsets = parse_subsets(args.task_subsets, names)
-        trace = assign_subsets(trace, subsets, seed=args.seed)
-    return {"spec": spec, "arch": arch, "names": names, "labels": labels, "b": b, "trace": trace, "subsets": subsets}
+        if args.tokens is not None:  # one length: the expectation itself, over requests in exact proportion
+            trace = proportional_subsets(fixed_trace(len(names), args.tokens, task_names=names,
+                                                     num_requests=args.requests), subsets)
+        else:
+            trace = assign_subsets(trace, subsets, seed=args.seed)
+    return {"spec": spec, "arch": arch, "names": names, "labels": labels, "b": b, "trace": trace, "subsets": subsets,
+            "densities": densities}
 
 
 def _print_table(title: str, rows: Sequence[tuple[str, str]]) -> None:
@@ -152,7 +202,7 @@ def cmd_simulate(args: argparse.Namespace) -> None:
 
     m = _build(args)
     tree = SharingTree.from_branch_points(m["b"], m["arch"].num_units)
-    result = simulate(m["spec"], m["arch"], tree, m["trace"], num_labels=m["labels"])
+    result = simulate(m["spec"], m["arch"], tree, m["trace"], num_labels=m["labels"], input_densities=m["densities"])
     summary = result.summary()
     summary["branch_points"] = m["b"]
     summary["workload"] = m["trace"].description
@@ -166,7 +216,7 @@ def cmd_cost(args: argparse.Namespace) -> None:
 
     m = _build(args)
     spec, arch, trace = m["spec"], m["arch"], m["trace"]
-    tables = cost.build_tables(spec, arch, m["labels"], dtype=jnp.float32)
+    tables = cost.build_tables(spec, arch, m["labels"], input_densities=m["densities"], dtype=jnp.float32)
     if m["subsets"] is not None:  # the distribution itself, not the draws of the simulator's trace
         workload = cost.workload_from_lengths(trace.tokens, m["subsets"], len(m["names"]))
     else:
@@ -209,7 +259,7 @@ def cmd_schedule(args: argparse.Namespace) -> None:
     for method in methods:
         solution = solve(problem, method)
         sim = simulate(spec, arch, tree, trace, num_labels=m["labels"], schedule=solution.schedule,
-                       buffer_bytes=args.buffer_bytes).summary()
+                       buffer_bytes=args.buffer_bytes, input_densities=m["densities"]).summary()
         sim.update({"branch_points": m["b"], "workload": trace.description, "schedule_plan": solution.schedule.describe(),
                     "solver_cost": solution.cost.to_dict(), "candidates_evaluated": solution.candidates})
         results[method] = sim
@@ -240,10 +290,10 @@ def cmd_report(args: argparse.Namespace) -> None:
 def cmd_finetune(args: argparse.Namespace) -> None:
     from mgen_jax.train import load_config, train_and_evaluate
 
-    overrides = {
+    overrides = _overrides(args.set) | {k: v for k, v in {
         "task": args.task, "model": args.model, "max_train_examples": args.max_train_examples, "epochs": args.epochs,
         "seed": args.seed, "learning_rate": args.learning_rate, "batch_size": args.batch_size,
-    }
+    }.items() if v is not None}
     cfg = load_config(args.config, **overrides)
     workdir = Path(args.workdir or f"runs/finetune/{cfg.task}")
     summary = train_and_evaluate(cfg, workdir, glue_dir=args.glue_dir, progress=not args.no_progress)
@@ -266,7 +316,7 @@ def cmd_analyze(args: argparse.Namespace) -> None:
 def _generator(args: argparse.Namespace):
     from mgen_jax.search import ModelGenerator, load_search_config
 
-    cfg = load_search_config(args.config)
+    cfg = load_search_config(args.config, **_overrides(args.set))
     workdir = Path(args.workdir or f"runs/search/{cfg.name}")
     return ModelGenerator(cfg, workdir, glue_dir=args.glue_dir, progress=not args.no_progress)
 
@@ -301,14 +351,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("schedule", help="task scheduler: residency, batch size and order under chip limits")
     _add_model_args(p)
     p.add_argument("--solver", default="fast", choices=["fast", "exact", "request-major", "task-major", "all"])
-    p.add_argument("--buffer-bytes", type=float, help="on-chip activation buffer [the chip's eDRAM]")
+    p.add_argument("--buffer-bytes", type=_nonnegative_float, help="on-chip activation buffer [the chip's eDRAM]")
     p.set_defaults(func=cmd_schedule)
     p = sub.add_parser("report", help="energy breakdown: independent vs fully shared, on real GLUE dev lengths")
     p.add_argument("--tasks", default=GLUE5)
     p.add_argument("--hw", default="isaac")
     p.add_argument("--model", default="minilm-l6")
     p.add_argument("--glue-dir")
-    p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--max-length", type=_positive_int, default=128)
     p.add_argument("--out", default="experiments/results", help="output folder [experiments/results]")
     p.set_defaults(func=cmd_report)
     p = sub.add_parser("finetune", help="fine-tune a pretrained BERT on one GLUE task (resumes from its workdir)")
@@ -316,18 +366,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", help="output folder [runs/finetune/<TASK>]")
     p.add_argument("--task")
     p.add_argument("--model")
-    p.add_argument("--max-train-examples", type=int)
-    p.add_argument("--epochs", type=float)
-    p.add_argument("--learning-rate", type=float)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--seed", type=int)
+    p.add_argument("--max-train-examples", type=_positive_int)
+    p.add_argument("--epochs", type=_positive_float)
+    p.add_argument("--learning-rate", type=_positive_float)
+    p.add_argument("--batch-size", type=_positive_int)
+    p.add_argument("--seed", type=_nonnegative_int)
+    p.add_argument("--set", action="append", metavar="FIELD=VALUE",
+                   help="override any config field (repeatable; the value is read as YAML)")
     p.add_argument("--glue-dir")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_finetune)
     p = sub.add_parser("analyze", help="redundancy of fine-tuned task models: weight change and CKA per unit")
     p.add_argument("--runs", default="runs/baseline", help="folder with <TASK>/final_params.msgpack [runs/baseline]")
     p.add_argument("--tasks", default=GLUE5)
-    p.add_argument("--per-task", type=int, default=64, help="probe examples per task, from the held-out split [64]")
+    p.add_argument("--per-task", type=_positive_int, default=64, help="probe examples per task, from the held-out split [64]")
     p.add_argument("--glue-dir")
     p.add_argument("--out", default="experiments/results")
     p.add_argument("--stem", default="redundancy_glue5", help="output file name stem [redundancy_glue5]")
@@ -337,23 +389,51 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text)
         p.add_argument("--config", required=True, help="YAML under configs/search/")
         p.add_argument("--workdir", help="run folder (resumable) [runs/search/<config name>]")
+        p.add_argument("--set", action="append", metavar="FIELD=VALUE",
+                       help="override any config field (repeatable; the value is read as YAML)")
         p.add_argument("--glue-dir")
         p.add_argument("--no-progress", action="store_true")
         if name == "search":
-            p.add_argument("--lambda", dest="lam", type=float, required=True, help="weight of the energy term")
+            p.add_argument("--lambda", dest="lam", type=_nonnegative_float, required=True, help="weight of the energy term")
         else:
             p.add_argument("--out", default="experiments/results", help="results folder [experiments/results]")
         p.set_defaults(func=func)
     return parser
 
 
+EXIT_BAD_INPUT = 2  # a config field, flag, file or data row is wrong: the message names it (argparse uses 2 too)
+EXIT_FAILED = 1  # the run itself failed (a NaN loss, a full disk): its last checkpoint is kept
+EXIT_INTERRUPTED = 130  # Ctrl-C: the run resumes from its last checkpoint when started again
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a bad flag (2, argparse's message already printed)
+        return int(exc.code or 0)
     try:
         args.func(args)
+        sys.stdout.flush()
+    except KeyboardInterrupt:
+        print(f"mgen {args.command}: interrupted; run it again to resume from the last checkpoint", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # the reader of stdout went away (mgen simulate | head): end quietly
+        try:
+            sys.stdout = open(os.devnull, "w")  # nothing more reaches the closed pipe, not even at exit
+        except OSError:
+            pass
+        print(f"mgen {args.command}: output pipe closed", file=sys.stderr)
+        return EXIT_FAILED
+    except TrainingError as exc:
+        print(f"mgen {args.command}: failed: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except MgenError as exc:
         print(f"mgen {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
+    except OSError as exc:
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        print(f"mgen {args.command}: failed: {exc.strerror or exc}{where}", file=sys.stderr)
+        return EXIT_FAILED
     return 0
 
 

@@ -11,3 +11,7 @@ class ConfigError(MgenError, ValueError):
 
 class DataError(MgenError, ValueError):
     """A data file is missing or malformed; the message names the file and line."""
+
+
+class TrainingError(MgenError):
+    """A run failed while training (a NaN or infinite loss): not bad input; its last checkpoint is kept."""

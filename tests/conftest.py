@@ -23,6 +23,23 @@ def tiny_arch():
 
 
 @pytest.fixture(scope="session")
+def random_densities():
+    """make(spec, arch, seed) -> InputDensities with a random density in [0, 1) for every matrix of arch and the
+    heads, for the spec's input bits and encoding."""
+    import numpy as np
+
+    from mgen_jax.hw.density import InputDensities
+    from mgen_jax.hw.ops import matrix_keys
+
+    def make(spec, arch, seed):
+        rng = np.random.default_rng(seed)
+        values = {k: float(rng.random()) for k in matrix_keys(spec, arch)}
+        return InputDensities(values, spec.input_bits, spec.dac_bits, spec.input_encoding)
+
+    return make
+
+
+@pytest.fixture(scope="session")
 def glue_dir():
     path = default_glue_dir()
     if path is None:

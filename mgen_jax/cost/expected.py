@@ -23,6 +23,7 @@ import numpy as np
 
 from mgen_jax.errors import ConfigError
 from mgen_jax.hw.arch import BertArch
+from mgen_jax.hw.density import InputDensities
 from mgen_jax.hw.energy import ACTIONS, COMPONENTS, action_component_matrix, energy_per_action_pj
 from mgen_jax.hw.ops import model_parts, part_coefficients, part_crossbars, part_latency_coefficients
 from mgen_jax.hw.spec import HardwareSpec
@@ -67,13 +68,15 @@ class EnergyEstimate(NamedTuple):
 
 
 def build_tables(
-    spec: HardwareSpec, arch: BertArch, num_labels: Sequence[int], *, dtype=jnp.float32
+    spec: HardwareSpec, arch: BertArch, num_labels: Sequence[int], *, input_densities: InputDensities | None = None,
+    dtype=jnp.float32,
 ) -> CostTables:
-    """Tables for a T-task model on ``arch`` (T = len(num_labels), head outputs per task) mapped on ``spec``."""
+    """Tables for a T-task model on ``arch`` (T = len(num_labels), head outputs per task) mapped on ``spec``; with
+    data-dependent inputs, every matrix's drives follow ``input_densities`` (default: the spec's density)."""
     labels = tuple(int(c) for c in num_labels)
     if not labels:
         raise ConfigError("build_tables: need at least one task (num_labels is empty)")
-    parts = model_parts(spec, arch, labels)
+    parts = model_parts(spec, arch, labels, input_densities)
     as_array = lambda x: jnp.asarray(np.asarray(x, dtype=np.float64), dtype=dtype)
     return CostTables(
         unit_coef=as_array([part_coefficients(spec, ops) for ops in parts.units]),

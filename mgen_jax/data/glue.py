@@ -148,8 +148,13 @@ def read_tsv(task: GlueTask, path: Path) -> tuple[list[str], list[str] | None, n
     """Read one GLUE TSV file; raise DataError naming the file and line of any malformed row."""
     if not path.is_file():
         raise DataError(f"GLUE file {path} not found (task {task.name})")
-    with open(path, encoding="utf-8-sig", newline="") as handle:
-        lines = handle.read().split("\n")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise DataError(f"{path}:{line}: not UTF-8 text (bad byte at offset {exc.start})") from None
+    lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
     start = 0
@@ -184,6 +189,8 @@ def read_tsv(task: GlueTask, path: Path) -> tuple[list[str], list[str] | None, n
         for column, idx in zip(texts, text_idx):
             column.append(row[idx])
         labels.append(_parse_label(task, row[label_idx], path, line))
+    if not labels:
+        raise DataError(f"{path}: no data rows{' after its header' if task.has_header else ''} (task {task.name})")
     dtype = np.float32 if task.is_regression else np.int64
     return texts[0], (texts[1] if len(texts) > 1 else None), np.asarray(labels, dtype=dtype)
 

@@ -8,12 +8,16 @@ from mgen_jax.hw.arch import BertArch
 from mgen_jax.hw.arch import Unit
 from mgen_jax.hw.arch import arch_from_hf_config
 from mgen_jax.hw.arch import load_arch
+from mgen_jax.hw.density import InputDensities
+from mgen_jax.hw.density import load_input_densities
 from mgen_jax.hw.energy import ACTIONS
 from mgen_jax.hw.energy import COMPONENTS
 from mgen_jax.hw.energy import energy_per_action_pj
 from mgen_jax.hw.mapping import MatrixEvents
 from mgen_jax.hw.mapping import MatrixMapping
+from mgen_jax.hw.mapping import effective_input_density
 from mgen_jax.hw.mapping import map_matrix
+from mgen_jax.hw.mapping import matrix_energy_j
 from mgen_jax.hw.mapping import matrix_events
 from mgen_jax.hw.ops import model_parts
 from mgen_jax.hw.spec import HardwareSpec

@@ -8,11 +8,11 @@ Units are numbered 0..U-1 in execution order: unit 2l is layer l's attention blo
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any, Mapping
 
 from mgen_jax.errors import ConfigError
+from mgen_jax.io import read_json_file
 
 ATTENTION = "attention"
 FFN = "ffn"
@@ -99,7 +99,10 @@ def arch_from_hf_config(config: Mapping[str, Any], *, name: str = "hf-config", s
     if act not in ("gelu", "gelu_new", "gelu_python"):
         raise ConfigError(f"BERT config{where}: hidden_act {act!r} is not a GELU; only BERT-style encoders are modelled")
     values = {ours: config[hf] for ours, hf in keys.items() if hf in config}
-    return BertArch(name=name, **values)
+    try:
+        return BertArch(name=name, **values)
+    except ConfigError as exc:
+        raise ConfigError(f"BERT config{where}: {exc} (Hugging Face names: {keys})") from None
 
 
 def load_arch(name_or_path: str | Path = "minilm-l6") -> BertArch:
@@ -112,8 +115,5 @@ def load_arch(name_or_path: str | Path = "minilm-l6") -> BertArch:
         path = path / "config.json"
     if not path.is_file():
         raise ConfigError(f"model architecture {key!r} not found: give one of {sorted(PRESETS)} or a config.json path")
-    try:
-        config = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"model config {path}: not valid JSON ({exc})") from exc
+    config = read_json_file(path, "model config")
     return arch_from_hf_config(config, name=path.parent.name or key, source=str(path))

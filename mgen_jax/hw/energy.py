@@ -10,11 +10,15 @@ import numpy as np
 
 from mgen_jax.hw.spec import HardwareSpec
 
-# (action, component, spec field holding its energy per action in pJ)
+# (action, component, spec field holding its energy per action in pJ). The array read ("crossbar") is a fixed part
+# per crossbar activation plus a part per conducting cell; the input drive ("dac") a part per row driven with a
+# non-zero input plus a fixed part per row and input cycle (mapping.py counts them; hw/density.py has the densities).
 _TABLE: tuple[tuple[str, str, str], ...] = (
     ("crossbar_activation", "crossbar", "crossbar_activation_energy_pj"),
+    ("cell_read", "crossbar", "cell_read_energy_pj"),
     ("adc_conversion", "adc", "adc_conversion_energy_pj"),
     ("dac_drive", "dac", "dac_drive_energy_pj"),
+    ("input_latch", "dac", "input_latch_energy_pj"),
     ("shift_add", "shift_add", "shift_add_energy_pj"),
     ("partial_sum_add", "shift_add", "partial_sum_add_energy_pj"),
     ("buffer_access", "buffer", "buffer_access_energy_pj"),
@@ -26,6 +30,7 @@ _TABLE: tuple[tuple[str, str, str], ...] = (
 )
 
 ACTIONS: tuple[str, ...] = tuple(a for a, _, _ in _TABLE)
+ENERGY_FIELDS: dict[str, str] = {a: field for a, _, field in _TABLE}  # action -> spec field of its energy
 COMPONENTS: tuple[str, ...] = tuple(dict.fromkeys(c for _, c, _ in _TABLE))
 ACTION_INDEX = {a: i for i, a in enumerate(ACTIONS)}
 NUM_ACTIONS = len(ACTIONS)
@@ -33,7 +38,7 @@ NUM_ACTIONS = len(ACTIONS)
 
 def energy_per_action_pj(spec: HardwareSpec) -> np.ndarray:
     """[A] energy of one action, in pJ, in the order of ``ACTIONS``."""
-    return np.array([getattr(spec, field) for _, _, field in _TABLE], dtype=np.float64)
+    return np.array([getattr(spec, ENERGY_FIELDS[a]) for a in ACTIONS], dtype=np.float64)
 
 
 def action_component_matrix() -> np.ndarray:

@@ -10,6 +10,9 @@ Each part is a tuple of operations:
 
 ``part_coefficients`` gives the [3, A] count coefficients (powers 0, 1, 2 of n) of a part; the cost model uses them
 with E[n] and E[n^2]. The simulator instead executes the operations for each request's own n (``op_counts``).
+
+A matrix's input bit density (measured, hw/density.py) is an attribute of its ``MatrixOp``, set by ``model_parts``
+from an ``InputDensities``: the cost model and the simulator see the same counts.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import math
 import numpy as np
 
 from mgen_jax.hw.arch import ATTENTION, BertArch
+from mgen_jax.hw.density import HEAD_PART, InputDensities, matrix_key
 from mgen_jax.hw.energy import ACTION_INDEX, NUM_ACTIONS
 from mgen_jax.hw.mapping import map_matrix, matrix_events
 from mgen_jax.hw.spec import HardwareSpec
@@ -31,6 +35,10 @@ class MatrixOp:
     n: int
     stage: int  # matrices of the same stage run in parallel; stages run one after another
     per_sequence: bool = False
+    input_bit_density: float | None = None  # None: the spec's default (used only with data-dependent inputs)
+
+    def events(self, spec: HardwareSpec):
+        return matrix_events(spec, self.k, self.n, self.input_bit_density)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -98,7 +106,7 @@ def op_counts(spec: HardwareSpec, op: Op, tokens: np.ndarray) -> np.ndarray:
     n = np.asarray(tokens, dtype=np.float64)
     out = np.zeros(n.shape + (NUM_ACTIONS,))
     if isinstance(op, MatrixOp):
-        per_vector = matrix_events(spec, op.k, op.n).as_counts()
+        per_vector = op.events(spec).as_counts()
         vectors = np.ones_like(n) if op.per_sequence else n
         out += vectors[..., None] * per_vector
     else:
@@ -111,7 +119,7 @@ def part_coefficients(spec: HardwareSpec, ops: tuple[Op, ...]) -> np.ndarray:
     coef = np.zeros((3, NUM_ACTIONS))
     for op in ops:
         if isinstance(op, MatrixOp):
-            coef[0 if op.per_sequence else 1] += matrix_events(spec, op.k, op.n).as_counts()
+            coef[0 if op.per_sequence else 1] += op.events(spec).as_counts()
         else:
             a = ACTION_INDEX[op.action]
             coef[0, a] += op.per_sequence
@@ -149,12 +157,32 @@ def part_latency_coefficients(spec: HardwareSpec, ops: tuple[Op, ...]) -> tuple[
     return (d - 1) * t, t
 
 
-def model_parts(spec: HardwareSpec, arch: BertArch, num_labels: tuple[int, ...]) -> "ModelParts":
-    """The operations of every part of a T-task model on ``arch``."""
-    return ModelParts(
-        units=tuple(unit_ops(spec, arch, u.kind) for u in arch.units()),
-        embedding=embedding_ops(spec, arch),
-        heads=tuple(head_ops(spec, arch, c) for c in num_labels),
+def model_parts(spec: HardwareSpec, arch: BertArch, num_labels: tuple[int, ...],
+                densities: InputDensities | None = None) -> "ModelParts":
+    """The operations of every part of a T-task model on ``arch``; with ``densities``, every matrix carries its
+    measured input bit density (keys ``matrix_key(part, op)``; ConfigError naming any matrix it lacks)."""
+    units = tuple(unit_ops(spec, arch, u.kind) for u in arch.units())
+    heads = tuple(head_ops(spec, arch, c) for c in num_labels)
+    if densities is not None:
+        densities.check_spec(spec)
+        units = tuple(_with_densities(ops, u.name, densities) for ops, u in zip(units, arch.units()))
+        heads = tuple(_with_densities(ops, HEAD_PART, densities) for ops in heads)
+    return ModelParts(units=units, embedding=embedding_ops(spec, arch), heads=heads)
+
+
+def matrix_keys(spec: HardwareSpec, arch: BertArch) -> list[str]:
+    """The density key of every crossbar matrix of ``arch``'s units and of a task head, in execution order."""
+    parts = model_parts(spec, arch, (1,))
+    keys = [matrix_key(u.name, op.name) for u, ops in zip(arch.units(), parts.units) for op in ops
+            if isinstance(op, MatrixOp)]
+    return keys + [matrix_key(HEAD_PART, op.name) for op in parts.heads[0] if isinstance(op, MatrixOp)]
+
+
+def _with_densities(ops: tuple[Op, ...], part: str, densities: InputDensities) -> tuple[Op, ...]:
+    return tuple(
+        dataclasses.replace(op, input_bit_density=densities.density(matrix_key(part, op.name)))
+        if isinstance(op, MatrixOp) else op
+        for op in ops
     )
 
 

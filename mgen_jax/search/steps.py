@@ -237,8 +237,9 @@ def make_loss_profile(model: MultiTaskModel, tasks, *, jit: bool = True):
 
 
 def make_task_loss_profile(model: MultiTaskModel, tasks):
-    """profile(params, task, batch [B, L]) -> [U + 1, B]: one task's per-example loss at every branch point b = 0..U
-    (dropout off; ``MultiTaskModel.every_branch_point_task_forward``), for a loss profile over a whole split."""
+    """profile(params, task, batch [B, L]) -> (losses [U + 1, B], outputs [U + 1, B, C]): one task's per-example
+    loss and outputs at every branch point b = 0..U (dropout off; ``MultiTaskModel.every_branch_point_task_forward``),
+    for a loss and score profile over a whole split."""
     num_labels = jnp.asarray([t.num_labels for t in tasks])
     regression = jnp.asarray([t.is_regression for t in tasks])
 
@@ -248,23 +249,41 @@ def make_task_loss_profile(model: MultiTaskModel, tasks):
         logits = jnp.where(valid, outputs, -1e9)
         labels = batch["labels"]
         ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels.astype(jnp.int32)[None])
-        return jnp.where(regression[task], jnp.square(outputs[..., 0] - labels[None]), ce)
+        return jnp.where(regression[task], jnp.square(outputs[..., 0] - labels[None]), ce), outputs
 
     return jax.jit(profile)
 
 
-def split_loss_profile(profile, params, data, split: str = "heldout", batch_size: int = 64) -> dict[str, Any]:
-    """Every task's mean loss at every branch point over all rows of ``split``, and its standard error over the
-    rows: {"mean_loss", "stderr"}, each [U + 1][T], plus the rows per task."""
-    means, errors, rows = [], [], []
+def split_loss_profile(profile, params, data, split: str = "heldout", batch_size: int = 64,
+                       bootstrap: int = 200) -> dict[str, Any]:
+    """Over all rows of ``split``, every task at every branch point: its mean loss and the standard error over the
+    rows ({"mean_loss", "stderr"}), and its main score x 100 with a bootstrap standard error over the rows
+    ({"mean_score", "score_stderr"}, ``bootstrap`` seeded resamples); each [U + 1][T], plus the rows per task."""
+    from mgen_jax.data.metrics import main_score, task_metrics
+
+    means, errors, scores, score_errors, rows = [], [], [], [], []
+    rng = np.random.default_rng(0)
     for t, task in enumerate(data.tasks):
         split_data = data.split(split)[t]
-        losses = []
+        losses, outputs = [], []
         for idx, batch in data.eval_batches(t, batch_size, split):
             batch = {k: jnp.asarray(v.astype(np.float32) if k == "labels" else v) for k, v in batch.items()}
-            losses.append(np.asarray(profile(params, jnp.int32(t), batch))[:, : len(idx)])
-        per = np.concatenate(losses, axis=1)  # [U + 1, n]
+            loss, out = profile(params, jnp.int32(t), batch)
+            losses.append(np.asarray(loss)[:, : len(idx)])
+            outputs.append((idx, np.asarray(out)[:, : len(idx), : task.num_labels]))
+        per = np.concatenate(losses, axis=1)  # [U + 1, n], in eval_batches' (length) order
+        order = np.concatenate([idx for idx, _ in outputs])
+        out = np.concatenate([o for _, o in outputs], axis=1)  # [U + 1, n, C]
+        labels = split_data.labels[order]
+        score = lambda b, pick: main_score(task, task_metrics(task, out[b][pick], labels[pick]))
+        every = np.arange(len(order))
+        draws = [rng.integers(0, len(order), len(order)) for _ in range(bootstrap)]
+        scores.append([score(b, every) for b in range(per.shape[0])])
+        score_errors.append([float(np.std([score(b, d) for d in draws])) if bootstrap else 0.0
+                             for b in range(per.shape[0])])
         means.append(per.mean(1))
         errors.append(per.std(1) / np.sqrt(per.shape[1]))
         rows.append(len(split_data))
-    return {"mean_loss": np.stack(means, 1).tolist(), "stderr": np.stack(errors, 1).tolist(), "rows": rows}
+    return {"mean_loss": np.stack(means, 1).tolist(), "stderr": np.stack(errors, 1).tolist(),
+            "mean_score": np.asarray(scores).T.tolist(), "score_stderr": np.asarray(score_errors).T.tolist(),
+            "rows": rows}

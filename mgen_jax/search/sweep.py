@@ -149,12 +149,27 @@ def _claim(gen: ModelGenerator, points: Sequence[dict], independent: dict | None
     }
 
 
+def _warm_start(gen: ModelGenerator):
+    """The warm-up's weights, or None when nothing left needs them: with ``finetune_init: pretrained`` and no lambda
+    searches, the weights serve only the loss profile, so a finished warm-up with its profile cached lets the sweep
+    resume from its result files alone (experiments/run_records.py carries them across machines)."""
+    cfg = gen.cfg
+    needs_profile = bool(cfg.energy_budgets or cfg.budgets_at_baselines)
+    finished = (gen.workdir / "warmup" / "result.json").exists() and (gen.profile_ready() or not needs_profile)
+    if finished and not cfg.lambdas and cfg.finetune_init == "pretrained":
+        return None
+    warm = gen.warmup()
+    if needs_profile:
+        gen.warmup_profile(warm)  # while the weights are loaded
+    return warm
+
+
 def run_sweep(gen: ModelGenerator, out_dir: str | Path) -> dict[str, Any]:
     cfg = gen.cfg
     start = time.perf_counter()
     out = Path(out_dir)
     _check_writable(out)
-    warm = gen.warmup()
+    warm = _warm_start(gen)
     points: list[dict[str, Any]] = []
     baseline_points: list[dict[str, Any]] = []
     search_wall = json.loads((gen.workdir / "warmup" / "result.json").read_text())["wall_clock_s"]

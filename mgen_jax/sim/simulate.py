@@ -20,6 +20,7 @@ import numpy as np
 
 from mgen_jax.errors import ConfigError
 from mgen_jax.hw.arch import BertArch
+from mgen_jax.hw.density import InputDensities
 from mgen_jax.hw.energy import ACTION_INDEX, ACTIONS, by_action, by_component, energy_per_action_pj
 from mgen_jax.hw.ops import (
     ModelParts,
@@ -169,6 +170,7 @@ def simulate(
     num_labels: Sequence[int] | None = None,
     schedule: Schedule | None = None,
     buffer_bytes: float | None = None,
+    input_densities: InputDensities | None = None,
 ) -> SimResult:
     """Run ``trace`` on the multi-task model ``tree`` (over ``arch``) mapped on ``spec``; count every event.
 
@@ -183,6 +185,8 @@ def simulate(
             spread evenly over the requests. Without it, every node is assumed resident (programmed once, not
             counted per request) and no activation leaves the chip.
         buffer_bytes: on-chip activation buffer for the schedule (default: the chip's eDRAM).
+        input_densities: each matrix's input bit density (hw/density.py), used when the spec's inputs are
+            data-dependent (default: the spec's ``input_bit_density_default`` for every matrix).
     """
     if tree.num_units != arch.num_units:
         raise ConfigError(f"sharing tree has {tree.num_units} units but {arch.name} has {arch.num_units} (2 x layers)")
@@ -191,7 +195,7 @@ def simulate(
     labels = tuple(num_labels) if num_labels is not None else (2,) * tree.num_tasks
     if len(labels) != tree.num_tasks:
         raise ConfigError(f"num_labels has {len(labels)} entries for {tree.num_tasks} tasks")
-    parts = model_parts(spec, arch, labels)
+    parts = model_parts(spec, arch, labels, input_densities)
     unit_names = tuple(arch.unit_names())
     num_actions = len(ACTIONS)
     energy_pj = energy_per_action_pj(spec)

@@ -43,6 +43,13 @@ class FinetuneConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "buckets", tuple(int(b) for b in self.buckets))
         _ = self.heldout  # validates the held-out fields
+        from mgen_jax.data.glue import get_task
+        from mgen_jax.errors import DataError
+
+        try:
+            get_task(self.task)
+        except DataError as exc:
+            raise ConfigError(f"finetune config field 'task': {exc}") from None
         for name in ("seed", "data_seed"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -96,5 +103,7 @@ def config_from_dict(values: Mapping[str, Any], *, source: str = "<dict>") -> Fi
 def load_config(path: str | Path, **overrides: Any) -> FinetuneConfig:
     """Load a YAML config; ``overrides`` (non-None values) replace its fields."""
     values = read_config_yaml(path, "finetune config")
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return config_from_dict(values, source=str(path))
+    flags = {k: v for k, v in overrides.items() if v is not None}
+    values.update(flags)
+    return build_config(FinetuneConfig, values, source=str(path), what="finetune config", required=("task",),
+                        field_sources={k: f"from the command line: {k}" for k in flags})

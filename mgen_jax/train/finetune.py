@@ -34,18 +34,14 @@ from mgen_jax.data.glue import GlueTask, get_task, load_split
 from mgen_jax.data.metrics import main_score, task_metrics
 from mgen_jax.data.pipeline import BatchStream, EncodedSplit, batch_plan, collate, encode_split
 from mgen_jax.data.splits import train_and_heldout
-from mgen_jax.errors import ConfigError, MgenError
-from mgen_jax.io import append_jsonl, write_json_atomic
+from mgen_jax.errors import ConfigError, TrainingError
+from mgen_jax.io import append_jsonl, clean_partial_files, truncate_jsonl, write_json_atomic
 from mgen_jax.model.bert import BertConfig, SequenceClassifier
 from mgen_jax.model.pretrained import load_pretrained
 from mgen_jax.train.checkpoint import restore_checkpoint, save_checkpoint
 from mgen_jax.train.config import FinetuneConfig
 from mgen_jax.train.optim import adamw_warmup_linear
 from mgen_jax.train.parallel import check_batch, data_mesh, replicate, shard_batch
-
-
-class TrainingError(MgenError):
-    """Training diverged (a NaN or infinite loss)."""
 
 
 @struct.dataclass
@@ -168,9 +164,11 @@ def train_and_evaluate(
 
     checkpoint = workdir / "checkpoint.msgpack"
     resumed_from = 0
+    clean_partial_files(workdir)  # what a kill during an atomic write left behind
     if checkpoint.exists():
         state = restore_checkpoint(checkpoint, state)
         resumed_from = int(state.step)
+        truncate_jsonl(workdir / "metrics.jsonl", lambda r: r.get("step", 0) <= resumed_from)  # no step twice
     else:
         write_json_atomic(workdir / "config.json", {
             "config": cfg.to_dict(), "task": task.name, "model_dir": str(pretrained.directory.name),

@@ -39,7 +39,8 @@ def _config(model: Path, runs: list[Path], **changes) -> SearchConfig:
                   per_task_batch=4, length_window=16, max_dev_per_task=32, warmup_steps=3, warmup_sampling="hard",
                   search_steps=0, lambdas=[], uniform_branch_points=[], heuristic_thresholds=[],
                   redundancy_file=None, energy_budgets=[0.6], uniform_at_budgets=True,
-                  search_task_weights="heldout", claim_seeds=[1], checkpoint_every_steps=5, **HELDOUT)
+                  search_task_weights="heldout", profile_metric="score", claim_seeds=[1], checkpoint_every_steps=5,
+                  **HELDOUT)
     values.update(changes)
     return SearchConfig(**values)
 

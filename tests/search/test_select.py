@@ -148,3 +148,15 @@ def test_task_weights_without_lambdas_need_no_enumerate():
         load_search_config(path, sampling="hard", search_task_weights=[1.0, 2.0])
     cfg = load_search_config(path, sampling="hard", search_task_weights=[1.0, 2.0], lambdas=[])
     assert cfg.search_task_weights == (1.0, 2.0) and cfg.energy_budgets == (0.8,)
+
+
+def test_score_drop_profile_smooths_and_ramps():
+    from mgen_jax.search.select import score_drop_profile
+
+    scores = np.array([[90.0, 30.0, 50.0], [91.0, 20.0, 50.0], [85.0, 25.0, 50.0], [80.0, 0.0, 50.0]])
+    drops, flat = score_drop_profile(scores)
+    # task 0: 90, 91 pooled to 90.5; task 1: 20, 25 pooled to 22.5; task 2 never drops: a ramp
+    np.testing.assert_allclose(drops[:, 0], [0.0, 0.0, 5.5, 10.5])
+    np.testing.assert_allclose(drops[:, 1], [0.0, 7.5, 7.5, 30.0])
+    np.testing.assert_allclose(drops[:, 2], [0.0, 1.0, 2.0, 3.0])
+    assert flat == [2] and np.all(np.diff(drops, axis=0) >= 0)
