@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
-MGEN=${MGEN:-.venv/bin/mgen}  # or a frozen copy of the code: "env PYTHONPATH=<copy> .venv/bin/python -m mgen_jax.cli"
+MGEN=${MGEN:-.venv/bin/mgen}  # or a frozen copy of the code: "env PYTHONPATH=<copy> .venv/bin/python -P -m mgen_jax.cli"
 export MGEN
 export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-runs/jax_cache}
 $PY experiments/run_records.py restore

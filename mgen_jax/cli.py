@@ -297,7 +297,16 @@ def cmd_finetune(args: argparse.Namespace) -> None:
     cfg = load_config(args.config, **overrides)
     workdir = Path(args.workdir or f"runs/finetune/{cfg.task}")
     summary = train_and_evaluate(cfg, workdir, glue_dir=args.glue_dir, progress=not args.no_progress)
-    print(json.dumps(summary, indent=2))
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return
+    held = "-" if summary["heldout_score"] is None else f"{summary['heldout_score']:.2f}"
+    _print_table(f"mgen finetune {summary['task']}: {workdir}", [
+        ("dev " + ", ".join(summary["metrics"]), ", ".join(f"{v:.4f}" for v in summary["metrics"].values())),
+        ("held-out score", held),
+        ("train rows / examples seen", f"{summary['train_examples']:,} / {summary['train_examples_seen']:,}"),
+        ("steps, wall-clock", f"{summary['steps']:,}, {summary['wall_clock_s'] / 60:.1f} min"),
+    ])
 
 
 def cmd_analyze(args: argparse.Namespace) -> None:
@@ -310,7 +319,7 @@ def cmd_analyze(args: argparse.Namespace) -> None:
     for u, name in enumerate(record["units"]):
         row = "".join(f"{record['relative_weight_change'][t][u]:9.3f}" for t in record["tasks"])
         print(f"{name:<8}{row}  {record['mean_pairwise_cka'][u]:.3f}")
-    print(f"(relative weight change per task; wrote {args.out}/{args.stem}.json and .png)")
+    print(f"(relative weight change per task; wrote {args.out}/{args.stem}.json and .png)", file=sys.stderr)
 
 
 def _generator(args: argparse.Namespace):
@@ -326,21 +335,47 @@ def cmd_search(args: argparse.Namespace) -> None:
     warm = gen.warmup()
     found = gen.search(args.lam, warm)
     record = gen.finetune_and_evaluate(found["branch_points"], warm)
-    print(json.dumps({"lambda": args.lam, "search": found, "discrete_model": record}, indent=2))
+    if args.json:
+        print(json.dumps({"lambda": args.lam, "search": found, "discrete_model": record}, indent=2))
+        return
+    _print_table(f"mgen search lambda={args.lam:g}", [
+        ("branch points", ",".join(map(str, record["branch_points"]))),
+        ("dev mean score", f"{record['mean_score']:.2f}"),
+        ("energy ratio", f"{record['energy_ratio']:.3f} ({record['efficiency']:.2f}x)"),
+        ("crossbars", f"{record['crossbars']:,}"),
+    ])
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
     from mgen_jax.search.sweep import run_sweep, summary_table
 
     record = run_sweep(_generator(args), args.out)
+    if args.json:
+        print(json.dumps(record, indent=2))
+        return
     print(summary_table(record))
-    print(json.dumps({"goal_3x_within_1_point": record["goal_3x_within_1_point"],
-                      "wall_clock_s": record["wall_clock_s"]}, indent=2))
-    print(f"wrote {args.out}/search_{record['name']}.json and .png")
+    goal = record["goal_3x_within_1_point"] or {}
+    if record.get("claim"):
+        claim = record["claim"]
+        if claim.get("dev_mean_score") is not None:
+            print(f"headline ({claim['chosen_on']}-chosen {claim['label']}, {len(claim['seeds'])} seeds): "
+                  f"{claim['efficiency']:.2f}x at {claim['drop_points']:+.2f} points below the independent models "
+                  f"({len(claim['independent_seeds'])} seeds); goal met: {goal.get('met')}")
+    print(f"wrote {args.out}/search_{record['name']}.json and .png", file=sys.stderr)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mgen_jax")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mgen", description="energy-aware multi-task BERT on ReRAM PIM accelerators")
+    parser.add_argument("--version", action="version", version=f"mgen {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("simulate", help="exact event-counting simulation of a discrete multi-task model")
     _add_model_args(p)
@@ -350,38 +385,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_cost)
     p = sub.add_parser("schedule", help="task scheduler: residency, batch size and order under chip limits")
     _add_model_args(p)
-    p.add_argument("--solver", default="fast", choices=["fast", "exact", "request-major", "task-major", "all"])
+    p.add_argument("--solver", default="fast", choices=["fast", "exact", "request-major", "task-major", "all"],
+                   help="scheduler: fast (default), exact (small instances), the two naive orders, or all of them")
     p.add_argument("--buffer-bytes", type=_nonnegative_float, help="on-chip activation buffer [the chip's eDRAM]")
     p.set_defaults(func=cmd_schedule)
     p = sub.add_parser("report", help="energy breakdown: independent vs fully shared, on real GLUE dev lengths")
-    p.add_argument("--tasks", default=GLUE5)
-    p.add_argument("--hw", default="isaac")
-    p.add_argument("--model", default="minilm-l6")
-    p.add_argument("--glue-dir")
-    p.add_argument("--max-length", type=_positive_int, default=128)
+    p.add_argument("--tasks", default=GLUE5, help=f"GLUE task names, comma-separated [{GLUE5}]")
+    p.add_argument("--hw", default="isaac", help="hardware preset name or YAML path [isaac]")
+    p.add_argument("--model", default="minilm-l6", help="minilm-l6 | bert-base | bert-large | HF config.json/dir")
+    p.add_argument("--glue-dir", help="GLUE TSV folder [$MGEN_GLUE_DIR or ../shared/data/glue]")
+    p.add_argument("--max-length", type=_positive_int, default=128, help="truncation of real lengths, tokens [128]")
     p.add_argument("--out", default="experiments/results", help="output folder [experiments/results]")
     p.set_defaults(func=cmd_report)
     p = sub.add_parser("finetune", help="fine-tune a pretrained BERT on one GLUE task (resumes from its workdir)")
     p.add_argument("--config", required=True, help="YAML under configs/finetune/")
     p.add_argument("--workdir", help="output folder [runs/finetune/<TASK>]")
-    p.add_argument("--task")
-    p.add_argument("--model")
-    p.add_argument("--max-train-examples", type=_positive_int)
-    p.add_argument("--epochs", type=_positive_float)
-    p.add_argument("--learning-rate", type=_positive_float)
-    p.add_argument("--batch-size", type=_positive_int)
-    p.add_argument("--seed", type=_nonnegative_int)
+    p.add_argument("--task", help="GLUE task (overrides the config's)")
+    p.add_argument("--model", help="pretrained BERT: minilm-l6, a local HF directory or a hub name")
+    p.add_argument("--max-train-examples", type=_positive_int, help="cap on the training rows (a seeded subset)")
+    p.add_argument("--epochs", type=_positive_float, help="passes over the training rows")
+    p.add_argument("--learning-rate", type=_positive_float, help="peak AdamW learning rate")
+    p.add_argument("--batch-size", type=_positive_int, help="global batch, split across the JAX devices")
+    p.add_argument("--seed", type=_nonnegative_int, help="training seed (head init, batch order, dropout)")
     p.add_argument("--set", action="append", metavar="FIELD=VALUE",
                    help="override any config field (repeatable; the value is read as YAML)")
-    p.add_argument("--glue-dir")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--glue-dir", help="GLUE TSV folder [$MGEN_GLUE_DIR or ../shared/data/glue]")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to stderr)")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object on stdout")
     p.set_defaults(func=cmd_finetune)
     p = sub.add_parser("analyze", help="redundancy of fine-tuned task models: weight change and CKA per unit")
     p.add_argument("--runs", default="runs/baseline", help="folder with <TASK>/final_params.msgpack [runs/baseline]")
-    p.add_argument("--tasks", default=GLUE5)
+    p.add_argument("--tasks", default=GLUE5, help=f"GLUE task names, comma-separated [{GLUE5}]")
     p.add_argument("--per-task", type=_positive_int, default=64, help="probe examples per task, from the held-out split [64]")
-    p.add_argument("--glue-dir")
-    p.add_argument("--out", default="experiments/results")
+    p.add_argument("--glue-dir", help="GLUE TSV folder [$MGEN_GLUE_DIR or ../shared/data/glue]")
+    p.add_argument("--out", default="experiments/results", help="output folder [experiments/results]")
     p.add_argument("--stem", default="redundancy_glue5", help="output file name stem [redundancy_glue5]")
     p.set_defaults(func=cmd_analyze)
     for name, func, text in (("search", cmd_search, "one lambda: warm-up, search, discretise, fine-tune, evaluate"),
@@ -391,8 +428,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--workdir", help="run folder (resumable) [runs/search/<config name>]")
         p.add_argument("--set", action="append", metavar="FIELD=VALUE",
                        help="override any config field (repeatable; the value is read as YAML)")
-        p.add_argument("--glue-dir")
-        p.add_argument("--no-progress", action="store_true")
+        p.add_argument("--glue-dir", help="GLUE TSV folder [$MGEN_GLUE_DIR or ../shared/data/glue]")
+        p.add_argument("--no-progress", action="store_true", help="no progress bars (logs still go to stderr)")
+        p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
         if name == "search":
             p.add_argument("--lambda", dest="lam", type=_nonnegative_float, required=True, help="weight of the energy term")
         else:

@@ -2,7 +2,7 @@
 
 A spec holds the free design choices of an ISAAC-style ReRAM accelerator (crossbar size, bits per cell, ADC
 resolution, ...) and the per-action energies, latencies and areas that the simulator and the cost model multiply
-with action counts. Every field carries its unit in its name. Presets live in ``configs/hw/<name>.yaml``; every value
+with action counts. Every field carries its unit in its name. Presets live in ``mgen_jax/presets/hw/<name>.yaml`` (configs/hw in the repository); every value
 there has a ``# source:`` comment.
 
 A YAML file may start from another preset with ``extends: <name or path>`` and override some fields; without
@@ -13,6 +13,7 @@ defaults reproduce the always-on accounting of the presets written before them.
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
 import math
 from pathlib import Path
 from typing import Any, Mapping
@@ -208,13 +209,14 @@ def validate_spec(spec: HardwareSpec, *, source: str = "") -> None:
         )
 
 
-def configs_dir() -> Path:
-    """The repository's configs/ folder (presets ship there)."""
-    return Path(__file__).resolve().parents[2] / "configs"
+def presets_dir() -> Path:
+    """The hardware presets shipped inside the package (``mgen_jax/presets/hw``, read through importlib.resources
+    so that a wheel install finds them; the repository's configs/hw links there)."""
+    return Path(str(importlib.resources.files("mgen_jax").joinpath("presets", "hw")))
 
 
 def preset_names() -> list[str]:
-    return sorted(p.stem for p in (configs_dir() / "hw").glob("*.yaml"))
+    return sorted(p.stem for p in presets_dir().glob("*.yaml"))
 
 
 def _resolve(name_or_path: str | Path, relative_to: Path | None = None) -> Path:
@@ -225,7 +227,7 @@ def _resolve(name_or_path: str | Path, relative_to: Path | None = None) -> Path:
         if relative_to is not None:
             candidates.append(relative_to / path)
     else:
-        candidates.append(configs_dir() / "hw" / f"{name_or_path}.yaml")
+        candidates.append(presets_dir() / f"{name_or_path}.yaml")
     for candidate in candidates:
         if candidate.is_file():
             return candidate
@@ -272,7 +274,7 @@ def spec_from_dict(fields: Mapping[str, Any], *, source: str = "<dict>") -> Hard
 
 
 def load_spec(name_or_path: str | Path = "isaac") -> HardwareSpec:
-    """Load a hardware spec: a preset name (``isaac``, see configs/hw/) or a path to a YAML file.
+    """Load a hardware spec: a preset name (``isaac``; ``preset_names()``) or a path to a YAML file.
 
     Raises ConfigError naming the file and the field for unknown keys, missing fields and out-of-range values.
     """

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -406,14 +407,15 @@ class ModelGenerator:
         if heldout:
             if self.progress:
                 print(f"loss profile of the warm-up's weights on the held-out split "
-                      f"({sum(len(h) for h in self.data.heldout)} rows)", flush=True)
+                      f"({sum(len(h) for h in self.data.heldout)} rows)", file=sys.stderr, flush=True)
             if self._task_profile_fn is None:
                 self._task_profile_fn = make_task_loss_profile(self.model, self.tasks)
             record = split_loss_profile(self._task_profile_fn, warm_params, self.data, "heldout") | {
                 "split": "heldout", "batches": None}
         else:
             if self.progress:
-                print(f"loss profile of the warm-up's weights on {self.cfg.profile_batches} batches", flush=True)
+                print(f"loss profile of the warm-up's weights on {self.cfg.profile_batches} batches", file=sys.stderr,
+                      flush=True)
             record = self.loss_profile(warm_params, self.cfg.profile_batches) | {
                 "split": "train (a stream no phase draws)", "batches": self.cfg.profile_batches}
         record |= {"tasks": [t.name for t in self.tasks], "wall_clock_s": time.perf_counter() - start}

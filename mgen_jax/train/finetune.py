@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -203,7 +204,8 @@ def train_and_evaluate(
                       "wall_clock_s": elapsed_before + time.perf_counter() - start}
             if heldout is not None:
                 record["heldout"] = evaluate(predict_fn, state.params, heldout, cfg, mesh)
-                bar.write(f"step {step}: held-out " + ", ".join(f"{k} {v:.4f}" for k, v in record["heldout"].items()))
+                bar.write(f"step {step}: held-out " + ", ".join(f"{k} {v:.4f}" for k, v in record["heldout"].items()),
+                          file=sys.stderr)
             append_jsonl(workdir / "metrics.jsonl", record)
         if step % cfg.checkpoint_every_steps == 0 or step == total_steps or step == stop_at_step:
             save_checkpoint(checkpoint, state)

@@ -25,9 +25,9 @@ def test_every_preset_loads_and_differs():
 
 
 def test_every_preset_value_has_a_source_comment():
-    from mgen_jax.hw.spec import configs_dir
+    from mgen_jax.hw.spec import presets_dir
 
-    for path in (configs_dir() / "hw").glob("*.yaml"):
+    for path in presets_dir().glob("*.yaml"):
         for line in path.read_text().splitlines():
             key = line.split(":")[0].strip()
             if key in SPEC_FIELDS and key != "name":

@@ -64,7 +64,8 @@ def test_hidden_states_of_every_layer(minilm_model, reference):
     np.testing.assert_array_equal(np.asarray(states[-1]), np.asarray(last))
 
 
-@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch not installed (CI installs it)")
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None or importlib.util.find_spec("transformers") is None,
+                    reason="torch and transformers not installed (the 'reference' extra; CI installs both)")
 @pytest.mark.parametrize("case", CASES)
 def test_matches_live_pytorch(minilm_model, reference, case):
     import torch
