@@ -7,6 +7,7 @@
     mgen finetune  fine-tune a pretrained BERT on one GLUE task
     mgen search    model generator for one lambda;  mgen sweep: lambda sweep + baselines, Pareto plot
     mgen analyze   redundancy analysis of fine-tuned task models (weight change, CKA per unit)
+    mgen export    fine-tuned or multi-task models as Hugging Face BERT directories (+ the task head)
 """
 
 from __future__ import annotations
@@ -322,6 +323,17 @@ def cmd_analyze(args: argparse.Namespace) -> None:
     print(f"(relative weight change per task; wrote {args.out}/{args.stem}.json and .png)", file=sys.stderr)
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    from mgen_jax.export import export_run
+
+    written = export_run(args.run, args.out)
+    if args.json:
+        print(json.dumps([str(p) for p in written], indent=2))
+        return
+    for path in written:
+        print(path)
+
+
 def _generator(args: argparse.Namespace):
     from mgen_jax.search import ModelGenerator, load_search_config
 
@@ -421,6 +433,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="experiments/results", help="output folder [experiments/results]")
     p.add_argument("--stem", default="redundancy_glue5", help="output file name stem [redundancy_glue5]")
     p.set_defaults(func=cmd_analyze)
+    p = sub.add_parser("export", help="a fine-tuned or multi-task model as Hugging Face BERT directories + head")
+    p.add_argument("--run", required=True,
+                   help="a fine-tuning run folder (final_params.msgpack) or a sweep's models/b_<...> folder")
+    p.add_argument("--out", required=True, help="output folder: one <TASK>/ directory per task")
+    p.add_argument("--json", action="store_true", help="print the written directories as JSON")
+    p.set_defaults(func=cmd_export)
     for name, func, text in (("search", cmd_search, "one lambda: warm-up, search, discretise, fine-tune, evaluate"),
                              ("sweep", cmd_sweep, "lambda sweep + baselines -> search_<name>.json and Pareto plot")):
         p = sub.add_parser(name, help=text)
