@@ -116,7 +116,7 @@ def main() -> None:
     heads = [model.init_head(jax.random.PRNGKey(i)) for i in range(len(tasks))]
     tx = budget_optimizer(0.01)
     state = init_budget_state(model.from_encoders(pretrained.params, [pretrained.params] * len(tasks), heads), tx)
-    step = make_budget_step(model, tasks, tx, jax.random.PRNGKey(0))
+    step = make_budget_step(model, tasks, tx)
 
     def run_independent(t, b):
         s, fn = independent[t]
@@ -127,7 +127,7 @@ def main() -> None:
     def run_budget(t, b, branch):
         nonlocal state
         batch = {k: jnp.asarray(v.astype(np.float32) if k == "labels" else v) for k, v in b.items()}
-        state, loss = step(state, batch, jnp.int32(t), jnp.int32(branch), jnp.float32(1e-5))
+        state, loss = step(state, batch, jnp.int32(t), jnp.int32(branch), jnp.float32(1e-5), jax.random.PRNGKey(0))
         loss.block_until_ready()
 
     variants = {"independent": lambda t, b: run_independent(t, b)}

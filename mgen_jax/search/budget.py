@@ -109,11 +109,12 @@ def single_task_loss(tasks: Sequence[GlueTask], outputs: jax.Array, batch, task)
     return jnp.sum(per * w) / jnp.maximum(jnp.sum(w), 1.0)
 
 
-def make_budget_step(model: MultiTaskModel, tasks: Sequence[GlueTask], tx: optax.GradientTransformation, base_rng, *,
+def make_budget_step(model: MultiTaskModel, tasks: Sequence[GlueTask], tx: optax.GradientTransformation, *,
                      max_grad_norm: float = 1.0, own_lr_scale: float = 1.0):
-    """step(state, batch [B, L], task, branch_point, lr) -> (state, loss): one AdamW step of task ``task``'s discrete
-    model (branch point b) on its batch, at learning rate ``lr``; own units and heads at ``own_lr_scale`` x lr.
-    Task, branch point and learning rate are data: one compiled step per padded length serves every tree."""
+    """step(state, batch [B, L], task, branch_point, lr, base_rng) -> (state, loss): one AdamW step of task
+    ``task``'s discrete model (branch point b) on its batch, at learning rate ``lr``, dropout drawn from
+    fold_in(base_rng, step); own units and heads at ``own_lr_scale`` x lr. Task, branch point, learning rate and key
+    are data: one compiled step per padded length serves every tree and every seed."""
     units = model.cfg.num_units
     clip = optax.clip_by_global_norm(max_grad_norm)
 
@@ -121,7 +122,7 @@ def make_budget_step(model: MultiTaskModel, tasks: Sequence[GlueTask], tx: optax
         outputs = model.view_forward(view, b, batch, deterministic=False, rng=rng)
         return single_task_loss(tasks, outputs, batch, task)
 
-    def step(state: BudgetState, batch, task, b, lr):
+    def step(state: BudgetState, batch, task, b, lr, base_rng):
         rng = jax.random.fold_in(base_rng, state.step)
         view = model.task_view(state.params, task)
         loss, grads = jax.value_and_grad(loss_fn)(view, batch, b, task, rng)

@@ -98,6 +98,10 @@ class ModelGenerator:
         self.trace = glue_trace([t.name for t in self.tasks], glue_dir=glue_dir, max_length=cfg.max_length)
         self.energy = energy_model(self.bert, self.spec, [t.num_labels for t in self.tasks], self.trace, cfg.model)
         self.predict = make_task_predict(self.model)
+        # data parallelism over every local device: batches split on their example axis, state replicated
+        self.mesh = data_mesh()
+        check_batch(cfg.per_task_batch, self.mesh, "per_task_batch")
+        self.eval_batch = -(-64 // self.mesh.devices.size) * self.mesh.devices.size
         self._discrete_step = None
         self._initial_own_heads = None
         self._teachers = None
@@ -285,7 +289,7 @@ class ModelGenerator:
         truncate_jsonl(directory / "metrics.jsonl", lambda r: r.get("step", 0) <= resumed)  # no step logged twice
         state = place(state)
         batch_fn = batches if callable(batches) else (
-            lambda k: {key: jnp.asarray(v) for key, v in self.data.mixed_batch(k, batches).items()})
+            lambda k: shard_batch(self.data.mixed_batch(k, batches), self.mesh, axis=1))
         clock = directory / "wall_clock.json"
         wall = json.loads(clock.read_text())["seconds"] if clock.exists() else 0.0
         start = time.perf_counter()
@@ -335,7 +339,8 @@ class ModelGenerator:
             rec.update({f"loss_{t.name}": float(l) for t, l in zip(self.tasks, np.asarray(losses))})
             return rec
 
-        return self._loop(directory, state, steps, SEARCH if train_logits else WARMUP, step, desc, log)
+        return self._loop(directory, state, steps, SEARCH if train_logits else WARMUP, step, desc, log,
+                          place=self._replicate)
 
     def warmup(self) -> Any:
         """Train the relaxed model's weights with the branch logits frozen (uniform): lambda-independent."""
@@ -379,7 +384,7 @@ class ModelGenerator:
         if self._profile_fn is None:
             self._profile_fn = make_loss_profile(self.model, self.tasks)
         rows = np.stack([
-            np.asarray(self._profile_fn(params, {k: jnp.asarray(v) for k, v in self.data.mixed_batch(i, PROFILE).items()}))
+            np.asarray(self._profile_fn(params, shard_batch(self.data.mixed_batch(i, PROFILE), self.mesh, axis=1)))
             for i in range(batches)])  # [batches, U + 1, T]
         return {"mean_loss": rows.mean(0).tolist(), "stderr": (rows.std(0) / np.sqrt(batches)).tolist()}
 
@@ -410,7 +415,8 @@ class ModelGenerator:
                       f"({sum(len(h) for h in self.data.heldout)} rows)", file=sys.stderr, flush=True)
             if self._task_profile_fn is None:
                 self._task_profile_fn = make_task_loss_profile(self.model, self.tasks)
-            record = split_loss_profile(self._task_profile_fn, warm_params, self.data, "heldout") | {
+            record = split_loss_profile(self._task_profile_fn, self._replicate(warm_params), self.data, "heldout",
+                                        batch_size=self.eval_batch, put=self._shard) | {
                 "split": "heldout", "batches": None}
         else:
             if self.progress:
@@ -491,6 +497,12 @@ class ModelGenerator:
                        "linear_ramp_tasks": [self.tasks[t].name for t in flat]}
 
     # ----- discrete models -------------------------------------------------------------------------------------
+    def _replicate(self, tree):
+        return replicate(tree, self.mesh)
+
+    def _shard(self, batch):
+        return shard_batch(batch, self.mesh)
+
     def model_dir(self, b: Sequence[int], seed: int | None = None) -> Path:
         suffix = "" if seed is None or seed == self.cfg.seed else f"_seed{seed}"
         return self.workdir / "models" / ("b_" + "-".join(map(str, b)) + suffix)
@@ -528,9 +540,10 @@ class ModelGenerator:
             params, wall, info = self._finetune_budget(directory, start, b, seed)
         save_checkpoint(directory / "params.msgpack", params)
         clock = time.perf_counter()
-        heldout = evaluate_discrete(self.predict, params, self.data, b, split="heldout") \
+        params = self._replicate(params)
+        heldout = evaluate_discrete(self.predict, params, self.data, b, self.eval_batch, "heldout", self._shard) \
             if self.data.has_heldout else None
-        metrics = evaluate_discrete(self.predict, params, self.data, b)  # dev: once, for the report
+        metrics = evaluate_discrete(self.predict, params, self.data, b, self.eval_batch, "dev", self._shard)  # once
         record = self.describe(b, metrics, heldout) | info | {
             "seed": seed, "finetune_init": cfg.finetune_init, "finetune_own_lr_scale": cfg.finetune_own_lr_scale,
             "distill_weight": cfg.distill_weight, "distill_temperature": cfg.distill_temperature,
@@ -565,7 +578,8 @@ class ModelGenerator:
             return {"loss": float(losses.sum())} | {f"loss_{t.name}": float(l) for t, l in zip(self.tasks, losses)}
 
         state, wall = self._loop(directory, state, cfg.finetune_steps, FINETUNE,
-                                 lambda s, batch, k: fn(s, batch, b_arr, teachers), f"fine-tune b={b}", log)
+                                 lambda s, batch, k: fn(s, batch, b_arr, teachers), f"fine-tune b={b}", log,
+                                 place=self._replicate)
         examples = cfg.finetune_steps * cfg.per_task_batch
         return state.params, wall, {
             "finetune_steps": cfg.finetune_steps, "finetune_budget": f"{cfg.finetune_steps} mixed steps of "
@@ -584,17 +598,14 @@ class ModelGenerator:
         index = task_steps(schedule, len(self.tasks))
         total = len(schedule)
         lr = warmup_linear_schedule(cfg.lr_finetune, total, warmup_ratio=cfg.warmup_ratio)
-        mesh = data_mesh()
+        mesh = self.mesh
         for stream in streams:
             check_batch(stream.batch_size, mesh, "the fine-tuning batch size")
         tx = budget_optimizer(cfg.weight_decay)
-        if self._budget_step is None:
-            self._budget_step = {}
-        key = (seed,)
-        if key not in self._budget_step:  # one compiled step per seed (its dropout key), for every tree
-            self._budget_step[key] = make_budget_step(self.model, self.tasks, tx, jax.random.PRNGKey(seed + 5),
-                                                      own_lr_scale=cfg.finetune_own_lr_scale)
-        fn = self._budget_step[key]
+        if self._budget_step is None:  # one compiled step (per padded length) for every tree and seed
+            self._budget_step = make_budget_step(self.model, self.tasks, tx, own_lr_scale=cfg.finetune_own_lr_scale)
+        fn = self._budget_step
+        dropout_key = self._replicate(jax.random.PRNGKey(seed + 5))
         state = init_budget_state(params, tx)
         b_arr = np.asarray(b, np.int32)
         recent: dict[int, list[float]] = {t: [] for t in range(len(self.tasks))}
@@ -608,7 +619,7 @@ class ModelGenerator:
 
         def step(state, batch, k):
             t = int(schedule[k])
-            state, loss = fn(state, batch, jnp.int32(t), jnp.int32(b_arr[t]), jnp.float32(lr(k)))
+            state, loss = fn(state, batch, jnp.int32(t), jnp.int32(b_arr[t]), jnp.float32(lr(k)), dropout_key)
             return state, (t, loss)
 
         def log(state, aux):

@@ -203,16 +203,21 @@ def make_task_predict(model: MultiTaskModel):
     return jax.jit(lambda params, task, b, batch: model.task_forward(params, task, b, batch))
 
 
+def _to_device(batch, put):
+    return put(batch) if put is not None else {k: jnp.asarray(v) for k, v in batch.items()}
+
+
 def evaluate_discrete(predict, params, data, branch_points, batch_size: int = 64,
-                      split: str = "dev") -> dict[str, dict[str, float]]:
-    """Metrics of every task of the discrete model ``branch_points`` on ``split`` ("dev" or "heldout")."""
+                      split: str = "dev", put=None) -> dict[str, dict[str, float]]:
+    """Metrics of every task of the discrete model ``branch_points`` on ``split`` ("dev" or "heldout"); ``put``
+    places a host batch on the devices (default: the default device)."""
     results = {}
     for t, task in enumerate(data.tasks):
         dev = data.split(split)[t]
         outputs = np.zeros((len(dev), task.num_labels), dtype=np.float32)
         for idx, batch in data.eval_batches(t, batch_size, split):
             out = np.asarray(predict(params, jnp.int32(t), jnp.int32(branch_points[t]),
-                                     {k: jnp.asarray(v) for k, v in batch.items() if k != "labels"}))
+                                     _to_device({k: v for k, v in batch.items() if k != "labels"}, put)))
             outputs[idx] = out[: len(idx), : task.num_labels]
         results[task.name] = task_metrics(task, outputs, dev.labels)
     return results
@@ -255,7 +260,7 @@ def make_task_loss_profile(model: MultiTaskModel, tasks):
 
 
 def split_loss_profile(profile, params, data, split: str = "heldout", batch_size: int = 64,
-                       bootstrap: int = 200) -> dict[str, Any]:
+                       bootstrap: int = 200, put=None) -> dict[str, Any]:
     """Over all rows of ``split``, every task at every branch point: its mean loss and the standard error over the
     rows ({"mean_loss", "stderr"}), and its main score x 100 with a bootstrap standard error over the rows
     ({"mean_score", "score_stderr"}, ``bootstrap`` seeded resamples); each [U + 1][T], plus the rows per task."""
@@ -267,7 +272,7 @@ def split_loss_profile(profile, params, data, split: str = "heldout", batch_size
         split_data = data.split(split)[t]
         losses, outputs = [], []
         for idx, batch in data.eval_batches(t, batch_size, split):
-            batch = {k: jnp.asarray(v.astype(np.float32) if k == "labels" else v) for k, v in batch.items()}
+            batch = _to_device({k: v.astype(np.float32) if k == "labels" else v for k, v in batch.items()}, put)
             loss, out = profile(params, jnp.int32(t), batch)
             losses.append(np.asarray(loss)[:, : len(idx)])
             outputs.append((idx, np.asarray(out)[:, : len(idx), : task.num_labels]))

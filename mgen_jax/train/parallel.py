@@ -21,9 +21,13 @@ def check_batch(batch_size: int, mesh: Mesh, field: str = "batch_size") -> None:
         raise ConfigError(f"{field} ({batch_size}) must be a multiple of the number of JAX devices ({devices})")
 
 
-def shard_batch(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
-    sharding = NamedSharding(mesh, PartitionSpec("data"))
-    return {k: jax.device_put(v, sharding) for k, v in batch.items()}
+def shard_batch(batch: dict[str, np.ndarray], mesh: Mesh, axis: int = 0) -> dict[str, jax.Array]:
+    """Every array split across the devices along ``axis`` (0: a batch [B, ...]; 1: a mixed batch [T, B, ...])."""
+    def put(value):
+        spec = PartitionSpec(*([None] * axis + ["data"])) if np.ndim(value) > axis else PartitionSpec()
+        return jax.device_put(value, NamedSharding(mesh, spec))
+
+    return {k: put(v) for k, v in batch.items()}
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:

@@ -63,10 +63,10 @@ def _flat(tree):
 def test_a_step_trains_exactly_what_its_task_uses(b):
     model, params = _params()
     tx = budget_optimizer(0.01)
-    step = make_budget_step(model, TASKS, tx, jax.random.PRNGKey(0))
+    step = make_budget_step(model, TASKS, tx)
     state = init_budget_state(params, tx)
     before = _flat(state.params), _flat(state.task_opt), _flat(state.shared_opt)
-    state, loss = step(state, _batch(0), jnp.int32(0), jnp.int32(b), jnp.float32(1e-3))
+    state, loss = step(state, _batch(0), jnp.int32(0), jnp.int32(b), jnp.float32(1e-3), jax.random.PRNGKey(0))
     assert np.isfinite(float(loss))
     after = _flat(state.params)
     moved = {k for k in after if not np.array_equal(after[k], before[0][k])}
@@ -102,9 +102,10 @@ def test_first_step_is_plain_adamw_on_the_used_parameters():
     model, params = _params(3)
     b, lr = 2, 3e-3
     tx = budget_optimizer(0.01)
-    step = make_budget_step(model, TASKS, tx, jax.random.PRNGKey(5), max_grad_norm=0.5)
+    step = make_budget_step(model, TASKS, tx, max_grad_norm=0.5)
     batch = _batch(1, seed=4)
-    new, _ = step(init_budget_state(params, tx), batch, jnp.int32(1), jnp.int32(b), jnp.float32(lr))
+    new, _ = step(init_budget_state(params, tx), batch, jnp.int32(1), jnp.int32(b), jnp.float32(lr),
+                  jax.random.PRNGKey(5))
 
     view = model.task_view(params, 1)
     rng = jax.random.fold_in(jax.random.PRNGKey(5), 0)
