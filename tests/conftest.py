@@ -72,3 +72,34 @@ def tiny_bert_dir(tmp_path_factory):
         if (source / name).is_file():
             shutil.copy(source / name, out / name)
     return out
+
+
+@pytest.fixture(scope="session")
+def random_plan():
+    """make(spec, arch, branch_points, seed, *, share=0.7) -> DeltaPlan compressing a random share of the own unit
+    copies (random base kind, delta bits and kept blocks, some with no kept block), plus inert entries on trunk units."""
+    import numpy as np
+
+    from mgen_jax.hw.delta import DeltaMatrix, DeltaPlan, DeltaUnit, delta_grid, grid_fields
+    from mgen_jax.hw.ops import MatrixOp, model_parts
+
+    def make(spec, arch, branch_points, seed, *, share=0.7):
+        rng = np.random.default_rng(seed)
+        parts = model_parts(spec, arch, (2,) * len(branch_points))
+        units = {}
+        for t in range(len(branch_points)):
+            for u in range(arch.num_units):
+                if rng.random() > share:
+                    continue
+                mats = []
+                for op in parts.units[u]:
+                    if not isinstance(op, MatrixOp):
+                        continue
+                    bits = int(rng.choice([2, 4, 6, 8]))
+                    blocks = delta_grid(spec, op.k, op.n, bits).num_blocks
+                    keep = rng.random(blocks) < rng.choice([0.0, 0.3, 1.0])
+                    mats.append(DeltaMatrix(op.name, bits, tuple(int(b) for b in np.flatnonzero(keep))))
+                units[(t, u)] = DeltaUnit(str(rng.choice(["pretrained", "trunk"])), tuple(mats))
+        return DeltaPlan(tuple(int(b) for b in branch_points), units, grid_fields(spec))
+
+    return make

@@ -1,6 +1,7 @@
 """The differentiable cost model (pure JAX): expected energy, crossbars and latency of a relaxed multi-task model."""
 
 from mgen_jax.cost.expected import CostTables
+from mgen_jax.cost.expected import DeltaTables
 from mgen_jax.cost.expected import EnergyEstimate
 from mgen_jax.cost.expected import Workload
 from mgen_jax.cost.expected import action_dict

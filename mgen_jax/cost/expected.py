@@ -11,6 +11,12 @@ Everything here is a pure JAX function of arrays, composable with jax.jit, jax.v
 For a request with task set S, trunk unit u runs once if any task of S uses it (E = 1 - prod_{t in S}(1 - p[t,u]),
 tasks independent) and task t's own unit u runs with probability 1 - p[t,u]. Unit and head costs are linear in
 E[n] and E[n^2], so the expectation over lengths is exact.
+
+Base + compressed delta copies (hw/delta.py, ``build_tables(..., compression=plan)``): task t's own copy of unit u,
+when the plan compresses it, costs the unit's counts plus its delta passes (``DeltaTables``) and stores its kept
+blocks instead of the unit; its base is stored once: the pretrained unit u if some own copy in use needs it
+(1 - prod_t (1 - (1 - p[t,u]) pre[t,u])), the trunk's unit u if a task runs the trunk there or an own copy in use
+needs it as its base (1 - prod_t (1 - p[t,u]) (1 - trunk[t,u]))). With one-hot p this is the simulator's footprint.
 """
 
 from __future__ import annotations
@@ -23,11 +29,24 @@ import numpy as np
 
 from mgen_jax.errors import ConfigError
 from mgen_jax.hw.arch import BertArch
+from mgen_jax.hw.delta import BASE_KINDS, DeltaPlan
 from mgen_jax.hw.density import InputDensities
 from mgen_jax.hw.energy import ACTIONS, COMPONENTS, action_component_matrix, energy_per_action_pj
-from mgen_jax.hw.ops import model_parts, part_coefficients, part_crossbars, part_latency_coefficients
+from mgen_jax.hw.ops import model_parts, part_coefficients, part_crossbars, part_latency_coefficients, plan_delta_ops
 from mgen_jax.hw.spec import HardwareSpec
 from mgen_jax.workload.trace import Trace, trace_moments
+
+
+class DeltaTables(NamedTuple):
+    """Base + compressed delta own copies (hw/delta.py) of a T-task model: own_delta_coef [T, U, 3, A], the counts
+    of the delta passes of task t's own copy of unit u (0 where it is not compressed); own_crossbars [T, U], what
+    that copy stores (its kept blocks if compressed, else the unit); pretrained_base and trunk_base [T, U], 0/1: the
+    copy is compressed over the pretrained or the trunk's unit."""
+
+    own_delta_coef: jax.Array
+    own_crossbars: jax.Array
+    pretrained_base: jax.Array
+    trunk_base: jax.Array
 
 
 class CostTables(NamedTuple):
@@ -37,6 +56,7 @@ class CostTables(NamedTuple):
     energy_pj [A]: energy per action in pJ (differentiable, e.g. for hardware sensitivity studies).
     unit_crossbars [U], head_crossbars [T]: crossbars per copy.
     unit_latency_ns [U, 2], head_latency_ns [T, 2]: latency estimate l0 + l1 * n in ns.
+    deltas: base + compressed delta own copies (``DeltaTables``), or None (no copy compressed).
     """
 
     unit_coef: jax.Array
@@ -47,6 +67,7 @@ class CostTables(NamedTuple):
     head_crossbars: jax.Array
     unit_latency_ns: jax.Array
     head_latency_ns: jax.Array
+    deltas: DeltaTables | None = None
 
 
 class Workload(NamedTuple):
@@ -69,15 +90,27 @@ class EnergyEstimate(NamedTuple):
 
 def build_tables(
     spec: HardwareSpec, arch: BertArch, num_labels: Sequence[int], *, input_densities: InputDensities | None = None,
-    dtype=jnp.float32,
+    dtype=jnp.float32, compression: DeltaPlan | None = None,
 ) -> CostTables:
     """Tables for a T-task model on ``arch`` (T = len(num_labels), head outputs per task) mapped on ``spec``; with
-    data-dependent inputs, every matrix's drives follow ``input_densities`` (default: the spec's density)."""
+    data-dependent inputs, every matrix's drives follow ``input_densities`` (default: the spec's density); with
+    ``compression``, every own copy it lists is a base + delta copy (its branch points are not used: p decides)."""
     labels = tuple(int(c) for c in num_labels)
     if not labels:
         raise ConfigError("build_tables: need at least one task (num_labels is empty)")
     parts = model_parts(spec, arch, labels, input_densities)
     as_array = lambda x: jnp.asarray(np.asarray(x, dtype=np.float64), dtype=dtype)
+    deltas = None
+    if compression is not None:
+        t_count, u_count = len(labels), arch.num_units
+        coef = np.zeros((t_count, u_count, 3, len(ACTIONS)))
+        own = np.tile([float(part_crossbars(spec, ops)) for ops in parts.units], (t_count, 1))
+        kinds = {kind: np.zeros((t_count, u_count)) for kind in BASE_KINDS}
+        for (t, u), ops in plan_delta_ops(spec, parts, compression).items():
+            coef[t, u] = part_coefficients(spec, ops)
+            own[t, u] = part_crossbars(spec, ops)
+            kinds[compression.units[(t, u)].base][t, u] = 1.0
+        deltas = DeltaTables(as_array(coef), as_array(own), as_array(kinds["pretrained"]), as_array(kinds["trunk"]))
     return CostTables(
         unit_coef=as_array([part_coefficients(spec, ops) for ops in parts.units]),
         head_coef=as_array([part_coefficients(spec, ops) for ops in parts.heads]),
@@ -87,6 +120,7 @@ def build_tables(
         head_crossbars=as_array([part_crossbars(spec, ops) for ops in parts.heads]),
         unit_latency_ns=as_array([part_latency_coefficients(spec, ops) for ops in parts.units]),
         head_latency_ns=as_array([part_latency_coefficients(spec, ops) for ops in parts.heads]),
+        deltas=deltas,
     )
 
 
@@ -171,6 +205,9 @@ def expected_counts(p_tu: jax.Array, tables: CostTables, workload: Workload) -> 
         + jnp.einsum("mt,mta->ma", workload.subset_mask, head_counts)
         + embed_counts
     )
+    if tables.deltas is not None:  # the delta passes of the compressed own copies that run
+        delta_counts = jnp.einsum("mk,tuka->mtua", powers, tables.deltas.own_delta_coef)
+        per_subset = per_subset + jnp.einsum("mt,tu,mtua->ma", workload.subset_mask, 1.0 - p_tu, delta_counts)
     return workload.prob @ per_subset
 
 
@@ -191,16 +228,36 @@ def expected_energy(p_tu: jax.Array, tables: CostTables, workload: Workload) -> 
 
 
 def expected_crossbars(p_tu: jax.Array, tables: CostTables) -> jax.Array:
-    """Expected crossbars to store the model: trunk copy of u if any task uses it, own copy where a task does not."""
+    """Expected crossbars to store the model: trunk copy of u if any task uses it, own copy where a task does not
+    (with compressed copies: their kept blocks, and each base once, module docstring)."""
     trunk = 1.0 - jnp.prod(1.0 - p_tu, axis=0)
     own = jnp.sum(1.0 - p_tu, axis=0)
-    return jnp.sum((trunk + own) * tables.unit_crossbars) + jnp.sum(tables.head_crossbars)
+    if tables.deltas is None:
+        return jnp.sum((trunk + own) * tables.unit_crossbars) + jnp.sum(tables.head_crossbars)
+    d = tables.deltas
+    trunk = 1.0 - jnp.prod((1.0 - p_tu) * (1.0 - d.trunk_base), axis=0)
+    pretrained = 1.0 - jnp.prod(1.0 - (1.0 - p_tu) * d.pretrained_base, axis=0)
+    own = jnp.sum((1.0 - p_tu) * d.own_crossbars, axis=0)
+    return jnp.sum((trunk + pretrained) * tables.unit_crossbars + own) + jnp.sum(tables.head_crossbars)
 
 
-def expected_latency_s(tables: CostTables, workload: Workload) -> jax.Array:
+def expected_latency_s(tables: CostTables, workload: Workload, p_tu: jax.Array | None = None) -> jax.Array:
     """Latency estimate per request (s): every unit on a task's path, then its head; tasks' branches run in parallel
-    (the slowest head counts). Independent of p: every path has U units."""
-    l_units = jnp.sum(tables.unit_latency_ns[:, 0]) + jnp.sum(tables.unit_latency_ns[:, 1]) * workload.mean_tokens
+    (the slowest head counts). Independent of p, unless copies are compressed (then ``p_tu`` is needed): a base
+    time-shared by k passes of a request streams k x n tokens (the most used weight set of each unit counts; with
+    relaxed p, k is its expectation, exact for one-hot p)."""
+    if tables.deltas is None:
+        l_units = jnp.sum(tables.unit_latency_ns[:, 0]) + jnp.sum(tables.unit_latency_ns[:, 1]) * workload.mean_tokens
+    else:
+        if p_tu is None:
+            raise ConfigError("expected_latency_s: compressed copies make the latency depend on p; pass p_tu")
+        d, mask = tables.deltas, workload.subset_mask[:, :, None]  # [M, T, 1]
+        own = mask * (1.0 - p_tu[None])  # [M, T, U]
+        pretrained = jnp.sum(own * d.pretrained_base[None], axis=1)
+        trunk = 1.0 - jnp.prod(1.0 - mask * p_tu[None], axis=1) + jnp.sum(own * d.trunk_base[None], axis=1)
+        passes = jnp.maximum(1.0, jnp.maximum(pretrained, trunk))  # [M, U]
+        l_units = jnp.sum(tables.unit_latency_ns[:, 0]) + (
+            passes @ tables.unit_latency_ns[:, 1]) * workload.mean_tokens
     head = tables.head_latency_ns[None, :, 0] + tables.head_latency_ns[None, :, 1] * workload.mean_tokens[:, None]
     slowest = jnp.max(jnp.where(workload.subset_mask > 0, head, -jnp.inf), axis=1)
     return workload.prob @ (l_units + slowest) * 1e-9

@@ -8,6 +8,11 @@ from mgen_jax.hw.arch import BertArch
 from mgen_jax.hw.arch import Unit
 from mgen_jax.hw.arch import arch_from_hf_config
 from mgen_jax.hw.arch import load_arch
+from mgen_jax.hw.delta import DeltaMatrix
+from mgen_jax.hw.delta import DeltaPlan
+from mgen_jax.hw.delta import DeltaUnit
+from mgen_jax.hw.delta import delta_grid
+from mgen_jax.hw.delta import load_delta_plan
 from mgen_jax.hw.density import InputDensities
 from mgen_jax.hw.density import load_input_densities
 from mgen_jax.hw.energy import ACTIONS

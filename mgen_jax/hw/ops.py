@@ -13,6 +13,9 @@ with E[n] and E[n^2]. The simulator instead executes the operations for each req
 
 A matrix's input bit density (measured, hw/density.py) is an attribute of its ``MatrixOp``, set by ``model_parts``
 from an ``InputDensities``: the cost model and the simulator see the same counts.
+
+A private unit copy stored as base + compressed delta (hw/delta.py) runs its unit's operations (the base pass) plus
+one ``DeltaOp`` per matrix (the delta pass over the kept blocks and the digital merge): ``delta_ops`` builds them.
 """
 
 from __future__ import annotations
@@ -21,7 +24,10 @@ import dataclasses
 import math
 import numpy as np
 
+from mgen_jax.errors import ConfigError
+
 from mgen_jax.hw.arch import ATTENTION, BertArch
+from mgen_jax.hw.delta import DeltaPlan, DeltaUnit, check_kept_blocks, delta_counts, delta_grid, delta_storage
 from mgen_jax.hw.density import HEAD_PART, InputDensities, matrix_key
 from mgen_jax.hw.energy import ACTION_INDEX, NUM_ACTIONS
 from mgen_jax.hw.mapping import map_matrix, matrix_events
@@ -52,7 +58,29 @@ class DigitalOp:
     per_token_pair: float = 0.0
 
 
-Op = MatrixOp | DigitalOp
+@dataclasses.dataclass(frozen=True, slots=True)
+class DeltaOp:
+    """The delta pass of a base + delta matrix (hw/delta.py): the kept crossbar blocks of a K x N delta at
+    ``delta_bits``, applied to every token on its base matrix's input, and the digital merge of the two outputs."""
+
+    name: str
+    k: int
+    n: int
+    delta_bits: int
+    kept_blocks: tuple[int, ...]
+    stage: int
+    input_bit_density: float | None = None
+
+    def counts(self, spec: HardwareSpec) -> np.ndarray:
+        """[A] action counts per token."""
+        return delta_counts(spec, self.k, self.n, self.delta_bits, self.kept_blocks, self.input_bit_density)
+
+    def storage(self, spec: HardwareSpec) -> tuple[int, int]:
+        """(crossbars, weight cells) of the kept blocks."""
+        return delta_storage(spec, self.k, self.n, self.delta_bits, self.kept_blocks)
+
+
+Op = MatrixOp | DigitalOp | DeltaOp
 
 
 def unit_ops(spec: HardwareSpec, arch: BertArch, kind: str) -> tuple[Op, ...]:
@@ -109,6 +137,8 @@ def op_counts(spec: HardwareSpec, op: Op, tokens: np.ndarray) -> np.ndarray:
         per_vector = op.events(spec).as_counts()
         vectors = np.ones_like(n) if op.per_sequence else n
         out += vectors[..., None] * per_vector
+    elif isinstance(op, DeltaOp):
+        out += n[..., None] * op.counts(spec)
     else:
         out[..., ACTION_INDEX[op.action]] = op.per_sequence + op.per_token * n + op.per_token_pair * n * n
     return out
@@ -120,6 +150,8 @@ def part_coefficients(spec: HardwareSpec, ops: tuple[Op, ...]) -> np.ndarray:
     for op in ops:
         if isinstance(op, MatrixOp):
             coef[0 if op.per_sequence else 1] += op.events(spec).as_counts()
+        elif isinstance(op, DeltaOp):
+            coef[1] += op.counts(spec)
         else:
             a = ACTION_INDEX[op.action]
             coef[0, a] += op.per_sequence
@@ -129,12 +161,36 @@ def part_coefficients(spec: HardwareSpec, ops: tuple[Op, ...]) -> np.ndarray:
 
 
 def part_crossbars(spec: HardwareSpec, ops: tuple[Op, ...]) -> int:
-    return sum(map_matrix(spec, op.k, op.n).crossbars for op in ops if isinstance(op, MatrixOp))
+    """Crossbars a part stores (a DeltaOp: its kept blocks)."""
+    return sum(map_matrix(spec, op.k, op.n).crossbars for op in ops if isinstance(op, MatrixOp)) + sum(
+        op.storage(spec)[0] for op in ops if isinstance(op, DeltaOp))
 
 
 def part_cells(spec: HardwareSpec, ops: tuple[Op, ...]) -> int:
     """Weight-holding cells of a part (what a reprogramming writes)."""
-    return sum(map_matrix(spec, op.k, op.n).cells for op in ops if isinstance(op, MatrixOp))
+    return sum(map_matrix(spec, op.k, op.n).cells for op in ops if isinstance(op, MatrixOp)) + sum(
+        op.storage(spec)[1] for op in ops if isinstance(op, DeltaOp))
+
+
+def delta_ops(spec: HardwareSpec, unit_ops: tuple[Op, ...], delta: DeltaUnit, where: str = "") -> tuple[DeltaOp, ...]:
+    """The delta passes of a unit stored as base + ``delta``: one DeltaOp per crossbar matrix of ``unit_ops`` (same
+    dims, stage and input density as the base matrix). ConfigError naming ``where`` and the matrix if the matrices
+    differ, a delta's bits are out of range or a kept block lies outside its grid on ``spec``."""
+    matrices = [op for op in unit_ops if isinstance(op, MatrixOp)]
+    names = sorted(op.name for op in matrices)
+    if sorted(m.name for m in delta.matrices) != names:
+        raise ConfigError(f"delta unit{where} lists matrices {sorted(m.name for m in delta.matrices)}, the unit has "
+                          f"{names}")
+    out = []
+    for op in matrices:
+        m = delta.matrix(op.name)
+        try:
+            grid = delta_grid(spec, op.k, op.n, m.delta_bits)
+            kept = check_kept_blocks(grid, m.kept_blocks)
+        except ConfigError as exc:
+            raise ConfigError(f"delta unit{where}, matrix {op.name!r}: {exc}") from None
+        out.append(DeltaOp(op.name, op.k, op.n, grid.delta_bits, kept, op.stage, op.input_bit_density))
+    return tuple(out)
 
 
 def part_weight_bits(spec: HardwareSpec, ops: tuple[Op, ...]) -> int:
@@ -191,3 +247,10 @@ class ModelParts:
     units: tuple[tuple[Op, ...], ...]
     embedding: tuple[Op, ...]
     heads: tuple[tuple[Op, ...], ...]
+
+
+def plan_delta_ops(spec: HardwareSpec, parts: ModelParts, plan: DeltaPlan) -> dict[tuple[int, int], tuple[DeltaOp, ...]]:
+    """The delta passes of every entry of ``plan`` (checked against the model's tasks, units and ``spec``)."""
+    plan.check(spec, len(parts.heads), len(parts.units))
+    return {(t, u): delta_ops(spec, parts.units[u], entry, f" of task {t} at unit {u}")
+            for (t, u), entry in sorted(plan.units.items())}

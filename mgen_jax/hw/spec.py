@@ -6,8 +6,8 @@ with action counts. Every field carries its unit in its name. Presets live in ``
 there has a ``# source:`` comment.
 
 A YAML file may start from another preset with ``extends: <name or path>`` and override some fields; without
-``extends`` every field must be present, except the data-dependent input fields (``DEFAULTED_FIELDS``), whose
-defaults reproduce the always-on accounting of the presets written before them.
+``extends`` every field must be present, except the data-dependent input fields and the base + delta merge cost
+(``DEFAULTED_FIELDS``), whose defaults reproduce the accounting of the presets written before them.
 """
 
 from __future__ import annotations
@@ -92,6 +92,10 @@ class HardwareSpec:
     input_bit_density_default: float = 0.5  # used where no measured density is given (data_dependent_inputs only)
     input_latch_energy_pj: float = 0.0  # per row per input cycle, whatever the bit (input register, decoder)
     cell_read_energy_pj: float = 0.0  # per conducting cell: a driven row (non-zero input) x a used column
+    # --- base + compressed delta nodes (hw/delta.py) -------------------------------------------------------------
+    # digital ops per output element that merges a delta pass into its base pass: scale the delta by its column's
+    # quantization scale, then add it to the base output
+    delta_merge_ops_per_element: float = 2.0
 
     def __post_init__(self) -> None:
         validate_spec(self)
@@ -159,7 +163,7 @@ _NONNEGATIVE_FLOATS = (
     "router_hops_per_transfer", "digital_mac_energy_pj", "digital_op_energy_pj", "cell_write_energy_pj",
     "dram_energy_pj_per_bit", "softmax_ops_per_element", "layernorm_ops_per_element", "gelu_ops_per_element",
     "tanh_ops_per_element", "residual_ops_per_element", "crossbar_area_mm2", "adc_area_mm2", "tile_area_mm2",
-    "input_latch_energy_pj", "cell_read_energy_pj", "input_bit_density_default",
+    "input_latch_energy_pj", "cell_read_energy_pj", "input_bit_density_default", "delta_merge_ops_per_element",
 )
 _BOOLS = ("adc_convert_all_columns", "data_dependent_inputs")
 

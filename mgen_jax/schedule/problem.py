@@ -18,6 +18,7 @@ import numpy as np
 
 from mgen_jax.errors import ConfigError
 from mgen_jax.hw.arch import BertArch
+from mgen_jax.hw.delta import DeltaPlan
 from mgen_jax.hw.schedule import Node, Schedule, children_of, root, tree_nodes
 from mgen_jax.hw.spec import HardwareSpec
 from mgen_jax.hw.tree import SharingTree
@@ -60,7 +61,8 @@ class SchedulingProblem:
     """A tree, a batch of requests and a chip. Raises ConfigError for infeasible inputs."""
 
     def __init__(self, spec: HardwareSpec, arch: BertArch, tree: SharingTree, trace: Trace, *,
-                 num_labels: Sequence[int] | None = None, buffer_bytes: float | None = None):
+                 num_labels: Sequence[int] | None = None, buffer_bytes: float | None = None,
+                 compression: DeltaPlan | None = None):
         if tree.num_units != arch.num_units:
             raise ConfigError(f"sharing tree has {tree.num_units} units, {arch.name} has {arch.num_units}")
         if trace.num_tasks != tree.num_tasks:
@@ -70,12 +72,14 @@ class SchedulingProblem:
         self.buffer_bytes = float(spec.chip_buffer_bytes if buffer_bytes is None else buffer_bytes)
         if self.buffer_bytes <= 0:
             raise ConfigError(f"on-chip buffer must be > 0 bytes, got {self.buffer_bytes:g}: activations need a buffer")
-        self.crossbars, self.cells, self.head_crossbars, self.head_cells = node_footprints(spec, arch, tree, self.num_labels)
+        self.compression = compression  # base + delta nodes (hw/delta.py): bases are resident beside the heads
+        self.crossbars, self.cells, self.head_crossbars, self.head_cells = node_footprints(
+            spec, arch, tree, self.num_labels, compression)
         self.capacity = spec.chip_crossbars
         largest = max(self.crossbars.values())
         if largest + self.head_crossbars > self.capacity:
             raise ConfigError(
-                f"a single unit needs {largest} crossbars (+ {self.head_crossbars} for the heads) but the chip "
+                f"a single unit needs {largest} crossbars (+ {self.head_crossbars} for the heads and any stored bases) but the chip "
                 f"{spec.name} has {self.capacity}: no schedule can run it"
             )
         self.nodes: list[Node] = tree_nodes(tree)
@@ -126,7 +130,7 @@ def evaluate(problem: SchedulingProblem, schedule: Schedule) -> ScheduleCost:
     num_groups = tokens.shape[0]
 
     # Loads: runs of the same unpinned node in the concatenated step sequence.
-    unpinned = [n for n in order if n != problem.root and n not in schedule.pinned]
+    unpinned = [n for n in order if n != problem.root and n not in schedule.pinned and problem.cells[n] > 0]
     loads = 0
     cells_written = 0
     if unpinned:

@@ -115,7 +115,7 @@ def greedy_pinnings(problem: SchedulingProblem, batch_size: int) -> list[frozens
         if room < 0:
             continue
         ranked = sorted((n for n in problem.nodes if n not in pinned),
-                        key=lambda n: (-value[n] / problem.crossbars[n], problem.index[n]))
+                        key=lambda n: (-value[n] / max(problem.crossbars[n], 1), problem.index[n]))
         for node in ranked:
             if problem.crossbars[node] <= room:
                 pinned |= {node}

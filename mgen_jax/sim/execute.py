@@ -14,7 +14,8 @@ import numpy as np
 
 from mgen_jax.errors import ConfigError
 from mgen_jax.hw.arch import BertArch
-from mgen_jax.hw.ops import model_parts, part_cells, part_crossbars
+from mgen_jax.hw.delta import DeltaPlan
+from mgen_jax.hw.ops import model_parts, part_cells, part_crossbars, plan_delta_ops
 from mgen_jax.hw.schedule import Schedule, children_of, dfs_steps, groups_of, node_name, root, tree_nodes
 from mgen_jax.hw.spec import HardwareSpec
 from mgen_jax.hw.tree import SharingTree
@@ -39,13 +40,33 @@ class ScheduleExecution:
         return int(self.crossbar_writes.max())
 
 
-def node_footprints(spec: HardwareSpec, arch: BertArch, tree: SharingTree, num_labels: Sequence[int]):
-    """Crossbars and weight cells of every tree node, and of all heads together."""
+def node_footprints(spec: HardwareSpec, arch: BertArch, tree: SharingTree, num_labels: Sequence[int],
+                    compression: DeltaPlan | None = None):
+    """Crossbars and weight cells of every tree node, and of the always-resident storage (all heads together).
+
+    With ``compression`` (hw/delta.py), a compressed own node holds its kept delta blocks, and every base is resident
+    storage beside the heads (programmed once, never swapped: the deltas of several tasks use it): a stored base,
+    and a trunk node that is also a base, whose node then holds nothing of its own (size 0, never loaded)."""
     parts = model_parts(spec, arch, tuple(num_labels))
     crossbars = {n: part_crossbars(spec, parts.units[n[0]]) for n in tree_nodes(tree)}
     cells = {n: part_cells(spec, parts.units[n[0]]) for n in tree_nodes(tree)}
     head_crossbars = sum(part_crossbars(spec, ops) for ops in parts.heads)
     head_cells = sum(part_cells(spec, ops) for ops in parts.heads)
+    if compression is not None:
+        deltas = plan_delta_ops(spec, parts, compression)
+        for (t, u) in compression.active():
+            node = (u, frozenset([t]))
+            if node not in crossbars:
+                raise ConfigError(f"the compressed model's branch points {list(compression.branch_points)} do not "
+                                  f"give the sharing tree being scheduled (task {t} has no own node at unit {u})")
+            crossbars[node], cells[node] = part_crossbars(spec, deltas[(t, u)]), part_cells(spec, deltas[(t, u)])
+        resident = [u for u, _ in compression.stored_bases(tree.num_units)]
+        for u in compression.trunk_base_units(tree.num_units):
+            trunk = frozenset(t for t, b in enumerate(compression.branch_points) if b > u)  # the trunk's node
+            crossbars[(u, trunk)], cells[(u, trunk)] = 0, 0
+            resident.append(u)
+        head_crossbars += sum(part_crossbars(spec, parts.units[u]) for u in resident)
+        head_cells += sum(part_cells(spec, parts.units[u]) for u in resident)
     return crossbars, cells, head_crossbars, head_cells
 
 
@@ -64,12 +85,12 @@ def check_residency(schedule: Schedule, crossbars: dict, head_crossbars: int, ca
 
 def execute_schedule(
     spec: HardwareSpec, arch: BertArch, tree: SharingTree, trace: Trace, schedule: Schedule, *,
-    num_labels: Sequence[int], buffer_bytes: float | None = None,
+    num_labels: Sequence[int], buffer_bytes: float | None = None, compression: DeltaPlan | None = None,
 ) -> ScheduleExecution:
     buffer = spec.chip_buffer_bytes if buffer_bytes is None else buffer_bytes
     if buffer <= 0:
         raise ConfigError(f"on-chip buffer must be > 0 bytes, got {buffer}")
-    crossbars, cells, head_xb, head_cells = node_footprints(spec, arch, tree, num_labels)
+    crossbars, cells, head_xb, head_cells = node_footprints(spec, arch, tree, num_labels, compression)
     unknown = [node_name(n) for n in schedule.pinned if n not in crossbars]
     if unknown:
         raise ConfigError(f"schedule pins nodes {unknown} that the sharing tree does not have")
@@ -105,7 +126,7 @@ def execute_schedule(
         used = 0.0
         for node in order:
             steps += 1
-            if node != top and node not in schedule.pinned and slot != node:
+            if node != top and node not in schedule.pinned and cells[node] > 0 and slot != node:
                 writes[swap_base: swap_base + crossbars[node]] += 1
                 loads += 1
                 cells_written += cells[node]

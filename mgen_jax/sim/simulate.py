@@ -20,6 +20,7 @@ import numpy as np
 
 from mgen_jax.errors import ConfigError
 from mgen_jax.hw.arch import BertArch
+from mgen_jax.hw.delta import DeltaPlan
 from mgen_jax.hw.density import InputDensities
 from mgen_jax.hw.energy import ACTION_INDEX, ACTIONS, by_action, by_component, energy_per_action_pj
 from mgen_jax.hw.ops import (
@@ -30,6 +31,7 @@ from mgen_jax.hw.ops import (
     part_cells,
     part_crossbars,
     part_latency_coefficients,
+    plan_delta_ops,
 )
 from mgen_jax.hw.schedule import Schedule
 from mgen_jax.hw.spec import HardwareSpec
@@ -51,24 +53,41 @@ class Footprint:
     chip_crossbars: int
     weight_cells: int
     programming_energy_j: float  # writing every weight cell once (one-time, not per request)
+    delta_crossbars: int = 0  # kept delta blocks of the compressed own nodes (included in crossbars)
+    base_crossbars: int = 0  # bases stored for the deltas beyond the tree's own nodes (included in crossbars)
 
     @property
     def fits_on_chip(self) -> bool:
         return self.crossbars <= self.chip_crossbars
 
 
-def footprint(spec: HardwareSpec, parts: ModelParts, tree: SharingTree) -> Footprint:
+def footprint(spec: HardwareSpec, parts: ModelParts, tree: SharingTree, compression: DeltaPlan | None = None,
+              deltas: dict[tuple[int, int], tuple[Op, ...]] | None = None) -> Footprint:
+    """Crossbars of every stored node plus every head; with ``compression`` (and its ``deltas``, hw/ops.py
+    ``plan_delta_ops``), a compressed own node stores its kept delta blocks and each base it needs is stored once."""
     unit_xbars = [part_crossbars(spec, ops) for ops in parts.units]
-    by_unit = tuple(len(tree.groups[u]) * unit_xbars[u] for u in range(tree.num_units))
+    unit_cells = [part_cells(spec, ops) for ops in parts.units]
+    by_unit = [len(tree.groups[u]) * unit_xbars[u] for u in range(tree.num_units)]
+    cells = sum(len(tree.groups[u]) * unit_cells[u] for u in range(tree.num_units))
+    delta_xbars, base_xbars = 0, 0
+    if compression is not None:
+        for (t, u) in compression.active():
+            xbars, delta_cells = part_crossbars(spec, deltas[(t, u)]), part_cells(spec, deltas[(t, u)])
+            by_unit[u] += xbars - unit_xbars[u]
+            cells += delta_cells - unit_cells[u]
+            delta_xbars += xbars
+        for u, _ in compression.stored_bases(tree.num_units):
+            by_unit[u] += unit_xbars[u]
+            cells += unit_cells[u]
+            base_xbars += unit_xbars[u]
     heads = sum(part_crossbars(spec, ops) for ops in parts.heads)
     crossbars = sum(by_unit) + heads
-    cells = sum(len(tree.groups[u]) * part_cells(spec, parts.units[u]) for u in range(tree.num_units))
     cells += sum(part_cells(spec, ops) for ops in parts.heads)
     adcs = crossbars * spec.adcs_per_ima / spec.crossbars_per_ima
     tiles = math.ceil(crossbars / spec.crossbars_per_tile)
     return Footprint(
         crossbars=crossbars,
-        crossbars_by_unit=by_unit,
+        crossbars_by_unit=tuple(by_unit),
         head_crossbars=heads,
         tiles=tiles,
         area_mm2=tiles * spec.tile_area_mm2,
@@ -76,6 +95,8 @@ def footprint(spec: HardwareSpec, parts: ModelParts, tree: SharingTree) -> Footp
         chip_crossbars=spec.chip_crossbars,
         weight_cells=cells,
         programming_energy_j=cells * spec.cell_write_energy_pj * 1e-12,
+        delta_crossbars=delta_xbars,
+        base_crossbars=base_xbars,
     )
 
 
@@ -98,6 +119,7 @@ class SimResult:
     latency_per_request_s: np.ndarray  # [R] estimate
     footprint: Footprint
     schedule: ScheduleExecution | None = None  # what executing the schedule cost (writes, buffer, DRAM)
+    compressed_nodes: int | None = None  # own nodes stored as base + delta (None: no compression given)
 
     @property
     def total_energy_j(self) -> float:
@@ -135,7 +157,10 @@ class SimResult:
             "latency_per_request_s": float(self.latency_per_request_s.mean()),
             "latency_is_estimate": True,
             "mean_tokens": self.mean_tokens,
-        } | ({} if self.schedule is None else {"schedule": self._schedule_summary()})
+        } | ({} if self.schedule is None else {"schedule": self._schedule_summary()}) | (
+            {} if self.compressed_nodes is None else {
+                "compressed_nodes": self.compressed_nodes, "delta_crossbars": fp.delta_crossbars,
+                "base_crossbars": fp.base_crossbars})
 
     def _schedule_summary(self) -> dict[str, Any]:
         ex = self.schedule
@@ -171,6 +196,7 @@ def simulate(
     schedule: Schedule | None = None,
     buffer_bytes: float | None = None,
     input_densities: InputDensities | None = None,
+    compression: DeltaPlan | None = None,
 ) -> SimResult:
     """Run ``trace`` on the multi-task model ``tree`` (over ``arch``) mapped on ``spec``; count every event.
 
@@ -187,6 +213,9 @@ def simulate(
         buffer_bytes: on-chip activation buffer for the schedule (default: the chip's eDRAM).
         input_densities: each matrix's input bit density (hw/density.py), used when the spec's inputs are
             data-dependent (default: the spec's ``input_bit_density_default`` for every matrix).
+        compression: own unit copies stored as base + compressed delta (hw/delta.py); its branch points must give
+            ``tree``. A compressed own node runs its unit's operations (the base pass) plus its delta passes; each
+            base is stored once and time-shared (a request streams k x n tokens through a base that k passes use).
     """
     if tree.num_units != arch.num_units:
         raise ConfigError(f"sharing tree has {tree.num_units} units but {arch.name} has {arch.num_units} (2 x layers)")
@@ -196,6 +225,14 @@ def simulate(
     if len(labels) != tree.num_tasks:
         raise ConfigError(f"num_labels has {len(labels)} entries for {tree.num_tasks} tasks")
     parts = model_parts(spec, arch, labels, input_densities)
+    deltas: dict[tuple[int, int], tuple[Op, ...]] = {}
+    active: dict = {}
+    if compression is not None:
+        deltas = plan_delta_ops(spec, parts, compression)
+        if SharingTree.from_branch_points(compression.branch_points, arch.num_units).groups != tree.groups:
+            raise ConfigError(f"the compressed model's branch points {list(compression.branch_points)} do not give "
+                              "the sharing tree being simulated")
+        active = compression.active()
     unit_names = tuple(arch.unit_names())
     num_actions = len(ACTIONS)
     energy_pj = energy_per_action_pj(spec)
@@ -223,6 +260,9 @@ def simulate(
             if u not in unit_counts:
                 unit_counts[u] = _sum_ops(spec, parts.units[u], tokens)
             counts = unit_counts[u]
+            own = next(iter(group)) if len(group) == 1 else None
+            if (own, u) in active:  # base pass + delta pass
+                counts = counts + _sum_ops(spec, deltas[(own, u)], tokens)
             per_request[idx] += counts
             total = counts.sum(axis=0)
             part_totals[unit_names[u]] += total
@@ -235,14 +275,20 @@ def simulate(
             part_totals["heads"] += head.sum(axis=0)
             task_totals[t] += head.sum(axis=0)
             path = _latency_ns(spec, parts.heads[t], tokens)
-            for u in range(tree.num_units):
-                path = path + _latency_ns(spec, parts.units[u], tokens)
+            if compression is None:
+                for u in range(tree.num_units):
+                    path = path + _latency_ns(spec, parts.units[u], tokens)
             path_ns.append(path)
         latency_ns[idx] = np.max(path_ns, axis=0)
+        if compression is not None:  # units one after another; a time-shared base streams its passes in series
+            for u in range(tree.num_units):
+                l0, l1 = part_latency_coefficients(spec, parts.units[u])
+                latency_ns[idx] += l0 + l1 * compression.base_passes(u, tasks) * tokens.astype(np.float64)
 
     execution = None
     if schedule is not None:
-        execution = execute_schedule(spec, arch, tree, trace, schedule, num_labels=labels, buffer_bytes=buffer_bytes)
+        execution = execute_schedule(spec, arch, tree, trace, schedule, num_labels=labels, buffer_bytes=buffer_bytes,
+                                     compression=compression)
         per_request[:, ACTION_INDEX["cell_write"]] += execution.cells_written / r
         per_request[:, ACTION_INDEX["dram_bit"]] += execution.dram_bits / r
         part_totals["schedule"] = np.zeros(num_actions)
@@ -268,6 +314,7 @@ def simulate(
         energy_by_part_j={k: float(v @ energy_pj * 1e-12) for k, v in part_totals.items()},
         energy_by_task_j={name: float(task_totals[t] @ energy_pj * 1e-12) for t, name in enumerate(trace.task_names)},
         latency_per_request_s=latency_ns * 1e-9,
-        footprint=footprint(spec, parts, tree),
+        footprint=footprint(spec, parts, tree, compression, deltas),
         schedule=execution,
+        compressed_nodes=None if compression is None else len(active),
     )

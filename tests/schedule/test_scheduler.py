@@ -34,7 +34,7 @@ def _brute_force(spec, arch, tree, trace, problem):
                         continue
                     schedule = Schedule(frozenset(pinned), m, order)
                     ex = execute_schedule(spec, arch, tree, trace, schedule, num_labels=problem.num_labels,
-                                          buffer_bytes=problem.buffer_bytes)
+                                          buffer_bytes=problem.buffer_bytes, compression=problem.compression)
                     energy = _energy(spec, ex)
                     if best is None or energy < best - 1e-18:
                         best = energy
@@ -124,3 +124,74 @@ def test_exact_refuses_large_instances(isaac, minilm):
     problem = SchedulingProblem(isaac, minilm, hw.SharingTree.from_branch_points([0] * 8, 12), trace)
     with pytest.raises(ConfigError, match="too large"):
         solve_exact(problem)
+
+
+# ----- base + compressed delta nodes (hw/delta.py) ---------------------------------------------------------------
+def test_exact_equals_brute_force_with_compressed_nodes(isaac, random_plan):
+    """Compressed own nodes hold their kept blocks, bases are resident, empty nodes are never loaded."""
+    rng = np.random.default_rng(11)
+    checked = 0
+    for i in range(12):
+        spec, arch, _, trace = random_small_instance(rng, isaac)
+        b = [int(x) for x in rng.integers(0, 3, trace.num_tasks)]
+        tree = hw.SharingTree.from_branch_points(b, arch.num_units)
+        plan = random_plan(spec, arch, b, seed=i, share=0.6)
+        try:
+            problem = SchedulingProblem(spec, arch, tree, trace, compression=plan)
+        except ConfigError:  # the bases alone leave no room on this small chip
+            continue
+        checked += 1
+        exact = solve_exact(problem)
+        assert exact.cost.energy_j == pytest.approx(_brute_force(spec, arch, tree, trace, problem), rel=1e-12,
+                                                    abs=1e-21)
+        ex = execute_schedule(spec, arch, tree, trace, exact.schedule, num_labels=problem.num_labels,
+                              buffer_bytes=problem.buffer_bytes, compression=plan)
+        assert (ex.loads, ex.cells_written) == (exact.cost.loads, exact.cost.cells_written)
+    assert checked >= 6
+
+
+def test_compressed_node_footprints_by_hand(isaac, minilm):
+    """Two independent tasks, task 1's unit 0 over the pretrained base with blocks 0..3 of each matrix at 2 bits:
+    its node holds 4 x 4 crossbars, the base (144) is resident with the heads; a trunk node that is also a base is
+    resident too and its node holds nothing."""
+    from mgen_jax.hw.delta import DeltaMatrix, DeltaPlan, DeltaUnit
+
+    attn = lambda base: DeltaUnit(base, tuple(DeltaMatrix(m, 2, (0, 1, 2, 3)) for m in ("query", "key", "value",
+                                                                                        "output")))
+    trace = Trace(np.full(4, 16), np.ones((4, 2), bool), ("a", "b"))
+    tree = hw.SharingTree.from_branch_points([0, 0], 12)
+    plain = SchedulingProblem(isaac, minilm, tree, trace)
+    problem = SchedulingProblem(isaac, minilm, tree, trace, compression=DeltaPlan((0, 0), {(1, 0): attn("pretrained")}))
+    node = (0, frozenset([1]))
+    assert plain.crossbars[node] == 144 and problem.crossbars[node] == 16
+    assert problem.cells[node] == 16 * 128 * 128
+    assert problem.head_crossbars == plain.head_crossbars + 144
+    tree = hw.SharingTree.from_branch_points([2, 0], 12)
+    problem = SchedulingProblem(isaac, minilm, tree, trace, compression=DeltaPlan((2, 0), {(1, 0): attn("trunk")}))
+    assert problem.crossbars[(0, frozenset([0]))] == 0 and problem.cells[(0, frozenset([0]))] == 0
+    assert problem.head_crossbars == plain.head_crossbars + 144
+
+
+def test_eight_compressed_tasks_fit_one_chip_without_reprogramming(isaac, minilm):
+    """Eight independent MiniLM encoders (20,736 crossbars) do not fit an ISAAC chip; over one pretrained base with
+    deltas of 10 % of the blocks at 2 bits they do: the fast solver pins every node, nothing is ever reloaded."""
+    from mgen_jax.hw.delta import DeltaMatrix, DeltaPlan, DeltaUnit, delta_grid
+    from mgen_jax.hw.ops import MatrixOp, model_parts
+
+    parts = model_parts(isaac, minilm, (2,) * 8)
+    units = {}
+    for t in range(8):
+        for u in range(12):
+            mats = [DeltaMatrix(op.name, 2, tuple(range(delta_grid(isaac, op.k, op.n, 2).num_blocks // 10)))
+                    for op in parts.units[u] if isinstance(op, MatrixOp)]
+            units[(t, u)] = DeltaUnit("pretrained", tuple(mats))
+    trace = Trace(np.full(30, 40), np.ones((30, 8), bool), tuple("abcdefgh"))
+    tree = hw.SharingTree.from_branch_points([0] * 8, 12)
+    plain = solve_fast(SchedulingProblem(isaac, minilm, tree, trace))
+    assert plain.cost.loads > 0
+    problem = SchedulingProblem(isaac, minilm, tree, trace, compression=DeltaPlan((0,) * 8, units))
+    fast = solve_fast(problem)
+    assert fast.cost.loads == 0 and fast.cost.cells_written == 0
+    assert set(fast.schedule.pinned) == set(problem.nodes)
+    sim = simulate(isaac, minilm, tree, trace, schedule=fast.schedule, compression=DeltaPlan((0,) * 8, units))
+    assert sim.footprint.fits_on_chip and sim.summary()["schedule"]["loads"] == 0
