@@ -8,6 +8,8 @@
     mgen search    model generator for one lambda;  mgen sweep: lambda sweep + baselines, Pareto plot
     mgen analyze   redundancy analysis of fine-tuned task models (weight change, CKA per unit)
     mgen export    fine-tuned or multi-task models as Hugging Face BERT directories (+ the task head)
+    mgen compress  task models as a shared base + compressed deltas (area), chosen on held-out; simulate, cost and
+                   schedule take the result with --compressed
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--input-densities", help="measured input bit densities (JSON, experiments/fidelity.py) for a "
                    "preset with data_dependent_inputs [the preset's input_bit_density_default]")
+    p.add_argument("--compressed", help="own unit copies as base + compressed delta: a folder of mgen compress (or "
+                   "its report.json, or a plan JSON); its branch points are the model's")
 
 
 def _typed(kind: type, test, words: str):
@@ -136,6 +140,9 @@ def _build(args: argparse.Namespace) -> dict[str, Any]:
     densities = hw.load_input_densities(args.input_densities, spec) if args.input_densities else None
     names, labels, glue = _parse_tasks(args.tasks)
     b = _parse_branch_points(args.branch_points, len(names), arch.num_units)
+    plan = _compressed_plan(args, b, len(names)) if getattr(args, "compressed", None) else None
+    if plan is not None:
+        b = list(plan.branch_points)
     if args.tokens is not None:
         trace = fixed_trace(len(names), args.tokens, task_names=names)
     else:
@@ -156,7 +163,22 @@ def _build(args: argparse.Namespace) -> dict[str, Any]:
         else:
             trace = assign_subsets(trace, subsets, seed=args.seed)
     return {"spec": spec, "arch": arch, "names": names, "labels": labels, "b": b, "trace": trace, "subsets": subsets,
-            "densities": densities}
+            "densities": densities, "plan": plan}
+
+
+def _compressed_plan(args: argparse.Namespace, b: list[int], num_tasks: int):
+    """The DeltaPlan of --compressed; ConfigError if it disagrees with --tasks or an explicit --branch-points."""
+    from mgen_jax.errors import ConfigError
+    from mgen_jax.hw.delta import load_delta_plan
+
+    path = Path(args.compressed)
+    plan = load_delta_plan(path / "report.json" if path.is_dir() else path)
+    if plan.num_tasks != num_tasks:
+        raise ConfigError(f"--compressed {path} holds {plan.num_tasks} tasks, --tasks names {num_tasks}")
+    if args.branch_points.strip() != "0" and list(plan.branch_points) != b:
+        raise ConfigError(f"--branch-points {b} differ from the compressed model's {list(plan.branch_points)} "
+                          "(leave --branch-points out to use them)")
+    return plan
 
 
 def _print_table(title: str, rows: Sequence[tuple[str, str]]) -> None:
@@ -203,7 +225,8 @@ def cmd_simulate(args: argparse.Namespace) -> None:
 
     m = _build(args)
     tree = SharingTree.from_branch_points(m["b"], m["arch"].num_units)
-    result = simulate(m["spec"], m["arch"], tree, m["trace"], num_labels=m["labels"], input_densities=m["densities"])
+    result = simulate(m["spec"], m["arch"], tree, m["trace"], num_labels=m["labels"], input_densities=m["densities"],
+                      compression=m["plan"])
     summary = result.summary()
     summary["branch_points"] = m["b"]
     summary["workload"] = m["trace"].description
@@ -217,7 +240,8 @@ def cmd_cost(args: argparse.Namespace) -> None:
 
     m = _build(args)
     spec, arch, trace = m["spec"], m["arch"], m["trace"]
-    tables = cost.build_tables(spec, arch, m["labels"], input_densities=m["densities"], dtype=jnp.float32)
+    tables = cost.build_tables(spec, arch, m["labels"], input_densities=m["densities"], dtype=jnp.float32,
+                               compression=m["plan"])
     if m["subsets"] is not None:  # the distribution itself, not the draws of the simulator's trace
         workload = cost.workload_from_lengths(trace.tokens, m["subsets"], len(m["names"]))
     else:
@@ -240,7 +264,7 @@ def cmd_cost(args: argparse.Namespace) -> None:
         "area_mm2": tiles * spec.tile_area_mm2,
         "chip_crossbars": spec.chip_crossbars,
         "fits_on_chip": crossbars <= spec.chip_crossbars,
-        "latency_per_request_s": float(cost.expected_latency_s(tables, workload)),
+        "latency_per_request_s": float(cost.expected_latency_s(tables, workload, p)),
         "latency_is_estimate": True,
     }
     _emit(summary, args.json, "mgen cost (differentiable cost model, expected values)")
@@ -254,13 +278,15 @@ def cmd_schedule(args: argparse.Namespace) -> None:
     m = _build(args)
     spec, arch, trace = m["spec"], m["arch"], m["trace"]
     tree = SharingTree.from_branch_points(m["b"], arch.num_units)
-    problem = SchedulingProblem(spec, arch, tree, trace, num_labels=m["labels"], buffer_bytes=args.buffer_bytes)
+    problem = SchedulingProblem(spec, arch, tree, trace, num_labels=m["labels"], buffer_bytes=args.buffer_bytes,
+                                compression=m["plan"])
     methods = ["request-major", "task-major", "fast"] if args.solver == "all" else [args.solver]
     results = {}
     for method in methods:
         solution = solve(problem, method)
         sim = simulate(spec, arch, tree, trace, num_labels=m["labels"], schedule=solution.schedule,
-                       buffer_bytes=args.buffer_bytes, input_densities=m["densities"]).summary()
+                       buffer_bytes=args.buffer_bytes, input_densities=m["densities"],
+                       compression=m["plan"]).summary()
         sim.update({"branch_points": m["b"], "workload": trace.description, "schedule_plan": solution.schedule.describe(),
                     "solver_cost": solution.cost.to_dict(), "candidates_evaluated": solution.candidates})
         results[method] = sim
@@ -332,6 +358,43 @@ def cmd_export(args: argparse.Namespace) -> None:
         return
     for path in written:
         print(path)
+
+
+def cmd_compress(args: argparse.Namespace) -> None:
+    from mgen_jax import hw
+    from mgen_jax.compress import ProfileSettings, compress_folder
+
+    fields = {k: v for k, v in {
+        "tolerance_points": args.tolerance, "budgets": args.budgets, "refine_steps": args.refine_steps,
+        "calibration_rows": args.calibration_rows, "bit_levels": args.bit_levels, "base_kinds": args.base,
+    }.items() if v is not None}
+    settings = ProfileSettings(**fields, bias_correction=not args.no_bias_correction)
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
+    log = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
+    report = compress_folder(args.source, args.out, hw.load_spec(args.hw), hw.load_arch(args.model), settings,
+                             tasks=tasks, glue_dir=args.glue_dir, evaluate_dev=args.dev, log=log)
+    if args.json:
+        print(json.dumps({k: v for k, v in report.items() if k != "tasks_profiled"}, indent=2))
+        return
+    h = report["hardware"]
+    rows = [(name, f"held-out {report['heldout']['uncompressed'][name]:.2f} -> "
+                   f"{report['heldout']['compressed'][name]:.2f}, base {report['base_choice']['per_task'][name]}")
+            for name in report["tasks"]]
+    rows += [("crossbars", f"{h['uncompressed']['crossbars']:,} -> {h['compressed']['crossbars']:,} "
+                           f"({h['area_ratio']:.3f}x; bases {h['compressed']['base_crossbars']:,}, deltas "
+                           f"{h['compressed']['delta_crossbars']:,})"),
+             ("energy per request", f"{_fmt_j(h['uncompressed']['energy_per_request_j'])} -> "
+                                    f"{_fmt_j(h['compressed']['energy_per_request_j'])} ({h['energy_ratio']:.3f}x)")]
+    _print_table(f"mgen compress: {args.out}", rows)
+
+
+def _csv(kind: type):
+    def parse(text: str):
+        try:
+            return tuple(kind(x) for x in text.split(",") if x.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of {kind.__name__}") from None
+    return parse
 
 
 def _generator(args: argparse.Namespace):
@@ -439,6 +502,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder: one <TASK>/ directory per task")
     p.add_argument("--json", action="store_true", help="print the written directories as JSON")
     p.set_defaults(func=cmd_export)
+    p = sub.add_parser("compress", help="task models as a shared base + compressed deltas, chosen on held-out")
+    p.add_argument("--source", required=True, help="a fine-tuning run folder, a folder of them (<TASK>/), or a "
+                   "searched model folder (<sweep>/models/b_<...>)")
+    p.add_argument("--out", required=True, help="output folder: report.json + deltas.msgpack")
+    p.add_argument("--tasks", help="with a folder of runs: which tasks, comma-separated [every finished run]")
+    p.add_argument("--hw", default="isaac", help="hardware preset name (configs/hw/) or YAML path [isaac]")
+    p.add_argument("--model", default="minilm-l6", help="architecture for the hardware summary [minilm-l6]")
+    p.add_argument("--tolerance", type=_nonnegative_float, help="largest held-out score drop per task, points [0.5]")
+    p.add_argument("--budgets", type=_csv(float), help="crossbar budget fractions tried, largest first "
+                   "[0.5,0.35,0.25,0.18,0.13,0.09,0.065,0.045,0.03,0.02,0.01,0]")
+    p.add_argument("--refine-steps", type=_nonnegative_int, help="bisection steps after the first failing budget [2]")
+    p.add_argument("--calibration-rows", type=_positive_int, help="held-out rows for the block ranking [256]")
+    p.add_argument("--bit-levels", type=_csv(int), help="delta bits tried, e.g. 8 for stage one alone [2,4,6,8]")
+    p.add_argument("--base", type=_csv(str), help="base kinds tried: pretrained, trunk [every kind the source has]")
+    p.add_argument("--no-bias-correction", action="store_true", help="do not fold the mean error into the biases")
+    p.add_argument("--dev", action="store_true", help="also report dev scores (evaluated once, never chosen on)")
+    p.add_argument("--glue-dir", help="GLUE TSV folder [$MGEN_GLUE_DIR or ../shared/data/glue]")
+    p.add_argument("--json", action="store_true", help="print the report (without the walks) as JSON on stdout")
+    p.set_defaults(func=cmd_compress)
     for name, func, text in (("search", cmd_search, "one lambda: warm-up, search, discretise, fine-tune, evaluate"),
                              ("sweep", cmd_sweep, "lambda sweep + baselines -> search_<name>.json and Pareto plot")):
         p = sub.add_parser(name, help=text)

@@ -18,6 +18,9 @@ pretrained or the trunk's unit), the delta D = W - B. On the accelerator D is cu
 - **Allocation** (``allocate``): for a multiplier mu, every matrix takes the (bits, number of kept blocks) that
   minimises crossbars + mu x predicted error, the kept blocks being its top-ranked ones at those bits (stage one
   drops, stage two lowers the bits of what is kept).
+- **Storage** (``compress_matrix``): the kept blocks of the chosen allocation, rounded with error feedback over the
+  input rows (OPTQ) when the input moment is given: the predicted errors above assume plain rounding, so they bound
+  what the stored deltas do (the held-out walk measures the real effect).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from mgen_jax.errors import ConfigError
 from mgen_jax.hw.delta import DeltaGrid
 
 CLIP_RATIOS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2)
+FEEDBACK_ROWS = 128  # rows rounded between two lazy updates of the rest (the result does not depend on it)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,9 +159,59 @@ def allocate_to_budget(options: Mapping[str, Sequence[BitOption]], budget: float
     return lo, allocate(options, lo)
 
 
-def reconstruct(base: np.ndarray, delta: np.ndarray, choice: Choice, grid: DeltaGrid, full_bits: int) -> np.ndarray:
-    """The weights the crossbars hold: base + the kept blocks of the delta at the chosen bits (float32; with every
-    block kept at full bits, exactly the task's weights)."""
-    q = quantize_delta(delta, choice.bits, full_bits)
+@dataclasses.dataclass(frozen=True)
+class CompressedMatrix:
+    """What a matrix's delta crossbars hold: ``values`` [K, N] float64 (zero outside the kept blocks); below full
+    bits also the integer ``codes`` [K, N] (int8) and the per-column ``scale`` [N] (float32-representable), with
+    values = codes x scale exactly."""
+
+    bits: int
+    kept: tuple[int, ...]
+    values: np.ndarray
+    codes: np.ndarray | None = None
+    scale: np.ndarray | None = None
+
+
+def compress_matrix(delta: np.ndarray, grid: DeltaGrid, choice: Choice, full_bits: int,
+                    hessian: np.ndarray | None = None, damp: float = 0.01) -> CompressedMatrix:
+    """The stored delta of one matrix: its kept blocks at the chosen bits.
+
+    Without ``hessian``: every entry rounded on its own (at full bits, kept as it is). With ``hessian`` H [K, K] (the
+    input moment the error is measured with): rounding with error feedback over the input rows (OPTQ/GPTQ, Frantar et
+    al., ICLR 2023): row i is rounded (a dropped entry to 0), and its error, divided by the i-th pivot of the upper
+    Cholesky factor U of (H + damp x mean(diag H) I)^-1, is pushed onto the rows after it (W[i+1:] -= U[i, i+1:]^T err),
+    which minimises the output error sum_j e_j^T H e_j row by row. Nothing is retrained: a closed-form calibration.
+    A kept-everything full-bits choice gives the delta back exactly either way. Scales (below full bits): one per
+    output column, the clip ratio of ``quantize_delta`` on the kept entries.
+    """
+    d = np.asarray(delta, dtype=np.float64)
     mask = grid.block_mask(choice.kept)
-    return (np.asarray(base, dtype=np.float64) + np.where(mask, q.values, 0.0)).astype(np.float32)
+    exact = choice.bits >= full_bits
+    qmax = 2 ** (choice.bits - 1) - 1
+    scale = None
+    if not exact:
+        scale = quantize_delta(np.where(mask, d, 0.0), choice.bits, full_bits).scale.astype(np.float32).astype(np.float64)
+    round_row = (lambda w, keep: np.where(keep, w, 0.0)) if exact else (
+        lambda w, keep: np.where(keep, np.clip(np.round(w / scale), -qmax, qmax), 0.0))
+    if hessian is None:
+        rows = round_row(d, mask)
+    else:
+        h = np.asarray(hessian, dtype=np.float64).copy()
+        dead = np.diag(h) <= 0
+        h[dead, dead] = 1.0
+        h += damp * float(np.mean(np.diag(h))) * np.eye(len(h))
+        u = np.linalg.cholesky(np.linalg.inv(h)).T
+        w = d.copy()
+        rows = np.zeros_like(d)
+        for start in range(0, len(d), FEEDBACK_ROWS):  # lazy updates: rows after the batch get one matmul
+            stop = min(len(d), start + FEEDBACK_ROWS)
+            errors = np.zeros((stop - start, d.shape[1]))
+            for i in range(start, stop):
+                rows[i] = round_row(w[i], mask[i])
+                errors[i - start] = (w[i] - (rows[i] if exact else rows[i] * scale)) / u[i, i]
+                w[i + 1:stop] -= np.outer(u[i, i + 1:stop], errors[i - start])
+            w[stop:] -= u[start:stop, stop:].T @ errors
+    if exact:
+        return CompressedMatrix(choice.bits, tuple(choice.kept), rows)
+    codes = rows.astype(np.int8)
+    return CompressedMatrix(choice.bits, tuple(choice.kept), codes * scale, codes, scale)

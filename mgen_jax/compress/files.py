@@ -6,11 +6,12 @@ A compressed-model folder (``mgen compress --out DIR``) holds:
   read), the task names, the source, the profiler's walk per task and base kind, and the hardware summary;
 - ``deltas.msgpack``: per task, its digital parameters (embeddings, biases, LayerNorms, head: what is not on
   crossbars, stored as they are) and, per compressed crossbar matrix, the kept blocks of its delta: at full bits the
-  delta values (float64, so that base + delta is the task's weight exactly), below full bits the integer codes (int8) and the per-column scales (float32); plus the trunk
-  units the plan uses as bases (a pretrained base is named by the model, not stored).
+  delta values (float64, so that base + delta is the evaluated weight exactly), below full bits the integer codes
+  (int8) and the per-column scales (float32); plus the trunk units the plan uses as bases (a pretrained base is named
+  by the model, not stored).
 
 ``load_compressed`` rebuilds every task's classifier ({"encoder", "head"}) from these and the pretrained weights:
-base + kept blocks, exactly what ``profiler.compressed_params`` evaluated.
+base + kept blocks, exactly what ``profiler.compressed_model`` evaluated.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from mgen_jax.compress.blocks import quantize_delta
+from mgen_jax.compress.blocks import CompressedMatrix
 from mgen_jax.compress.models import OP_NAMES, unit_kind
 from mgen_jax.errors import ConfigError
 from mgen_jax.hw.delta import DeltaPlan, delta_grid
@@ -37,17 +38,16 @@ def _key(u: int, op: str) -> str:
     return matrix_key(Unit(u, u // 2, unit_kind(u)).name, op)
 
 
-def pack_matrix(delta: np.ndarray, bits: int, kept: tuple[int, ...], spec: HardwareSpec) -> dict[str, np.ndarray]:
+def pack_matrix(matrix: CompressedMatrix, spec: HardwareSpec) -> dict[str, np.ndarray]:
     """The stored form of one matrix's compressed delta: the kept blocks' entries in block order (row-major within a
-    block), as float32 values at full bits or int8 codes + per-column scales below."""
-    grid = delta_grid(spec, *delta.shape, bits)
-    q = quantize_delta(delta, bits, spec.weight_bits)
-    source = q.values if q.exact else q.codes
-    parts = [source[rows, cols].reshape(-1) for rows, cols in map(grid.block_slices, kept)]
+    block), as float64 values at full bits or int8 codes + per-column float32 scales below."""
+    grid = delta_grid(spec, *matrix.values.shape, matrix.bits)
+    source = matrix.values if matrix.codes is None else matrix.codes
+    parts = [source[rows, cols].reshape(-1) for rows, cols in map(grid.block_slices, matrix.kept)]
     flat = np.concatenate(parts) if parts else np.zeros(0)
-    if q.exact:  # float64: base + delta gives the task's float32 weights back exactly
+    if matrix.codes is None:  # float64: base + delta gives back exactly the weights that were evaluated
         return {"values": flat.astype(np.float64)}
-    return {"codes": flat.astype(np.int8), "scale": q.scale.astype(np.float32)}
+    return {"codes": flat.astype(np.int8), "scale": matrix.scale.astype(np.float32)}
 
 
 def unpack_matrix(stored: dict[str, np.ndarray], k: int, n: int, bits: int, kept: tuple[int, ...],
@@ -69,11 +69,10 @@ def unpack_matrix(stored: dict[str, np.ndarray], k: int, n: int, bits: int, kept
     return out
 
 
-def pack_task(tuned: dict, compressed: dict, base: dict, plan: DeltaPlan, task: int, spec: HardwareSpec
-              ) -> dict[str, Any]:
-    """One task's stored form: ``tuned`` its uncompressed classifier (the deltas come from it), ``compressed`` the
-    classifier the profiler chose (the digital part comes from it: bias-corrected biases included), ``base``
-    {unit_u: unit params} of its plan's base kind. Every compressed kernel leaves the digital part."""
+def pack_task(compressed: dict, stored: dict[str, CompressedMatrix], plan: DeltaPlan, task: int,
+              spec: HardwareSpec) -> dict[str, Any]:
+    """One task's stored form: ``compressed`` the classifier the profiler chose (its digital part: bias-corrected
+    biases included; every compressed kernel leaves it), ``stored`` its compressed matrices by key."""
     digital = {"encoder": dict(compressed["encoder"]), "head": compressed["head"]}
     deltas: dict[str, Any] = {}
     for (t, u), entry in sorted(plan.active().items()):
@@ -81,11 +80,8 @@ def pack_task(tuned: dict, compressed: dict, base: dict, plan: DeltaPlan, task: 
             continue
         unit = {name: dict(layer) for name, layer in compressed["encoder"][f"unit_{u}"].items()}
         for flax, op in OP_NAMES[unit_kind(u)].items():
-            m = entry.matrix(op)
             del unit[flax]["kernel"]
-            tuned_kernel = np.asarray(tuned["encoder"][f"unit_{u}"][flax]["kernel"], dtype=np.float64)
-            delta = tuned_kernel - np.asarray(base[f"unit_{u}"][flax]["kernel"], dtype=np.float64)
-            deltas[_key(u, op)] = pack_matrix(delta, m.delta_bits, m.kept_blocks, spec)
+            deltas[_key(u, op)] = pack_matrix(stored[_key(u, op)], spec)
         digital["encoder"][f"unit_{u}"] = unit
     return {"digital": digital, "deltas": deltas}
 

@@ -82,9 +82,8 @@ def compress_folder(source: str | Path, out: str | Path, spec: HardwareSpec, arc
     labels = [m.task.num_labels for m in models.models]
     stored = {}
     for t, model in enumerate(models.models):
-        kind = result["chosen"][model.task.name]["base"]
-        stored[model.task.name] = pack_task(model.params, result["params"][model.task.name],
-                                            model.bases.get(kind, {}), plan, t, spec)
+        stored[model.task.name] = pack_task(result["params"][model.task.name], result["stored"][model.task.name],
+                                            plan, t, spec)
     trunk_units = sorted({u for (t, u), e in plan.active().items() if e.base == "trunk"})
     trunk = {f"unit_{u}": next(m.bases["trunk"][f"unit_{u}"] for m in models.models if "trunk" in m.bases)
              for u in trunk_units}
@@ -98,7 +97,8 @@ def compress_folder(source: str | Path, out: str | Path, spec: HardwareSpec, arc
         "model": models.model_name, "tasks": names, "hw": spec.name, "plan": plan.to_dict(),
         "settings": {"tolerance_points": settings.tolerance_points, "budgets": list(settings.budgets),
                      "refine_steps": settings.refine_steps, "calibration_rows": settings.calibration_rows,
-                     "bit_levels": list(settings.levels(spec)), "bias_correction": settings.bias_correction},
+                     "bit_levels": list(settings.levels(spec)), "bias_correction": settings.bias_correction,
+                     "error_feedback": settings.error_feedback},
         "chosen_on": "held-out split carved from train (mgen_jax.data.splits); dev is never used to choose",
         "base_choice": result["base_choice"],
         "tasks_profiled": {task: {kind: _record(r) for kind, r in kinds.items()}

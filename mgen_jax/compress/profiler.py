@@ -9,8 +9,9 @@ For one task and one base kind:
 3. the walk: for crossbar budgets ``budgets`` (fractions of what the private units take uncompressed), largest first,
    the allocation that fits (``blocks.allocate_to_budget``) is evaluated on every held-out row; the walk stops at the
    first budget whose held-out score is more than ``tolerance_points`` below the uncompressed model's, then bisects
-   ``refine_steps`` times between the last budget that passed and that one. The task's compression is the smallest
-   budget that passed (none passed: its private units stay uncompressed).
+   ``refine_steps`` times between the last budget that passed (1.0, exact, if none did) and that one. The task's
+   compression is the smallest budget that passed (none below 1.0: its private units stay uncompressed). The kept
+   blocks are stored with error feedback and bias correction (``compressed_model``).
 
 ``compress_models`` runs it for every task and base kind, picks the base kinds (per task) that give the fewest
 crossbars in all (bases counted once, hw/delta.py) and returns a ``DeltaPlan`` with everything it measured.
@@ -25,7 +26,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from mgen_jax.compress.blocks import Choice, allocate_to_budget, bit_option, reconstruct
+from mgen_jax.compress.blocks import Choice, CompressedMatrix, allocate_to_budget, bit_option, compress_matrix
 from mgen_jax.compress.models import OP_NAMES, Evaluator, ModelSet, TaskModel, encoded_split, unit_kind
 from mgen_jax.errors import ConfigError
 from mgen_jax.hw.arch import BertArch, Unit
@@ -43,11 +44,12 @@ class ProfileSettings:
 
     tolerance_points: float = 0.5  # largest held-out main-score drop per task (x 100 points)
     budgets: tuple[float, ...] = DEFAULT_BUDGETS  # crossbar budgets tried, fractions of the uncompressed private units
-    refine_steps: int = 2  # bisection steps after the first budget that fails
+    refine_steps: int = 3  # bisection steps after the first budget that fails (from 1.0 if the first one fails)
     calibration_rows: int = 256  # held-out rows for the calibration statistics
     bit_levels: tuple[int, ...] | None = None  # delta bits tried (default: multiples of cell_bits up to weight_bits)
     base_kinds: tuple[str, ...] | None = None  # bases tried (default: every kind the source offers)
     bias_correction: bool = True  # fold the mean output error of each compressed matrix into its (digital) bias
+    error_feedback: bool = True  # round the kept blocks with error feedback over the input rows (blocks.py, OPTQ)
 
     def __post_init__(self) -> None:
         t = self.tolerance_points
@@ -87,29 +89,40 @@ def _delta(model: TaskModel, kind: str, u: int, flax: str) -> tuple[np.ndarray, 
     return base, tuned - base
 
 
-def compressed_params(model: TaskModel, kind: str, choices: dict[str, Choice], spec: HardwareSpec,
-                      means: dict[str, np.ndarray] | None = None) -> dict:
-    """The task's classifier with every private matrix replaced by base + its compressed delta (the biases,
-    LayerNorms, embeddings and head stay the task's own: they are digital, not on crossbars). With ``means`` (each
-    matrix's mean input on the calibration rows), each bias absorbs the mean output error: b + mean^T (W - W_hat)."""
+def compressed_model(model: TaskModel, kind: str, choices: dict[str, Choice], spec: HardwareSpec,
+                     calibration: dict[str, dict] | None = None) -> tuple[dict, dict[str, CompressedMatrix]]:
+    """(the task's classifier with every private matrix replaced by base + its compressed delta, the stored deltas).
+
+    The biases, LayerNorms, embeddings and head stay the task's own (digital, not on crossbars). ``calibration``
+    ({matrix key: {"moment": H [K, K], "mean": [K] or None}}, ``calibration_of``): the deltas are rounded with error
+    feedback under H (blocks.compress_matrix), and where a mean is given the bias absorbs the mean output error,
+    b + mean^T (W - W_hat). Without it: plain rounding, biases unchanged."""
     encoder = dict(model.params["encoder"])
+    stored = {}
     for u, flax, op in matrices(model):
         key = _key(u, op)
         base, delta = _delta(model, kind, u, flax)
         grid = delta_grid(spec, *delta.shape, choices[key].bits)
-        kernel = reconstruct(base, delta, choices[key], grid, spec.weight_bits)
+        cal = (calibration or {}).get(key, {})
+        stored[key] = compress_matrix(delta, grid, choices[key], spec.weight_bits, cal.get("moment"))
+        kernel = (base + stored[key].values).astype(np.float32)
         unit = dict(encoder[f"unit_{u}"])
         layer = dict(unit[flax]) | {"kernel": kernel}
-        if means is not None:
-            shift = np.asarray(means[key], np.float64) @ (base + delta - kernel.astype(np.float64))
+        if cal.get("mean") is not None:
+            shift = np.asarray(cal["mean"], np.float64) @ (base + delta - kernel.astype(np.float64))
             layer["bias"] = (np.asarray(layer["bias"], np.float64) + shift).astype(np.float32)
         unit[flax] = layer
         encoder[f"unit_{u}"] = unit
-    return {"encoder": encoder, "head": model.params["head"]}
+    return {"encoder": encoder, "head": model.params["head"]}, stored
 
 
-def stat_means(stats: dict, settings: ProfileSettings) -> dict[str, np.ndarray] | None:
-    return {k: v["mean"] for k, v in stats.items()} if settings.bias_correction else None
+def calibration_of(stats: dict, settings: ProfileSettings) -> dict[str, dict]:
+    """What ``compressed_model`` uses of the calibration statistics: the input moment the errors are measured with
+    (the covariance when the biases absorb the mean error, else the second moment; None without error feedback) and
+    the mean (None without bias correction)."""
+    moment = "covariance" if settings.bias_correction else "second_moment"
+    return {k: {"moment": v[moment] if settings.error_feedback else None,
+                "mean": v["mean"] if settings.bias_correction else None} for k, v in stats.items()}
 
 
 def task_options(model: TaskModel, kind: str, stats: dict, spec: HardwareSpec, levels: Sequence[int],
@@ -170,7 +183,7 @@ def profile_task(model: TaskModel, kind: str, spec: HardwareSpec, settings: Prof
 
     def trial(fraction: float) -> tuple[bool, dict[str, Choice]]:
         mu, choices = allocate_to_budget(options, fraction * full)
-        params = compressed_params(model, kind, choices, spec, stat_means(stats, settings))
+        params, _ = compressed_model(model, kind, choices, spec, calibration_of(stats, settings))
         score, _ = evaluator.score(model.task, params, heldout)
         xbars = sum(c.crossbars for c in choices.values())
         ok = reference - score <= settings.tolerance_points
@@ -181,14 +194,14 @@ def profile_task(model: TaskModel, kind: str, spec: HardwareSpec, settings: Prof
             f"{score:.2f} ({reference - score:+.2f}) {'ok' if ok else 'over tolerance'}")
         return ok, choices
 
-    best, passed_at, failed_at = None, None, None
+    best, passed_at, failed_at = None, 1.0, None  # the full budget passes: every block at full bits is exact
     for fraction in settings.budgets:
         ok, choices = trial(fraction)
         if not ok:
             failed_at = fraction
             break
         best, passed_at = choices, fraction
-    if failed_at is not None and passed_at is not None:
+    if failed_at is not None:
         for _ in range(settings.refine_steps):
             mid = (passed_at + failed_at) / 2
             ok, choices = trial(mid)
@@ -196,9 +209,11 @@ def profile_task(model: TaskModel, kind: str, spec: HardwareSpec, settings: Prof
                 best, passed_at = choices, mid
             else:
                 failed_at = mid
+    if best is not None and sum(c.crossbars for c in best.values()) >= full:
+        best = None  # a delta as large as the units saves nothing
     record = {"task": model.task.name, "base": kind, "uncompressed_crossbars": full,
-              "heldout_reference_score": reference, "walk": walk, "chosen_budget_fraction": passed_at,
-              "choices": best, "means": stat_means(stats, settings),
+              "heldout_reference_score": reference, "walk": walk,
+              "chosen_budget_fraction": None if best is None else passed_at, "choices": best,
               "profile_wall_clock_s": time.perf_counter() - start}
     if best is not None:
         record["delta_crossbars"] = sum(c.crossbars for c in best.values())
@@ -234,7 +249,7 @@ def compress_models(models: ModelSet, spec: HardwareSpec, arch: BertArch, settin
                     log: Callable[[str], None] = print) -> dict[str, Any]:
     """Profile every task over every base kind (held-out only) and choose the base kinds; returns {"plan",
     "records" (per task and kind), "chosen" (per task: its record), "params" (per task: the compressed classifier),
-    "base_choice" (how the base kinds were chosen)}."""
+    "stored" (per task: {matrix key: CompressedMatrix}), "base_choice" (how the base kinds were chosen)}."""
     from mgen_jax.model.pretrained import load_pretrained
 
     pre = load_pretrained(models.model_name)
@@ -245,11 +260,13 @@ def compress_models(models: ModelSet, spec: HardwareSpec, arch: BertArch, settin
         raise ConfigError(f"base kind(s) {unknown} are not available for {models.kind} models (they offer "
                           f"{list(models.base_kinds)})")
     records: dict[str, dict[str, dict]] = {}
+    calibration: dict[str, dict] = {}
     for model in models.models:
         heldout = encoded_split(models, model.task, "heldout", pre.tokenizer, glue_dir)
         reference, _ = evaluator.score(model.task, model.params, heldout)
         stats = task_stats(model, pre.config, models.pooling, heldout, settings.calibration_rows) if model.private \
             else {}
+        calibration[model.task.name] = calibration_of(stats, settings)
         log(f"{model.task.name}: held-out {reference:.2f} uncompressed ({len(heldout)} rows, {len(model.private)} "
             f"private units)")
         records[model.task.name] = {}
@@ -269,11 +286,14 @@ def compress_models(models: ModelSet, spec: HardwareSpec, arch: BertArch, settin
     combos.sort(key=lambda c: (c[0], [kinds.index(k) for k in c[1]]))
     xbars, combo, chosen = combos[0]
     plan = plan_for(models, chosen, spec)
-    params = {m.task.name: (compressed_params(m, chosen[m.task.name]["base"], chosen[m.task.name]["choices"], spec,
-                                              chosen[m.task.name]["means"])
-                            if chosen[m.task.name]["choices"] is not None else m.params) for m in models.models}
+    params, stored = {}, {}
+    for m in models.models:
+        record = chosen[m.task.name]
+        params[m.task.name], stored[m.task.name] = (m.params, {}) if record["choices"] is None else compressed_model(
+            m, record["base"], record["choices"], spec, calibration[m.task.name])
     uniform = {k: next(c[0] for c in combos if set(c[1]) == {k}) for k in kinds}
-    return {"plan": plan, "records": records, "chosen": chosen, "params": params, "evaluator": evaluator,
+    return {"plan": plan, "records": records, "chosen": chosen, "params": params, "stored": stored,
+            "evaluator": evaluator,
             "tokenizer": pre.tokenizer,
             "base_choice": {"per_task": dict(zip([m.task.name for m in models.models], combo)),
                             "crossbars": xbars, "crossbars_with_one_base_kind": uniform,

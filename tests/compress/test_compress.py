@@ -9,19 +9,16 @@ import pytest
 
 from mgen_jax import cost, hw
 from mgen_jax.compress.blocks import (
-    Choice, allocate_to_budget, bit_option, block_effects, column_effects, quantize_delta, reconstruct,
+    Choice, allocate_to_budget, bit_option, block_effects, column_effects, compress_matrix, quantize_delta,
 )
 from mgen_jax.compress.files import load_compressed
 from mgen_jax.compress.models import Evaluator, encoded_split, load_models
 from mgen_jax.compress.pipeline import compress_folder
-from mgen_jax.compress.profiler import ProfileSettings, compressed_params, matrices, _key
+from mgen_jax.compress.profiler import ProfileSettings, compressed_model, matrices, _key
 from mgen_jax.errors import ConfigError
 from mgen_jax.hw.delta import delta_grid
-from mgen_jax.train.checkpoint import save_checkpoint
 
 FAST = ProfileSettings(tolerance_points=3.0, budgets=(1.0, 0.5, 0.0), refine_steps=1, calibration_rows=16)
-RUN_FIELDS = dict(pooling="mean", max_length=64, heldout_fraction=0.1, heldout_max_rows=40, heldout_seed=0,
-                  data_seed=0, max_train_examples=None)
 
 
 # ----- the math --------------------------------------------------------------------------------------------------
@@ -58,6 +55,30 @@ def test_block_effects_are_the_output_error(isaac):
     assert np.all(np.diff(option.error) <= 1e-9)  # keeping more blocks never predicts more error
 
 
+def test_error_feedback_lowers_the_output_error(isaac):
+    """OPTQ-style rounding: the stored codes stay on the grid (values = codes x scale, dropped blocks 0) and the
+    output error e^T S e under correlated inputs is lower than plain rounding's, at every bit level and with blocks
+    dropped; keeping everything at full bits is exact either way."""
+    rng = np.random.default_rng(3)
+    k, n = 256, 64
+    x = rng.normal(size=(4000, k)) @ (np.eye(k) + 0.3 * rng.normal(size=(k, k)) / np.sqrt(k))
+    s = x.T @ x / len(x)
+    d = rng.normal(size=(k, n)) * 0.01
+    out_error = lambda v: float(np.sum((s @ (d - v)) * (d - v)))
+    for bits, kept in ((2, (0, 1, 2, 3)), (4, (0, 2, 3, 5)), (8, (1, 2, 3, 4, 5))):
+        grid = delta_grid(isaac, k, n, bits)
+        choice = Choice(bits, kept, len(kept), 0.0)
+        plain = compress_matrix(d, grid, choice, 8)
+        fed = compress_matrix(d, grid, choice, 8, hessian=s)
+        assert out_error(fed.values) < out_error(plain.values)
+        assert not fed.values[~grid.block_mask(kept)].any()
+        if bits < 8:
+            np.testing.assert_array_equal(fed.values, fed.codes * fed.scale[None, :])
+            assert np.abs(fed.codes).max() <= 2 ** (bits - 1) - 1
+    every = Choice(8, tuple(range(delta_grid(isaac, k, n, 8).num_blocks)), 16, 0.0)
+    np.testing.assert_array_equal(compress_matrix(d, delta_grid(isaac, k, n, 8), every, 8, hessian=s).values, d)
+
+
 def test_allocation_fits_the_budget(isaac):
     rng = np.random.default_rng(2)
     options = {}
@@ -79,37 +100,6 @@ def test_allocation_fits_the_budget(isaac):
     assert {c.bits for c in choices.values()} <= {2, 4, 8}
 
 
-# ----- tiny models -----------------------------------------------------------------------------------------------
-def _tiny_classifier(tiny_bert_dir, num_labels, seed, scale=0.05):
-    """The tiny pretrained encoder plus noise (a stand-in for fine-tuning) and a random head."""
-    import jax.numpy as jnp
-
-    from mgen_jax.model.bert import SequenceClassifier
-    from mgen_jax.model.pretrained import load_pretrained
-
-    pre = load_pretrained(tiny_bert_dir)
-    module = SequenceClassifier(pre.config, num_labels, "mean")
-    ones = jnp.ones((1, 4), jnp.int32)
-    head = module.init(jax.random.PRNGKey(seed), ones, ones, ones)["params"]["head"]
-    rng = np.random.default_rng(seed)
-    encoder = jax.tree.map(lambda w: np.asarray(w) + scale * rng.normal(size=np.shape(w)).astype(np.float32),
-                           jax.device_get(pre.params))
-    return {"encoder": encoder, "head": jax.device_get(head)}
-
-
-@pytest.fixture(scope="module")
-def tiny_runs(tmp_path_factory, tiny_bert_dir):
-    """Two 'fine-tuning run' folders (RTE, MRPC) of the tiny BERT."""
-    root = tmp_path_factory.mktemp("runs")
-    for seed, (task, labels) in enumerate((("RTE", 2), ("STS-B", 1))):
-        run = root / task
-        run.mkdir()
-        save_checkpoint(run / "final_params.msgpack", _tiny_classifier(tiny_bert_dir, labels, seed))
-        (run / "config.json").write_text(json.dumps({"config": RUN_FIELDS | {"task": task,
-                                                                             "model": str(tiny_bert_dir)}}))
-    return root
-
-
 def test_keep_everything_at_full_bits_reproduces_the_outputs_exactly(tiny_runs, tiny_bert_dir, isaac, glue_dir):
     from mgen_jax.model.pretrained import load_pretrained
 
@@ -118,13 +108,15 @@ def test_keep_everything_at_full_bits_reproduces_the_outputs_exactly(tiny_runs, 
     pre = load_pretrained(tiny_bert_dir)
     evaluator = Evaluator(pre.config, "mean")
     for model in models.models:
-        choices, means = {}, {}
+        choices, calibration = {}, {}
+        rng = np.random.default_rng(0)
         for u, flax, op in matrices(model):
             k, n = np.shape(model.params["encoder"][f"unit_{u}"][flax]["kernel"])
             grid = delta_grid(isaac, k, n, 8)
             choices[_key(u, op)] = Choice(8, tuple(range(grid.num_blocks)), grid.num_blocks, 0.0)
-            means[_key(u, op)] = np.ones(k)  # bias correction of a zero error changes nothing
-        params = compressed_params(model, "pretrained", choices, isaac, means)
+            x = rng.normal(size=(50, k))  # error feedback and bias correction of a zero error change nothing
+            calibration[_key(u, op)] = {"moment": x.T @ x / 50, "mean": x.mean(axis=0)}
+        params, _ = compressed_model(model, "pretrained", choices, isaac, calibration)
         for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(model.params)):
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
         data = encoded_split(models, model.task, "heldout", pre.tokenizer, glue_dir)
@@ -132,7 +124,7 @@ def test_keep_everything_at_full_bits_reproduces_the_outputs_exactly(tiny_runs, 
                                       evaluator.outputs(model.task, model.params, data))
         # and dropping every block is the pretrained encoder's kernels
         none = {k: Choice(2, (), 0, 0.0) for k in choices}
-        dropped = compressed_params(model, "pretrained", none, isaac)
+        dropped, _ = compressed_model(model, "pretrained", none, isaac)
         np.testing.assert_array_equal(dropped["encoder"]["unit_1"]["intermediate"]["kernel"],
                                       np.asarray(pre.params["unit_1"]["intermediate"]["kernel"]))
 
@@ -190,29 +182,7 @@ def test_bad_sources_name_the_path(tmp_path):
         ProfileSettings(budgets=(0.1, 0.5))
 
 
-# ----- a searched (multi-task) model folder -----------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def tiny_sweep(tmp_path_factory, tiny_bert_dir):
-    """<sweep>/settings.json + <sweep>/models/b_1-3/{params.msgpack, result.json}: RTE branches after unit 1, STS-B
-    after unit 3 (of 4)."""
-    from mgen_jax.model.multitask import MultiTaskModel
-    from mgen_jax.model.pretrained import load_pretrained
-
-    root = tmp_path_factory.mktemp("sweep")
-    pre = load_pretrained(tiny_bert_dir)
-    rte, stsb = _tiny_classifier(tiny_bert_dir, 2, 5), _tiny_classifier(tiny_bert_dir, 1, 6)
-    trunk = _tiny_classifier(tiny_bert_dir, 2, 7, scale=0.02)["encoder"]
-    params = MultiTaskModel(pre.config, (2, 1), "mean").from_encoders(trunk, [rte["encoder"], stsb["encoder"]],
-                                                                      [rte["head"], stsb["head"]])
-    folder = root / "models" / "b_1-3"
-    folder.mkdir(parents=True)
-    save_checkpoint(folder / "params.msgpack", jax.device_get(params))
-    (folder / "result.json").write_text(json.dumps({"branch_points": [1, 3], "scores": {}}))
-    (root / "settings.json").write_text(json.dumps(RUN_FIELDS | {"tasks": ["RTE", "STS-B"], "model": str(tiny_bert_dir),
-                                                                 "max_train_per_task": None}))
-    return folder
-
-
+# ----- a searched (multi-task) model folder (conftest.py: tiny_sweep) ---------------------------------------------
 def test_searched_model_with_deltas(tiny_sweep, tiny_bert_dir, isaac, glue_dir, tmp_path):
     models = load_models(tiny_sweep)
     assert models.kind == "multitask" and models.branch_points == (1, 3)

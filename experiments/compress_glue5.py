@@ -1,0 +1,288 @@
+"""Area (issue 15): the independent glue5 models as one pretrained base + compressed task deltas, no retraining.
+
+    .venv/bin/python experiments/compress_glue5.py [--runs runs/baseline] [--work runs/compress/glue5]
+        [--tolerance 0.5] [--out experiments/results/compress_glue5.json]
+    .venv/bin/python experiments/compress_glue5.py --searched <sweep>/models/b_<...> [--work DIR]
+
+Independent mode (default):
+1. ``mgen compress`` on the five fine-tuned runs (``--runs``/<TASK>): every task's private units over the pretrained
+   base, both stages, each task's compression chosen on its held-out split (carved from train, mgen_jax.data.splits)
+   within ``--tolerance`` points; the compressed model goes to ``--work``/both (deltas.msgpack, report.json);
+2. stage one alone (kept blocks at full bits, ``bit_levels`` = weight bits), the same walk;
+3. a curve for the plot: every task at the same crossbar budget fraction (allocation of profiler.py, no choice on
+   any score), dev scores at each point;
+4. dev scores of every model above, evaluated once each and only reported (nothing is chosen on dev);
+5. eight tasks (configs/search/glue8.yaml): SST-2..RTE as measured; QNLI, MNLI and QQP have no fine-tuned models
+   here, so each of them is given the delta structure (kept blocks, bits) of a measured task, the three largest
+   measured deltas (labelled as such): area, energy and the scheduler (fast solver, ISAAC chip) on the 8-task dev-length
+   trace, without and with the deltas.
+Searched mode: ``mgen compress`` on a searched multi-task model folder, pretrained and trunk bases both profiled;
+the result goes under "searched" in ``--out``.
+
+Energy: exact simulator, real dev lengths of the tasks, every request runs every task. Writes ``--out`` (JSON) and a
+PNG beside it. Runtime here: about 40 minutes (2 cores shared with other work).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+GLUE5 = ("SST-2", "CoLA", "MRPC", "STS-B", "RTE")
+GLUE8 = GLUE5 + ("QNLI", "MNLI", "QQP")
+CURVE_FRACTIONS = (0.6, 0.45, 0.3, 0.15, 0.0)
+
+
+def log(msg: str) -> None:
+    print(time.strftime("%H:%M:%S"), msg, flush=True)
+
+
+def mean(d: dict[str, float]) -> float:
+    return float(np.mean(list(d.values())))
+
+
+def compression_summary(report: dict[str, Any]) -> dict[str, Any]:
+    """The headline numbers of a compressed-model report, per task and in all."""
+    hwr = report["hardware"]
+    per_task = {}
+    for t, name in enumerate(report["tasks"]):
+        entries = [d for d in report["plan"]["deltas"] if d["task"] == t]
+        bits = [m["delta_bits"] for d in entries for m in d["matrices"].values()]
+        chosen = report["tasks_profiled"][name][report["base_choice"]["per_task"][name]]
+        per_task[name] = {
+            "base": report["base_choice"]["per_task"][name],
+            "uncompressed_crossbars": chosen.get("uncompressed_crossbars"),
+            "delta_crossbars": chosen.get("delta_crossbars"),
+            "delta_fraction": None if chosen.get("delta_crossbars") is None else
+            chosen["delta_crossbars"] / chosen["uncompressed_crossbars"],
+            "delta_bits_histogram": {str(b): bits.count(b) for b in sorted(set(bits))},
+            "heldout_drop": report["heldout"]["uncompressed"][name] - report["heldout"]["compressed"][name],
+        }
+        if "dev" in report:
+            per_task[name] |= {"dev_uncompressed": report["dev"]["uncompressed"][name],
+                               "dev_compressed": report["dev"]["compressed"][name],
+                               "dev_drop": report["dev"]["uncompressed"][name] - report["dev"]["compressed"][name]}
+    out = {"crossbars": hwr["compressed"]["crossbars"], "uncompressed_crossbars": hwr["uncompressed"]["crossbars"],
+           "area_ratio": hwr["area_ratio"], "energy_ratio": hwr["energy_ratio"],
+           "energy_per_request_j": hwr["compressed"]["energy_per_request_j"],
+           "uncompressed_energy_per_request_j": hwr["uncompressed"]["energy_per_request_j"],
+           "delta_crossbars": hwr["compressed"]["delta_crossbars"], "base_crossbars": hwr["compressed"]["base_crossbars"],
+           "latency_ratio": hwr["compressed"]["latency_per_request_s"] / hwr["uncompressed"]["latency_per_request_s"],
+           "per_task": per_task, "mean_heldout_drop": mean({k: v["heldout_drop"] for k, v in per_task.items()})}
+    if "dev" in report:
+        out |= {"mean_dev_uncompressed": mean(report["dev"]["uncompressed"]),
+                "mean_dev_compressed": mean(report["dev"]["compressed"]),
+                "mean_dev_drop": mean(report["dev"]["uncompressed"]) - mean(report["dev"]["compressed"])}
+    return out
+
+
+def curve(runs: Path, spec, arch, settings, glue_dir, trace) -> list[dict[str, Any]]:
+    """Every task at the same budget fraction: crossbars, energy and dev scores (reported, nothing chosen on them)."""
+    from mgen_jax.compress.blocks import allocate_to_budget
+    from mgen_jax.compress.models import Evaluator, encoded_split, load_models
+    from mgen_jax.compress.pipeline import hardware_summary
+    from mgen_jax.compress.profiler import (calibration_of, compressed_model, plan_for, task_options, task_stats,
+                                            uncompressed_crossbars)
+    from mgen_jax.model.pretrained import load_pretrained
+
+    models = load_models(runs, list(GLUE5))
+    pre = load_pretrained(models.model_name)
+    evaluator = Evaluator(pre.config, models.pooling)
+    prepared = []
+    for model in models.models:
+        held = encoded_split(models, model.task, "heldout", pre.tokenizer, glue_dir)  # calibration rows only
+        dev = encoded_split(models, model.task, "dev", pre.tokenizer, glue_dir)
+        stats = task_stats(model, pre.config, models.pooling, held, settings.calibration_rows)
+        options = task_options(model, "pretrained", stats, spec, settings.levels(spec), settings.bias_correction)
+        prepared.append((model, dev, calibration_of(stats, settings), options, uncompressed_crossbars(model, spec)))
+    points = []
+    names = [m.task.name for m in models.models]
+    for fraction in CURVE_FRACTIONS:
+        records, dev_scores = {}, {}
+        for model, dev, calibration, options, full in prepared:
+            _, choices = allocate_to_budget(options, fraction * full)
+            params, _ = compressed_model(model, "pretrained", choices, spec, calibration)
+            dev_scores[model.task.name] = evaluator.score(model.task, params, dev)[0]
+            records[model.task.name] = {"base": "pretrained", "choices": choices}
+        plan = plan_for(models, records, spec)
+        hwr = hardware_summary(spec, arch, plan, names, [m.task.num_labels for m in models.models], trace)
+        points.append({"budget_fraction": fraction, "crossbars": hwr["compressed"]["crossbars"],
+                       "area_ratio": hwr["area_ratio"], "energy_ratio": hwr["energy_ratio"],
+                       "dev": dev_scores, "mean_dev": mean(dev_scores)})
+        log(f"curve {fraction:.3f}: area {hwr['area_ratio']:.3f}x, energy {hwr['energy_ratio']:.3f}x, mean dev "
+            f"{mean(dev_scores):.2f}")
+    return points
+
+
+def eight_tasks(spec, arch, plan5: dict[str, Any], glue_dir) -> dict[str, Any]:
+    """Area, energy and schedule of 8 independent models as pretrained base + deltas: the five measured deltas and, for
+    QNLI, MNLI and QQP, the delta structure of the three largest measured deltas (no fine-tuned models here)."""
+    from mgen_jax.hw.delta import plan_from_dict
+    from mgen_jax.hw.tree import SharingTree
+    from mgen_jax.schedule import SchedulingProblem, solve
+    from mgen_jax.sim import simulate
+    from mgen_jax.workload.glue import glue_trace
+    from mgen_jax.data.glue import get_task
+
+    plan = plan_from_dict(plan5)
+    sizes = {t: sum(len(m["kept_blocks"]) for d in plan5["deltas"] if d["task"] == t for m in d["matrices"].values())
+             for t in range(len(GLUE5))}
+    donors = sorted(sizes, key=lambda t: -sizes[t])[:3]
+    units = dict(plan.units)
+    for extra, donor in zip(range(len(GLUE5), len(GLUE8)), donors):
+        units |= {(extra, u): e for (t, u), e in plan.units.items() if t == donor}
+    plan8 = dataclasses.replace(plan, branch_points=(0,) * len(GLUE8), units=units)
+    labels = [get_task(t).num_labels for t in GLUE8]
+    trace = glue_trace(list(GLUE8), glue_dir=glue_dir)
+    tree = SharingTree.from_branch_points([0] * len(GLUE8), arch.num_units)
+    out: dict[str, Any] = {"tasks": list(GLUE8), "workload": trace.description,
+                           "delta_source": {name: GLUE5[donor] for name, donor in zip(GLUE8[5:], donors)},
+                           "note": "QNLI, MNLI and QQP have no fine-tuned models here: each is given the delta "
+                                   "structure (kept blocks, bits) measured on the named glue5 task (the three largest "
+                                   "measured deltas); areas and energies are exact for that structure, no accuracy is "
+                                   "claimed for them"}
+    for label, compression in (("uncompressed", None), ("compressed", plan8)):
+        problem = SchedulingProblem(spec, arch, tree, trace, num_labels=labels, compression=compression)
+        solution = solve(problem, "fast")
+        sim = simulate(spec, arch, tree, trace, num_labels=labels, schedule=solution.schedule, compression=compression)
+        s = sim.summary()
+        out[label] = {"crossbars": s["crossbars"], "fits_on_chip": s["fits_on_chip"], "chip_crossbars": s["chip_crossbars"],
+                      "energy_per_request_j": s["energy_per_request_j"],
+                      "schedule": {"batch_size": solution.schedule.batch_size, "pinned_nodes": len(solution.schedule.pinned),
+                                   "nodes": len(problem.nodes), "loads": s["schedule"]["loads"],
+                                   "cells_written": s["schedule"]["cells_written"],
+                                   "write_energy_per_request_j": s["breakdown_per_request_j"].get("write", 0.0),
+                                   "reprogramming": s["schedule"]["loads"] > 0}}
+        log(f"8 tasks {label}: {s['crossbars']:,} crossbars, loads {s['schedule']['loads']:,}")
+    out["area_ratio"] = out["compressed"]["crossbars"] / out["uncompressed"]["crossbars"]
+    out["energy_ratio"] = out["compressed"]["energy_per_request_j"] / out["uncompressed"]["energy_per_request_j"]
+    return out
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mgen_jax.io import save_figure_atomic
+
+    ind, both, one = result["independent"], result["compressed"], result["stage_one_only"]
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    pts = result["curve"]
+    ax.plot([p["area_ratio"] for p in pts], [p["mean_dev"] for p in pts], "o-", color="0.6",
+            label="every task at one budget fraction (both stages)")
+    for p in pts:
+        ax.annotate(f"E {p['energy_ratio']:.2f}x", (p["area_ratio"], p["mean_dev"]), textcoords="offset points",
+                    xytext=(4, -11), fontsize=7, color="0.4")
+    ax.plot([1.0], [ind["mean_dev"]], "s", color="k", label=f"independent models ({ind['crossbars']:,} crossbars)")
+    ax.plot([one["area_ratio"]], [one["mean_dev_compressed"]], "^", color="tab:orange", ms=9,
+            label=f"stage one only, chosen on held-out (E {one['energy_ratio']:.2f}x)")
+    ax.plot([both["area_ratio"]], [both["mean_dev_compressed"]], "*", color="tab:red", ms=13,
+            label=f"both stages, chosen on held-out (E {both['energy_ratio']:.2f}x)")
+    ax.axhline(ind["mean_dev"] - 1.0, color="tab:red", lw=0.8, ls=":", label="1 point below independent")
+    ax.axvline(0.26, color="tab:blue", lw=0.8, ls="--", label="0.26x (ICCAD 2021)")
+    ax.set_xlabel("crossbars / independent models' crossbars")
+    ax.set_ylabel("mean glue5 dev score")
+    ax.set_title("glue5 on ISAAC: pretrained base + compressed deltas, no retraining\n(E: energy per request vs "
+                 "independent, exact simulator, dev lengths)", fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    save_figure_atomic(fig, path, dpi=130)
+
+
+def run_independent(args, spec, arch) -> dict[str, Any]:
+    from mgen_jax.compress.pipeline import compress_folder, hardware_summary
+    from mgen_jax.compress.profiler import ProfileSettings
+    from mgen_jax.workload.glue import glue_trace
+
+    trace = glue_trace(list(GLUE5), glue_dir=args.glue_dir)
+    settings = ProfileSettings(tolerance_points=args.tolerance)
+    work = Path(args.work)
+    result: dict[str, Any] = {"mode": "independent", "runs": str(args.runs), "tasks": list(GLUE5), "hw": spec.name,
+                              "workload": trace.description, "tolerance_points_heldout": args.tolerance}
+    reports = {}
+    for label, levels in (("compressed", None), ("stage_one_only", (spec.weight_bits,))):
+        folder = work / ("both" if levels is None else "stage_one")
+        if (folder / "report.json").is_file() and "dev" in json.loads((folder / "report.json").read_text()):
+            log(f"{label}: reusing {folder / 'report.json'}")
+            reports[label] = json.loads((folder / "report.json").read_text())
+        else:
+            log(f"{label}: compressing into {folder}")
+            reports[label] = compress_folder(args.runs, folder, spec, arch, dataclasses.replace(settings, bit_levels=levels),
+                                             tasks=list(GLUE5), glue_dir=args.glue_dir, evaluate_dev=True, trace=trace,
+                                             log=log)
+        result[label] = compression_summary(reports[label]) | {"folder": str(folder),
+                                                               "wall_clock_s": reports[label]["wall_clock_s"]}
+    both = reports["compressed"]
+    result["independent"] = {"crossbars": both["hardware"]["uncompressed"]["crossbars"],
+                             "energy_per_request_j": both["hardware"]["uncompressed"]["energy_per_request_j"],
+                             "dev": both["dev"]["uncompressed"], "mean_dev": mean(both["dev"]["uncompressed"]),
+                             "heldout": both["heldout"]["uncompressed"]}
+    one, two = result["stage_one_only"], result["compressed"]
+    result["stages"] = {
+        "base_only_crossbars": two["base_crossbars"],
+        "delta_crossbars_stage_one_only": one["delta_crossbars"],
+        "delta_crossbars_both_stages": two["delta_crossbars"],
+        "private_crossbars_uncompressed": sum(v["uncompressed_crossbars"] for v in two["per_task"].values()),
+        "note": "stage one alone keeps blocks at 8 bits; both stages choose (kept blocks, bits) together per matrix; "
+                "each was chosen by its own held-out walk at the same tolerance",
+    }
+    result["curve"] = curve(Path(args.runs), spec, arch, settings, args.glue_dir, trace)
+    result["eight_tasks"] = eight_tasks(spec, arch, both["plan"], args.glue_dir)
+    result["searched"] = {"status": "awaiting the equal-budget sweep: no finished searched glue5 model folder "
+                                    "(params.msgpack + result.json) under runs/search/glue5/models; run this script "
+                                    "with --searched <folder> when one exists"}
+    result["base_comparison"] = {"pretrained": "the only base an independent model has (every unit is private)",
+                                 "trunk": "measured only on searched models (--searched), none finished yet"}
+    return result
+
+
+def run_searched(args, spec, arch) -> dict[str, Any]:
+    from mgen_jax.compress.pipeline import compress_folder
+    from mgen_jax.compress.profiler import ProfileSettings
+
+    report = compress_folder(args.searched, Path(args.work) / "searched", spec, arch,
+                             ProfileSettings(tolerance_points=args.tolerance), glue_dir=args.glue_dir,
+                             evaluate_dev=True, log=log)
+    return {"mode": "searched", "folder": str(args.searched), "branch_points": report["plan"]["branch_points"],
+            "compressed": compression_summary(report), "base_choice": report["base_choice"]}
+
+
+def main() -> None:
+    from mgen_jax import hw
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--runs", default="runs/baseline", help="folder of fine-tuning runs, one per glue5 task")
+    ap.add_argument("--searched", help="a searched multi-task model folder (searched mode)")
+    ap.add_argument("--work", default="runs/compress/glue5", help="where the compressed models go (large files)")
+    ap.add_argument("--tolerance", type=float, default=0.5, help="largest held-out drop per task, points [0.5]")
+    ap.add_argument("--hw", default="isaac")
+    ap.add_argument("--glue-dir")
+    ap.add_argument("--out", default="experiments/results/compress_glue5.json")
+    args = ap.parse_args()
+    spec, arch = hw.load_spec(args.hw), hw.load_arch("minilm-l6")
+    start = time.perf_counter()
+    from mgen_jax.io import write_json_atomic
+
+    out = Path(args.out)
+    if args.searched:  # merged into the independent mode's results
+        result = json.loads(out.read_text()) if out.is_file() else {}
+        result["searched"] = run_searched(args, spec, arch) | {"wall_clock_s": time.perf_counter() - start}
+    else:
+        result = run_independent(args, spec, arch) | {"wall_clock_s": time.perf_counter() - start}
+    write_json_atomic(out, result)
+    if not args.searched:
+        plot(result, out.with_suffix(".png"))
+    log(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
