@@ -1,6 +1,6 @@
 """Throughput of equal-budget multi-task fine-tuning (search/budget.py) against independent fine-tuning on glue5.
 
-    .venv/bin/python experiments/bench_equal_budget.py [--sample 48] [--out experiments/results/bench_equal_budget.json]
+    .venv/bin/python experiments/bench_equal_budget.py [--sample 48] [--padding-only] [--out experiments/results/bench_equal_budget.json]
 
 1. Padding, exact: over every step of one equal-budget glue5 model (each task's stream as its independent model
    trains it: configs/finetune/{sst2,cola,mrpc,stsb,rte}.yaml, the held-out split removed, batch 32), for the shipped
@@ -68,6 +68,7 @@ def padding(streams) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sample", type=int, default=48, help="steps of the schedule timed per variant [48]")
+    parser.add_argument("--padding-only", action="store_true", help="part 1 only (exact, seconds): no timing")
     parser.add_argument("--glue-dir")
     parser.add_argument("--out", default="experiments/results/bench_equal_budget.json")
     args = parser.parse_args()
@@ -91,6 +92,13 @@ def main() -> None:
     print(f"padding of one equal-budget model: {pad_new['padding_fraction']:.3f} (buckets every 8 tokens), "
           f"{pad_old['padding_fraction']:.3f} (16, 32, 48, 64, 96, 128); warm-up mixed batches "
           f"{mixed['padding_fraction']:.3f}", flush=True)
+    record = {"model": "minilm-l6", "buckets": list(buckets), "old_buckets": list(OLD_BUCKETS),
+              "padding_equal_budget": pad_new, "padding_equal_budget_old_buckets": pad_old,
+              "padding_warmup_mixed": mixed}
+    if args.padding_only:
+        write_json_atomic(args.out, record)
+        print(f"wrote {args.out}")
+        return
 
     schedule = interleave([s.steps for s in streams])
     index = task_steps(schedule, len(streams))
@@ -158,11 +166,9 @@ def main() -> None:
                          "projected_finetune_s": per_step * total_steps})
         print(f"{name:22s} {per_step:.3f} s/step, {real_tokens / s:7.0f} real tokens/s, one glue5 model "
               f"~{per_step * total_steps / 60:.1f} min", flush=True)
-    write_json_atomic(args.out, {
+    write_json_atomic(args.out, record | {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "jax": jax.__version__,
                     "backend": jax.default_backend(), "devices": len(jax.devices())},
-        "model": "minilm-l6", "buckets": list(buckets), "old_buckets": list(OLD_BUCKETS),
-        "padding_equal_budget": pad_new, "padding_equal_budget_old_buckets": pad_old, "padding_warmup_mixed": mixed,
         "timed_steps": len(batches), "schedule_steps": total_steps, "compile_s": compile_s, "rows": rows_out,
         "note": "timed while other work may share the 2 cores: compare rows, not absolute seconds",
     })

@@ -22,6 +22,7 @@ from pathlib import Path
 FINISHED = ("summary.json", "result.json")
 SWEEP_FILES = ("settings.json", "task_weights_heldout.json")
 MAX_BYTES = 2_000_000
+SCRATCH = ("demo", "quick")  # runs/search/<name> of the small sweeps: rerun in minutes, never carried
 
 
 def record_files(runs: Path) -> list[Path]:
@@ -36,7 +37,8 @@ def record_files(runs: Path) -> list[Path]:
         for name in SWEEP_FILES:
             if (workdir / name).is_file():
                 keep.add(workdir / name)
-    return sorted(p.relative_to(runs) for p in keep if "jax_cache" not in p.parts)
+    rel = (p.relative_to(runs) for p in keep)
+    return sorted(p for p in rel if "jax_cache" not in p.parts and not (p.parts[0] == "search" and p.parts[1] in SCRATCH))
 
 
 def copy(src_root: Path, dst_root: Path, files, *, overwrite: bool) -> int:
