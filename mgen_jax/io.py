@@ -1,14 +1,17 @@
 """Atomic output: a file is written beside its target and renamed into place, so a killed run never leaves a
-half-written result."""
+half-written result. In a multi-process JAX run (jax.distributed, mgen_jax/train/parallel.py) process 0 is the one
+writer: the others skip the write and wait for it at a barrier, so that every process then reads the same files."""
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
+T = TypeVar("T")
 
 TEMP_MARK = ".partial-"  # in the name of every temporary file ``_atomic`` writes: ``clean_partial_files`` finds them
 
@@ -45,7 +48,38 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _multiprocess_jax() -> Any:
+    """The jax module when this is one process of several (jax.distributed initialised), else None. Looks in
+    sys.modules: a program that never imported JAX is a single process, and this module needs no JAX."""
+    jax = sys.modules.get("jax")
+    if jax is None or not jax.distributed.is_initialized():
+        return None
+    return jax if jax.process_count() > 1 else None
+
+
+def one_writer(label: str, write: Callable[[], T], otherwise: T) -> T:
+    """``write()``, in a multi-process JAX run on process 0 only (the others return ``otherwise``) between two
+    barriers named by ``label`` (the same in every process: a mismatch is an error): every process has read the files
+    as they were before the write (the first barrier) and reads them as they are after it (the second), so that all
+    of them take the same branches. The work folder must be one that every process sees."""
+    jax = _multiprocess_jax()
+    if jax is None:
+        return write()
+    from jax.experimental import multihost_utils
+
+    multihost_utils.sync_global_devices(f"mgen_jax.io before {label}")
+    try:
+        result = write() if jax.process_index() == 0 else otherwise
+    finally:  # a failed write still releases the others; they then fail on what is missing
+        multihost_utils.sync_global_devices(f"mgen_jax.io after {label}")
+    return result
+
+
 def _atomic(path: str | Path, write: Callable[[str], None]) -> Path:
+    return one_writer(f"write {path}", lambda: _atomic_here(path, write), Path(path))
+
+
+def _atomic_here(path: str | Path, write: Callable[[str], None]) -> Path:
     """Call ``write(temporary path)`` in the target's folder, flush it to disk, then rename it onto ``path`` (and
     flush the folder), so that a crash leaves either the old file or the new one. A temporary file left by a kill
     carries ``TEMP_MARK`` in its name; ``clean_partial_files`` removes it."""
@@ -74,7 +108,10 @@ def _umask() -> int:
 def clean_partial_files(directory: str | Path) -> list[Path]:
     """Delete the temporary files that an interrupted atomic write left in ``directory`` and below (a checkpoint
     killed mid-write leaves hundreds of MB); returns what was removed. Runs call it before they start."""
-    directory = Path(directory)
+    return one_writer(f"clean {directory}", lambda: _clean_partial_files_here(Path(directory)), [])
+
+
+def _clean_partial_files_here(directory: Path) -> list[Path]:
     if not directory.is_dir():
         return []
     removed = []
@@ -104,9 +141,11 @@ def save_figure_atomic(fig: Any, path: str | Path, **kwargs: Any) -> Path:
 
 def append_jsonl(path: str | Path, record: Any) -> None:
     """Append one JSON line (metrics logs; a torn last line is skipped by readers)."""
-    path = prepare_output(path)
-    with open(path, "a") as handle:
-        handle.write(json.dumps(record) + "\n")
+    def append() -> None:
+        with open(prepare_output(path), "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+    one_writer(f"append {path}", append, None)
 
 
 def truncate_jsonl(path: str | Path, keep: Callable[[dict], bool]) -> None:

@@ -103,3 +103,40 @@ def random_plan():
         return DeltaPlan(tuple(int(b) for b in branch_points), units, grid_fields(spec))
 
     return make
+
+
+@pytest.fixture(scope="session")
+def run_processes():
+    """run(args, count) -> stdouts: ``python args`` as ``count`` processes of one multi-process JAX run on localhost
+    (MGEN_COORDINATOR/MGEN_NUM_PROCESSES/MGEN_PROCESS_ID, one CPU device each, collectives through gloo), from the
+    repository root; fails the test with a process's stderr if one of them fails."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    def run(args, count, timeout_s=600):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        procs = []
+        for i in range(count):
+            env = dict(os.environ, MGEN_COORDINATOR=f"127.0.0.1:{port}", MGEN_NUM_PROCESSES=str(count),
+                       MGEN_PROCESS_ID=str(i), XLA_FLAGS="--xla_force_host_platform_device_count=1",
+                       JAX_PLATFORMS="cpu")
+            procs.append(subprocess.Popen([sys.executable, *args], cwd=Path(__file__).parents[1], env=env,
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        outs = []
+        try:
+            for i, proc in enumerate(procs):
+                out, err = proc.communicate(timeout=timeout_s)
+                assert proc.returncode == 0, f"process {i} of {count} failed:\n{err[-3000:]}"
+                outs.append(out)
+        finally:
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
+        return outs
+
+    return run

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -23,14 +22,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from tqdm.auto import tqdm
 
 from mgen_jax import hw
 from mgen_jax.data.glue import get_task
 from mgen_jax.data.metrics import main_score
 from mgen_jax.data.pipeline import BatchStream, collate
 from mgen_jax.errors import ConfigError
-from mgen_jax.io import append_jsonl, clean_partial_files, truncate_jsonl, write_json_atomic
+from mgen_jax.io import clean_partial_files, write_json_atomic
 from mgen_jax.model.multitask import MultiTaskModel
 from mgen_jax.model.pretrained import load_pretrained
 from mgen_jax.search.config import SearchConfig
@@ -46,9 +44,9 @@ from mgen_jax.search.select import (
 )
 from mgen_jax.sim import simulate
 from mgen_jax.train.checkpoint import restore_checkpoint, save_checkpoint
-from mgen_jax.train.finetune import TrainingError
 from mgen_jax.train.optim import adamw_warmup_linear, warmup_linear_schedule
-from mgen_jax.train.parallel import check_batch, data_mesh, replicate, shard_batch
+from mgen_jax.train.loop import LoopHooks, LoopSettings, run_loop
+from mgen_jax.train.parallel import check_batch, data_mesh, is_main_process, replicate, shard_batch, to_host
 from mgen_jax.workload.glue import glue_trace
 
 WARMUP, SEARCH, FINETUNE = 0, 1, 2  # data streams
@@ -71,11 +69,15 @@ class Interrupted(Exception):
 class ModelGenerator:
     def __init__(self, cfg: SearchConfig, workdir: str | Path, *, glue_dir=None, progress: bool = True,
                  interrupt_at: int | None = None):
+        # data parallelism over every device of every process (train/parallel.py; joins a multi-process run before
+        # any JAX work): batches split on their example axis, state replicated
+        self.mesh = data_mesh()
+        check_batch(cfg.per_task_batch, self.mesh, "per_task_batch")
         self.interrupt_at = interrupt_at
         self.cfg = cfg
         self.workdir = Path(workdir)
         self.glue_dir = glue_dir
-        self.progress = progress
+        self.progress = progress and is_main_process()
         self.tasks = [get_task(t) for t in cfg.tasks]
         self.pretrained = load_pretrained(cfg.model)
         self.bert = self.pretrained.config
@@ -98,9 +100,6 @@ class ModelGenerator:
         self.trace = glue_trace([t.name for t in self.tasks], glue_dir=glue_dir, max_length=cfg.max_length)
         self.energy = energy_model(self.bert, self.spec, [t.num_labels for t in self.tasks], self.trace, cfg.model)
         self.predict = make_task_predict(self.model)
-        # data parallelism over every local device: batches split on their example axis, state replicated
-        self.mesh = data_mesh()
-        check_batch(cfg.per_task_batch, self.mesh, "per_task_batch")
         self.eval_batch = -(-64 // self.mesh.devices.size) * self.mesh.devices.size
         self._discrete_step = None
         self._initial_own_heads = None
@@ -276,43 +275,34 @@ class ModelGenerator:
             self._teachers = self.model.separate_params(*self._task_models())
         return self._teachers
 
-    # ----- a resumable loop ------------------------------------------------------------------------------------
+    # ----- the resumable loop (train/loop.py) ------------------------------------------------------------------
     def _loop(self, directory: Path, state, total: int, batches: int | Callable[[int], dict], step: Callable,
-              desc: str, log: Callable[[Any, Any], dict], place: Callable[[Any], Any] = lambda s: s):
-        """Run ``step(state, batch, k)`` for k up to ``total``, resuming from ``directory``'s checkpoint; batch k is
-        mixed batch k of data stream ``batches`` (an int), or ``batches(k)``. ``place`` puts a state on devices."""
-        directory.mkdir(parents=True, exist_ok=True)
-        checkpoint = directory / "checkpoint.msgpack"
-        if checkpoint.exists():
-            state = restore_checkpoint(checkpoint, state)
-        resumed = int(state.step)
-        truncate_jsonl(directory / "metrics.jsonl", lambda r: r.get("step", 0) <= resumed)  # no step logged twice
-        state = place(state)
+              desc: str, observe: Callable[[int, Any], dict], record: Callable[[Any], dict] = lambda state: {},
+              place: Callable[[Any], Any] = lambda s: s):
+        """Run ``step(state, batch, k)`` for k up to ``total`` in ``directory`` (``run_loop``: resumes from its
+        checkpoint); batch k is mixed batch k of data stream ``batches`` (an int), or ``batches(k)``. ``observe(k,
+        outputs)`` turns step k's outputs, fetched every 10 steps, into its logged values, the latest of which (with
+        ``record(state)``) make a metrics.jsonl line every 10 steps. Raises Interrupted at ``interrupt_at``."""
         batch_fn = batches if callable(batches) else (
             lambda k: shard_batch(self.data.mixed_batch(k, batches), self.mesh, axis=1))
-        clock = directory / "wall_clock.json"
-        wall = json.loads(clock.read_text())["seconds"] if clock.exists() else 0.0
-        start = time.perf_counter()
-        bar = tqdm(total=total, initial=int(state.step), desc=desc, unit="step", disable=not self.progress)
-        while int(state.step) < total:
-            k = int(state.step)
-            state, aux = step(state, batch_fn(k), k)
-            record = log(state, aux)
-            if not all(math.isfinite(v) for v in record.values() if isinstance(v, float)):
-                raise TrainingError(f"{desc}: non-finite loss at step {k + 1} ({record}); last checkpoint {checkpoint}")
-            bar.update(1)
-            bar.set_postfix({k2.replace("loss_", ""): f"{v:.3f}" for k2, v in record.items()
-                             if k2 != "loss" and isinstance(v, float)})  # E ratio, mean b, per-task losses
-            if (k + 1) % 10 == 0 or k + 1 == total:
-                append_jsonl(directory / "metrics.jsonl", {"step": k + 1, **record})
-            if (k + 1) % self.cfg.checkpoint_every_steps == 0 or k + 1 == total or k + 1 == self.interrupt_at:
-                save_checkpoint(checkpoint, state)
-                write_json_atomic(clock, {"seconds": wall + time.perf_counter() - start})
-            if k + 1 == self.interrupt_at and k + 1 < total:
-                bar.close()
-                raise Interrupted(f"{desc}: stopped at step {k + 1} of {total}")
-        bar.close()
-        return state, wall + time.perf_counter() - start
+        latest: dict[str, Any] = {}
+
+        def keep(k, outputs):
+            latest.clear()
+            latest.update(observe(k, outputs))
+            return latest
+
+        hooks = LoopHooks(
+            batch=batch_fn, step=step, observe=keep, place=place,
+            status=lambda done, state: {k.replace("loss_", ""): f"{v:.3f}" for k, v in (latest | record(state)).items()
+                                        if k != "loss" and isinstance(v, float)},  # E ratio, mean b, task losses
+            record=lambda done, state, wall_clock_s: dict(latest) | record(state))
+        settings = LoopSettings(directory, total, desc, self.cfg.checkpoint_every_steps, progress=self.progress,
+                                stop_at_step=self.interrupt_at)
+        state, wall, stopped = run_loop(settings, state, hooks)
+        if stopped:
+            raise Interrupted(f"{desc}: stopped at step {self.interrupt_at} of {total}")
+        return state, wall
 
     # ----- relaxed phases --------------------------------------------------------------------------------------
     def _relaxed(self, directory: Path, params, logits, steps: int, lam: float, *, train_logits: bool, desc: str):
@@ -332,14 +322,13 @@ class ModelGenerator:
                 else 1.0
             return fn(state, batch, jnp.float32(lam), jnp.float32(tau), jnp.float32(1.0 if train_logits else 0.0))
 
-        def log(state, aux):
-            losses, ratio, total = aux
-            rec = {"loss": float(total), "energy_ratio": float(ratio),
-                   "mean_b": float(np.mean(expected_branch_points(state.logits)))}
-            rec.update({f"loss_{t.name}": float(l) for t, l in zip(self.tasks, np.asarray(losses))})
-            return rec
+        def observe(k, outputs):
+            losses, ratio, total = outputs
+            return {"loss": float(total), "energy_ratio": float(ratio)} | {
+                f"loss_{t.name}": float(l) for t, l in zip(self.tasks, losses)}
 
-        return self._loop(directory, state, steps, SEARCH if train_logits else WARMUP, step, desc, log,
+        mean_b = lambda state: {"mean_b": float(np.mean(expected_branch_points(state.logits)))}
+        return self._loop(directory, state, steps, SEARCH if train_logits else WARMUP, step, desc, observe, mean_b,
                           place=self._replicate)
 
     def warmup(self) -> Any:
@@ -384,7 +373,7 @@ class ModelGenerator:
         if self._profile_fn is None:
             self._profile_fn = make_loss_profile(self.model, self.tasks)
         rows = np.stack([
-            np.asarray(self._profile_fn(params, shard_batch(self.data.mixed_batch(i, PROFILE), self.mesh, axis=1)))
+            to_host(self._profile_fn(params, shard_batch(self.data.mixed_batch(i, PROFILE), self.mesh, axis=1)))
             for i in range(batches)])  # [batches, U + 1, T]
         return {"mean_loss": rows.mean(0).tolist(), "stderr": (rows.std(0) / np.sqrt(batches)).tolist()}
 
@@ -573,12 +562,11 @@ class ModelGenerator:
         b_arr = jnp.asarray(b, jnp.int32)
         teachers = self.teachers() if cfg.distill_weight > 0 else None
 
-        def log(state, losses):
-            losses = np.asarray(losses)
+        def observe(k, losses):
             return {"loss": float(losses.sum())} | {f"loss_{t.name}": float(l) for t, l in zip(self.tasks, losses)}
 
         state, wall = self._loop(directory, state, cfg.finetune_steps, FINETUNE,
-                                 lambda s, batch, k: fn(s, batch, b_arr, teachers), f"fine-tune b={b}", log,
+                                 lambda s, batch, k: fn(s, batch, b_arr, teachers), f"fine-tune b={b}", observe,
                                  place=self._replicate)
         examples = cfg.finetune_steps * cfg.per_task_batch
         return state.params, wall, {
@@ -622,14 +610,14 @@ class ModelGenerator:
             state, loss = fn(state, batch, jnp.int32(t), jnp.int32(b_arr[t]), jnp.float32(lr(k)), dropout_key)
             return state, (t, loss)
 
-        def log(state, aux):
-            t, loss = aux
+        def observe(k, outputs):
+            t, loss = outputs
             recent[t] = (recent[t] + [float(loss)])[-20:]
             record = {"loss": float(loss), "task": self.tasks[t].name}
             record.update({f"loss_{x.name}": float(np.mean(recent[i])) for i, x in enumerate(self.tasks) if recent[i]})
             return record
 
-        state, wall = self._loop(directory, state, total, batch_fn, step, f"fine-tune b={b} (equal budget)", log,
+        state, wall = self._loop(directory, state, total, batch_fn, step, f"fine-tune b={b} (equal budget)", observe,
                                  place=lambda s: replicate(s, mesh))
         tokens = [s.tokens() for s in streams]
         real, padded = sum(r for r, _ in tokens), sum(p for _, p in tokens)

@@ -18,6 +18,7 @@ from mgen_jax.errors import ConfigError
 from mgen_jax.model.bert import BertConfig
 from mgen_jax.model.multitask import MultiTaskModel
 from mgen_jax.search.config import SAMPLING_MODES
+from mgen_jax.train.parallel import to_host
 from mgen_jax.workload.trace import Trace
 
 
@@ -216,8 +217,8 @@ def evaluate_discrete(predict, params, data, branch_points, batch_size: int = 64
         dev = data.split(split)[t]
         outputs = np.zeros((len(dev), task.num_labels), dtype=np.float32)
         for idx, batch in data.eval_batches(t, batch_size, split):
-            out = np.asarray(predict(params, jnp.int32(t), jnp.int32(branch_points[t]),
-                                     _to_device({k: v for k, v in batch.items() if k != "labels"}, put)))
+            out = to_host(predict(params, jnp.int32(t), jnp.int32(branch_points[t]),
+                                  _to_device({k: v for k, v in batch.items() if k != "labels"}, put)))
             outputs[idx] = out[: len(idx), : task.num_labels]
         results[task.name] = task_metrics(task, outputs, dev.labels)
     return results
@@ -273,9 +274,9 @@ def split_loss_profile(profile, params, data, split: str = "heldout", batch_size
         losses, outputs = [], []
         for idx, batch in data.eval_batches(t, batch_size, split):
             batch = _to_device({k: v.astype(np.float32) if k == "labels" else v for k, v in batch.items()}, put)
-            loss, out = profile(params, jnp.int32(t), batch)
-            losses.append(np.asarray(loss)[:, : len(idx)])
-            outputs.append((idx, np.asarray(out)[:, : len(idx), : task.num_labels]))
+            loss, out = to_host(profile(params, jnp.int32(t), batch))  # gathered from every process
+            losses.append(loss[:, : len(idx)])
+            outputs.append((idx, out[:, : len(idx), : task.num_labels]))
         per = np.concatenate(losses, axis=1)  # [U + 1, n], in eval_batches' (length) order
         order = np.concatenate([idx for idx, _ in outputs])
         out = np.concatenate([o for _, o in outputs], axis=1)  # [U + 1, n, C]

@@ -1,11 +1,13 @@
 """Fine-tune a pretrained BERT on one GLUE task: ``train_and_evaluate(config, workdir)``.
 
 AdamW (no decay on biases and LayerNorm) with linear warm-up and linear decay, seeded, length-bucketed batches,
-data-parallel over all JAX devices, periodic dev evaluation, resumable checkpoints. The workdir receives:
+data-parallel over all JAX devices (of every process: train/parallel.py), periodic held-out evaluation, the resumable
+loop of train/loop.py. The workdir receives:
 
 - ``config.json``: the config and data provenance;
 - ``metrics.jsonl``: one line per evaluation (step, epoch, train loss, held-out metrics, wall-clock);
-- ``checkpoint.msgpack``: the latest train state (rewritten atomically; a killed run resumes from it, exactly);
+- ``checkpoint.msgpack``: the latest train state (rewritten atomically; a killed run resumes from it, exactly), and
+  ``wall_clock.json``, the training seconds up to it;
 - ``final_params.msgpack``: the fine-tuned encoder + head parameters;
 - ``summary.json``: held-out and dev metrics of the final weights, train rows and examples seen, epochs, seed,
   wall-clock.
@@ -17,10 +19,7 @@ held-out split only, and the dev set is evaluated once, after training, for the 
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
 import sys
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -35,14 +34,15 @@ from mgen_jax.data.glue import GlueTask, get_task, load_split
 from mgen_jax.data.metrics import main_score, task_metrics
 from mgen_jax.data.pipeline import BatchStream, EncodedSplit, batch_plan, collate, encode_split
 from mgen_jax.data.splits import train_and_heldout
-from mgen_jax.errors import ConfigError, TrainingError
-from mgen_jax.io import append_jsonl, clean_partial_files, truncate_jsonl, write_json_atomic
+from mgen_jax.errors import ConfigError, TrainingError  # noqa: F401  (TrainingError: re-exported)
+from mgen_jax.io import clean_partial_files, write_json_atomic
 from mgen_jax.model.bert import BertConfig, SequenceClassifier
 from mgen_jax.model.pretrained import load_pretrained
-from mgen_jax.train.checkpoint import restore_checkpoint, save_checkpoint
+from mgen_jax.train.checkpoint import save_checkpoint
 from mgen_jax.train.config import FinetuneConfig
+from mgen_jax.train.loop import CHECKPOINT, LoopHooks, LoopSettings, run_loop
 from mgen_jax.train.optim import adamw_warmup_linear
-from mgen_jax.train.parallel import check_batch, data_mesh, replicate, shard_batch
+from mgen_jax.train.parallel import check_batch, data_mesh, is_main_process, replicate, shard_batch, to_host
 
 
 @struct.dataclass
@@ -96,7 +96,7 @@ def predict(predict_fn: Callable, params: Any, data: EncodedSplit, batch_size: i
     outputs: list[np.ndarray | None] = [None] * len(data)
     for indices, length in batch_plan(data.lengths, batch_size, buckets=buckets, shuffle=False):
         batch = shard_batch(collate(data, indices, length, batch_size), mesh)
-        result = np.asarray(predict_fn(params, batch))
+        result = to_host(predict_fn(params, batch))
         for row, i in enumerate(indices):
             outputs[i] = result[row]
     return np.stack(outputs)
@@ -163,59 +163,52 @@ def train_and_evaluate(
     params = init_params(module, pretrained.params, cfg, bert)
     state = TrainState(jnp.asarray(0, jnp.int32), params, tx.init(params))
 
-    checkpoint = workdir / "checkpoint.msgpack"
-    resumed_from = 0
     clean_partial_files(workdir)  # what a kill during an atomic write left behind
-    if checkpoint.exists():
-        state = restore_checkpoint(checkpoint, state)
-        resumed_from = int(state.step)
-        truncate_jsonl(workdir / "metrics.jsonl", lambda r: r.get("step", 0) <= resumed_from)  # no step twice
-    else:
+    if not (workdir / CHECKPOINT).exists():
         write_json_atomic(workdir / "config.json", {
             "config": cfg.to_dict(), "task": task.name, "model_dir": str(pretrained.directory.name),
             "train_rows": len(train), "dev_rows": len(dev), "train_split": train.split_note, "dev_split": dev.split_note,
             "heldout_rows": 0 if heldout is None else len(heldout), "train_rows_digest": train.rows_digest,
-            "devices": len(jax.devices()), "backend": jax.default_backend(),
+            "devices": len(jax.devices()), "processes": jax.process_count(), "backend": jax.default_backend(),
         })
-    state = replicate(state, mesh)
     step_fn = make_train_step(module, task, tx, jax.random.PRNGKey(cfg.seed + 1))
     predict_fn = make_predict(module)
     eval_every = cfg.eval_every_steps or steps_per_epoch
+    losses: list[float] = []  # this attempt's train losses, fetched from the devices every 10 steps
+    main = is_main_process()
 
-    elapsed_before = _previous_wall_clock(workdir)
-    start = time.perf_counter()
-    losses: list[float] = []
-    bar = tqdm(total=total_steps, initial=resumed_from, disable=not progress, desc=f"finetune {task.name}", unit="step")
-    step = resumed_from
-    while step < total_steps:
-        indices, length = stream.batch(step)
-        state, loss = step_fn(state, shard_batch(collate(train, indices, length, cfg.batch_size), mesh))
-        step += 1
-        loss = float(loss)
-        if not math.isfinite(loss):
-            raise TrainingError(f"{task.name}: loss became {loss} at step {step} (learning rate "
-                                f"{cfg.learning_rate}); the last checkpoint is {checkpoint}")
-        losses.append(loss)
-        bar.update(1)
-        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", epoch=f"{step / steps_per_epoch:.2f}")
-        if step % eval_every == 0 or step == total_steps:
-            # the held-out split is watched; the dev set is not looked at before the end
-            record = {"step": step, "epoch": step / steps_per_epoch, "train_loss": float(np.mean(losses[-eval_every:])),
-                      "wall_clock_s": elapsed_before + time.perf_counter() - start}
-            if heldout is not None:
-                record["heldout"] = evaluate(predict_fn, state.params, heldout, cfg, mesh)
-                bar.write(f"step {step}: held-out " + ", ".join(f"{k} {v:.4f}" for k, v in record["heldout"].items()),
-                          file=sys.stderr)
-            append_jsonl(workdir / "metrics.jsonl", record)
-        if step % cfg.checkpoint_every_steps == 0 or step == total_steps or step == stop_at_step:
-            save_checkpoint(checkpoint, state)
-            _record_wall_clock(workdir, elapsed_before + time.perf_counter() - start)
-        if stop_at_step is not None and step >= stop_at_step:
-            bar.close()
-            return {"stopped_at_step": step, "total_steps": total_steps}
-    bar.close()
+    def observe(k: int, loss) -> dict[str, float]:
+        losses.append(float(loss))
+        return {"loss": losses[-1]}
 
-    wall = elapsed_before + time.perf_counter() - start
+    def record(step: int, state: TrainState, wall_clock_s: float) -> dict[str, Any] | None:
+        if step % eval_every and step != total_steps:
+            return None
+        # the held-out split is watched; the dev set is not looked at before the end
+        line = {"epoch": step / steps_per_epoch, "train_loss": float(np.mean(losses[-eval_every:])),
+                "wall_clock_s": wall_clock_s}
+        if heldout is not None:
+            line["heldout"] = evaluate(predict_fn, state.params, heldout, cfg, mesh)
+            if main:
+                tqdm.write(f"step {step}: held-out " + ", ".join(f"{k} {v:.4f}" for k, v in line["heldout"].items()),
+                           file=sys.stderr)
+        return line
+
+    hooks = LoopHooks(
+        batch=lambda k: shard_batch(collate(train, *stream.batch(k), cfg.batch_size), mesh),
+        step=lambda state, batch, k: step_fn(state, batch),
+        observe=observe,
+        status=lambda done, state: {"loss": f"{np.mean(losses[-20:]):.4f}", "epoch": f"{done / steps_per_epoch:.2f}"},
+        record=record,
+        place=lambda state: replicate(state, mesh),
+    )
+    settings = LoopSettings(workdir, total_steps, f"finetune {task.name}", cfg.checkpoint_every_steps,
+                            log_every_steps=eval_every, progress=progress,
+                            stop_at_step=stop_at_step, error_hint=f" (learning rate {cfg.learning_rate})")
+    state, wall, stopped = run_loop(settings, state, hooks)
+    if stopped:
+        return {"stopped_at_step": stop_at_step, "total_steps": total_steps}
+
     heldout_metrics = None if heldout is None else evaluate(predict_fn, state.params, heldout, cfg, mesh)
     metrics = evaluate(predict_fn, state.params, dev, cfg, mesh)  # once, for the report
     save_checkpoint(workdir / "final_params.msgpack", state.params)
@@ -230,16 +223,9 @@ def train_and_evaluate(
         "dev_split": dev.split_note + "; evaluated once, after training", "epochs": cfg.epochs, "steps": total_steps,
         "batch_size": cfg.batch_size, "data_seed": cfg.data_seed, **cfg.heldout.to_dict(),
         "learning_rate": cfg.learning_rate, "seed": cfg.seed, "max_length": cfg.max_length, "model": cfg.model,
-        "wall_clock_s": wall, "devices": len(jax.devices()), "backend": jax.default_backend(),
+        "wall_clock_s": wall, "devices": len(jax.devices()), "processes": jax.process_count(),
+        "backend": jax.default_backend(),
     }
     write_json_atomic(workdir / "summary.json", summary)
     return summary
 
-
-def _previous_wall_clock(workdir: Path) -> float:
-    path = workdir / "wall_clock.json"
-    return float(json.loads(path.read_text())["seconds"]) if path.exists() else 0.0
-
-
-def _record_wall_clock(workdir: Path, seconds: float) -> None:
-    write_json_atomic(workdir / "wall_clock.json", {"seconds": seconds})
