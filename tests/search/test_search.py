@@ -167,21 +167,22 @@ def test_loss_profile_rows_are_the_discrete_models(pretrained):
     assert np.abs(np.asarray(profile(other_own, batch))[0] - rows[0]).max() > 1e-3
 
 
-def test_warmup_sampling_reaches_the_warmup_and_is_a_workdir_setting(tmp_path, glue_dir, monkeypatch):
+def test_warmup_sampling_reaches_the_warmup_and_is_a_workdir_setting(tmp_path, glue_dir, tiny_bert_dir, monkeypatch):
     import mgen_jax.search.generator as generator
 
     seen = []
     real = generator.make_relaxed_step
     monkeypatch.setattr(generator, "make_relaxed_step",
                         lambda *a, sampling, **k: seen.append(sampling) or real(*a, sampling=sampling, **k))
-    cfg = load_search_config(REPO / "configs/search/quick.yaml", warmup_steps=1, search_steps=1,
-                             warmup_sampling="hard", sampling="gumbel")
+    cfg = load_search_config(REPO / "configs/search/quick.yaml", model=str(tiny_bert_dir), warmup_steps=1,
+                             search_steps=1, warmup_sampling="hard", sampling="gumbel")
     gen = ModelGenerator(cfg, tmp_path, glue_dir=glue_dir, progress=False)
     gen.search(1.0, gen.warmup())
     assert seen == ["hard", "gumbel"]  # warm-up, then the search
     with pytest.raises(ConfigError, match=r"other settings \(\['warmup_sampling'\]\)"):
-        ModelGenerator(load_search_config(REPO / "configs/search/quick.yaml", warmup_steps=1, search_steps=1,
-                                          sampling="gumbel"), tmp_path, glue_dir=glue_dir, progress=False)
+        ModelGenerator(load_search_config(REPO / "configs/search/quick.yaml", model=str(tiny_bert_dir), warmup_steps=1,
+                                          search_steps=1, sampling="gumbel"), tmp_path, glue_dir=glue_dir,
+                       progress=False)
     with pytest.raises(ConfigError, match="warmup_sampling"):
         load_search_config(REPO / "configs/search/quick.yaml", warmup_sampling="sometimes")
 
@@ -219,9 +220,9 @@ def test_enumerate_gives_the_logits_the_exact_expected_loss_gradient(pretrained,
     assert float(total) == pytest.approx(float(np.sum(losses)) + lam * float(ratio), rel=1e-5)
 
 
-def test_search_resumes_exactly(tmp_path, glue_dir):
-    cfg = load_search_config(REPO / "configs/search/quick.yaml", warmup_steps=2, search_steps=4,
-                             checkpoint_every_steps=10)
+def test_search_resumes_exactly(tmp_path, glue_dir, tiny_bert_dir):
+    cfg = load_search_config(REPO / "configs/search/quick.yaml", model=str(tiny_bert_dir), warmup_steps=2,
+                             search_steps=4, checkpoint_every_steps=10)
     whole = ModelGenerator(cfg, tmp_path / "whole", glue_dir=glue_dir, progress=False)
     warm = whole.warmup()
     expected = whole.search(20.0, warm)
@@ -316,13 +317,14 @@ def test_dims_mismatch_is_a_clear_error(pretrained, glue_dir):
         model.from_encoders(shallow, [pretrained.params] * 2, [model.init_head(jax.random.PRNGKey(0))] * 2)
 
 
-def test_workdir_refuses_other_settings(tmp_path, glue_dir):
-    cfg = load_search_config(REPO / "configs/search/quick.yaml")
+def test_workdir_refuses_other_settings(tmp_path, glue_dir, tiny_bert_dir):
+    tiny = dict(model=str(tiny_bert_dir))
+    cfg = load_search_config(REPO / "configs/search/quick.yaml", **tiny)
     ModelGenerator(cfg, tmp_path, glue_dir=glue_dir, progress=False)
-    ModelGenerator(load_search_config(REPO / "configs/search/quick.yaml", lambdas=[1.0]), tmp_path, glue_dir=glue_dir,
-                   progress=False)  # the sweep's lists may change
+    ModelGenerator(load_search_config(REPO / "configs/search/quick.yaml", lambdas=[1.0], **tiny), tmp_path,
+                   glue_dir=glue_dir, progress=False)  # the sweep's lists may change
     with pytest.raises(ConfigError, match=r"other settings \(\['warmup_steps'\]\)"):
-        ModelGenerator(load_search_config(REPO / "configs/search/quick.yaml", warmup_steps=9), tmp_path,
+        ModelGenerator(load_search_config(REPO / "configs/search/quick.yaml", warmup_steps=9, **tiny), tmp_path,
                        glue_dir=glue_dir, progress=False)
     with pytest.raises(ConfigError, match="unknown field"):
         load_search_config(REPO / "configs/search/quick.yaml", finetune_stepz=9)
@@ -333,14 +335,15 @@ def test_workdir_refuses_other_settings(tmp_path, glue_dir):
     ModelGenerator(cfg, tmp_path, glue_dir=glue_dir, progress=False)
 
 
-def test_search_settings_are_checked_per_search_folder(tmp_path, glue_dir):
+def test_search_settings_are_checked_per_search_folder(tmp_path, glue_dir, tiny_bert_dir):
     """Changing only the search settings keeps the workdir (warm-up, fine-tuned models) but not a search folder."""
-    cfg = load_search_config(REPO / "configs/search/quick.yaml", warmup_steps=1, search_steps=1)
+    tiny = dict(model=str(tiny_bert_dir), warmup_steps=1, search_steps=1)
+    cfg = load_search_config(REPO / "configs/search/quick.yaml", **tiny)
     gen = ModelGenerator(cfg, tmp_path, glue_dir=glue_dir, progress=False)
     warm = gen.warmup()
     gen.search(20.0, warm)
-    other = ModelGenerator(load_search_config(REPO / "configs/search/quick.yaml", warmup_steps=1, search_steps=1,
-                                              sampling="hard"), tmp_path, glue_dir=glue_dir, progress=False)
+    other = ModelGenerator(load_search_config(REPO / "configs/search/quick.yaml", sampling="hard", **tiny), tmp_path,
+                           glue_dir=glue_dir, progress=False)
     with pytest.raises(ConfigError, match=r"search folder .*search_lambda_20 .*\['sampling'\]"):
         other.search(20.0, warm)
     found = other.search(0.0, other.warmup())  # a new search folder takes the new settings
@@ -350,14 +353,14 @@ def test_search_settings_are_checked_per_search_folder(tmp_path, glue_dir):
         load_search_config(REPO / "configs/search/quick.yaml", sampling="sometimes")
 
 
-def test_finetune_settings_are_checked_per_model_folder(tmp_path, glue_dir):
+def test_finetune_settings_are_checked_per_model_folder(tmp_path, glue_dir, tiny_bert_dir):
     """With finetune_init "independent" and no steps, b = 0 is exactly the starting model (own units and heads as
     the tasks were fine-tuned alone, here pretrained copies and fresh heads); changing a fine-tuning field keeps
     the workdir but refuses a model folder made with other values."""
     from mgen_jax.search.steps import evaluate_discrete
 
-    cfg = load_search_config(REPO / "configs/search/quick.yaml", warmup_steps=2, finetune_steps=0,
-                             finetune_init="independent")
+    tiny = dict(model=str(tiny_bert_dir), warmup_steps=2, finetune_steps=0, lr_weights=1e-2)  # a warm-up that moves
+    cfg = load_search_config(REPO / "configs/search/quick.yaml", finetune_init="independent", **tiny)
     gen = ModelGenerator(cfg, tmp_path, glue_dir=glue_dir, progress=False)
     warm = gen.warmup()
     record = gen.finetune_and_evaluate([0, 0], warm)
@@ -366,22 +369,22 @@ def test_finetune_settings_are_checked_per_model_folder(tmp_path, glue_dir):
     start = dict(warm) | {"own": initial["own"], "heads": initial["heads"]}
     assert record["metrics"] == evaluate_discrete(gen.predict, start, gen.data, [0, 0])
     assert record["metrics"] != evaluate_discrete(gen.predict, warm, gen.data, [0, 0])  # the warm-up moved them
-    other = ModelGenerator(load_search_config(REPO / "configs/search/quick.yaml", warmup_steps=2, finetune_steps=0),
-                           tmp_path, glue_dir=glue_dir, progress=False)
+    other = ModelGenerator(load_search_config(REPO / "configs/search/quick.yaml", **tiny), tmp_path,
+                           glue_dir=glue_dir, progress=False)
     with pytest.raises(ConfigError, match=r"model folder .*b_0-0 .*\['finetune_init'\]"):
         other.finetune_and_evaluate([0, 0], warm)
-    assert other.finetune_and_evaluate([12, 0], warm)["finetune_init"] == "warmup"
+    assert other.finetune_and_evaluate([4, 0], warm)["finetune_init"] == "warmup"  # U = 4 units
 
 
-def test_finetune_own_lr_scale_zero_freezes_own_units_and_heads(tmp_path, glue_dir):
+def test_finetune_own_lr_scale_zero_freezes_own_units_and_heads(tmp_path, glue_dir, tiny_bert_dir):
     from mgen_jax.train.checkpoint import restore_checkpoint
 
-    cfg = load_search_config(REPO / "configs/search/quick.yaml", warmup_steps=1, finetune_steps=2,
-                             finetune_init="independent", finetune_own_lr_scale=0.0)
+    cfg = load_search_config(REPO / "configs/search/quick.yaml", model=str(tiny_bert_dir), warmup_steps=1,
+                             finetune_steps=2, finetune_init="independent", finetune_own_lr_scale=0.0)
     gen = ModelGenerator(cfg, tmp_path, glue_dir=glue_dir, progress=False)
     warm = gen.warmup()
-    assert gen.finetune_and_evaluate([6, 6], warm)["finetune_own_lr_scale"] == 0.0
-    folder = tmp_path / "models" / "b_6-6"
+    assert gen.finetune_and_evaluate([2, 2], warm)["finetune_own_lr_scale"] == 0.0  # of U = 4 units
+    folder = tmp_path / "models" / "b_2-2"
     assert not (folder / "checkpoint.msgpack").exists()  # dropped once the result is written
     saved = restore_checkpoint(folder / "params.msgpack", None)
     initial = gen.initial_params()
@@ -503,31 +506,32 @@ def test_finetune_task_weights_scale_each_tasks_pull(pretrained, glue_dir):
             make_discrete_step(model, tasks, tx, jax.random.PRNGKey(0), task_weights=bad)
 
 
-def test_distillation_in_the_generator(tmp_path, glue_dir):
+def test_distillation_in_the_generator(tmp_path, glue_dir, tiny_bert_dir):
     """distill_weight reaches the fine-tuning (teachers = the independent_runs models, whole) and is a per-model-folder
     setting; out-of-range values and distillation without independent runs are clear errors."""
     from mgen_jax.train.checkpoint import restore_checkpoint, save_checkpoint
 
-    pretrained = load_pretrained("minilm-l6")
+    pretrained = load_pretrained(str(tiny_bert_dir))
     runs = tmp_path / "independent"
     for i, name in enumerate(("SST-2", "MRPC")):
         head = MultiTaskModel(pretrained.config, (2,)).init_head(jax.random.PRNGKey(i))
         save_checkpoint(runs / name / "final_params.msgpack",
                         {"encoder": _perturbed(pretrained.params, 20 + i), "head": head})
-    cfg = load_search_config(REPO / "configs/search/quick.yaml", warmup_steps=1, finetune_steps=1,
-                             independent_runs=str(runs), finetune_init="independent", distill_weight=0.5)
+    tiny = dict(model=str(tiny_bert_dir), warmup_steps=1, finetune_steps=1)
+    cfg = load_search_config(REPO / "configs/search/quick.yaml", independent_runs=str(runs),
+                             finetune_init="independent", distill_weight=0.5, **tiny)
     gen = ModelGenerator(cfg, tmp_path / "wd", glue_dir=glue_dir, progress=False)
     teachers = gen.teachers()
     saved = restore_checkpoint(runs / "MRPC" / "final_params.msgpack", None)
     np.testing.assert_array_equal(np.asarray(teachers["encoders"]["embeddings"]["word"]["embedding"][1]),
                                   np.asarray(saved["encoder"]["embeddings"]["word"]["embedding"]))
-    record = gen.finetune_and_evaluate([6, 6], gen.warmup())
+    record = gen.finetune_and_evaluate([2, 2], gen.warmup())
     assert record["distill_weight"] == 0.5 and record["distill_temperature"] == 1.0
-    other = ModelGenerator(load_search_config(REPO / "configs/search/quick.yaml", warmup_steps=1, finetune_steps=1,
-                                              independent_runs=str(runs), finetune_init="independent"),
+    other = ModelGenerator(load_search_config(REPO / "configs/search/quick.yaml", independent_runs=str(runs),
+                                              finetune_init="independent", **tiny),
                            tmp_path / "wd", glue_dir=glue_dir, progress=False)
     with pytest.raises(ConfigError, match=r"\['distill_weight'\]"):
-        other.finetune_and_evaluate([6, 6], gen.warmup())
+        other.finetune_and_evaluate([2, 2], gen.warmup())
     with pytest.raises(ConfigError, match="distill_weight"):
         load_search_config(REPO / "configs/search/quick.yaml", distill_weight=1.5)
     with pytest.raises(ConfigError, match="independent_runs"):
@@ -536,24 +540,26 @@ def test_distillation_in_the_generator(tmp_path, glue_dir):
         load_search_config(REPO / "configs/search/quick.yaml", independent_runs=str(runs), distill_temperature=0.0)
 
 
-def test_search_task_weights_are_validated_and_a_search_setting(tmp_path, glue_dir):
+def test_search_task_weights_are_validated_and_a_search_setting(tmp_path, glue_dir, tiny_bert_dir):
     with pytest.raises(ConfigError, match="search_task_weights"):
         load_search_config(REPO / "configs/search/quick.yaml", sampling="enumerate", search_task_weights=[1.0])
     with pytest.raises(ConfigError, match="search_task_weights"):
         load_search_config(REPO / "configs/search/quick.yaml", sampling="enumerate", search_task_weights=[1.0, -2.0])
     with pytest.raises(ConfigError, match="enumerate"):
         load_search_config(REPO / "configs/search/quick.yaml", sampling="hard", search_task_weights=[1.0, 2.0])
-    cfg = load_search_config(REPO / "configs/search/quick.yaml", sampling="enumerate", search_task_weights=[1.0, 2.0])
+    cfg = load_search_config(REPO / "configs/search/quick.yaml", model=str(tiny_bert_dir), sampling="enumerate",
+                             search_task_weights=[1.0, 2.0])
     gen = ModelGenerator(cfg, tmp_path, glue_dir=glue_dir, progress=False)
     assert gen.search_settings()["search_task_weights"] == [1.0, 2.0]
     assert "search_task_weights" not in json.loads((tmp_path / "settings.json").read_text())  # not a workdir field
 
 
-def test_finetune_task_weights_are_validated_and_a_model_setting(tmp_path, glue_dir):
+def test_finetune_task_weights_are_validated_and_a_model_setting(tmp_path, glue_dir, tiny_bert_dir):
     for bad in ([1.0], [1.0, 0.0], [1.0, float("nan")], [True, 1.0]):
         with pytest.raises(ConfigError, match="finetune_task_weights"):
             load_search_config(REPO / "configs/search/quick.yaml", finetune_task_weights=bad)
-    cfg = load_search_config(REPO / "configs/search/quick.yaml", finetune_task_weights=[1.0, 3.0])
+    cfg = load_search_config(REPO / "configs/search/quick.yaml", model=str(tiny_bert_dir),
+                             finetune_task_weights=[1.0, 3.0])
     gen = ModelGenerator(cfg, tmp_path, glue_dir=glue_dir, progress=False)
     assert gen.finetune_settings()["finetune_task_weights"] == [1.0, 3.0]
     assert "finetune_task_weights" not in json.loads((tmp_path / "settings.json").read_text())  # per model folder

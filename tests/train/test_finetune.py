@@ -1,4 +1,5 @@
-"""Fine-tuning on real SST-2 slices: it learns, it resumes exactly after an interruption, it fails clearly."""
+"""Fine-tuning on real SST-2 slices: it learns (MiniLM), it resumes exactly after an interruption, it fails clearly, it
+is data parallel (a tiny random BERT: the loop, not the weights, is the point)."""
 
 import json
 import os
@@ -34,8 +35,8 @@ def _final_params(workdir):
     return restore_checkpoint(workdir / "final_params.msgpack", None)
 
 
-def test_resume_after_interrupt_is_exact(tmp_path, glue_dir):
-    cfg = FinetuneConfig(**TINY)
+def test_resume_after_interrupt_is_exact(tmp_path, glue_dir, tiny_bert_dir):
+    cfg = FinetuneConfig(**TINY, model=str(tiny_bert_dir))
     whole = train_and_evaluate(cfg, tmp_path / "whole", glue_dir=glue_dir, progress=False)
     stopped = train_and_evaluate(cfg, tmp_path / "cut", glue_dir=glue_dir, progress=False, stop_at_step=3)
     assert stopped == {"stopped_at_step": 3, "total_steps": 6}
@@ -47,12 +48,12 @@ def test_resume_after_interrupt_is_exact(tmp_path, glue_dir):
         np.testing.assert_array_equal(x, y)
 
 
-def test_nan_loss_is_a_clear_error(tmp_path, glue_dir, monkeypatch):
+def test_nan_loss_is_a_clear_error(tmp_path, glue_dir, tiny_bert_dir, monkeypatch):
     import mgen_jax.train.finetune as finetune
 
     monkeypatch.setattr(finetune, "per_example_loss", lambda task, outputs, labels: outputs[:, 0] * np.nan)
     with pytest.raises(TrainingError, match="loss became nan at step 1"):
-        train_and_evaluate(FinetuneConfig(**TINY), tmp_path, glue_dir=glue_dir, progress=False)
+        train_and_evaluate(FinetuneConfig(**TINY, model=str(tiny_bert_dir)), tmp_path, glue_dir=glue_dir, progress=False)
 
 
 @pytest.mark.parametrize(
@@ -78,12 +79,13 @@ def test_config_file_errors(tmp_path):
         load_config(tmp_path / "missing.yaml")
 
 
-def test_data_parallel_on_two_cpu_devices(tmp_path, glue_dir):
+def test_data_parallel_on_two_cpu_devices(tmp_path, glue_dir, tiny_bert_dir):
     """The same tiny run on 2 forced host devices (jax.sharding data parallelism) matches the 1-device run."""
+    values = TINY | {"model": str(tiny_bert_dir)}
     script = (
         "import json, sys, jax\n"
         "from mgen_jax.train import FinetuneConfig, train_and_evaluate\n"
-        f"cfg = FinetuneConfig(**{TINY!r})\n"
+        f"cfg = FinetuneConfig(**{values!r})\n"
         "s = train_and_evaluate(cfg, sys.argv[1], glue_dir=sys.argv[2], progress=False)\n"
         "print(json.dumps({'devices': len(jax.devices()), 'metrics': s['metrics']}))\n"
     )
@@ -92,7 +94,7 @@ def test_data_parallel_on_two_cpu_devices(tmp_path, glue_dir):
                          capture_output=True, text=True, check=True, cwd=REPO)
     two = json.loads(out.stdout.strip().splitlines()[-1])
     assert two["devices"] == 2
-    one = train_and_evaluate(FinetuneConfig(**TINY), tmp_path / "single", glue_dir=glue_dir, progress=False)
+    one = train_and_evaluate(FinetuneConfig(**values), tmp_path / "single", glue_dir=glue_dir, progress=False)
     assert json.loads((tmp_path / "dp" / "config.json").read_text())["devices"] == 2
     a, b = _final_params(tmp_path / "dp"), _final_params(tmp_path / "single")
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
