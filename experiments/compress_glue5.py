@@ -17,7 +17,7 @@ Independent mode (default):
    measured deltas (labelled as such): area, energy and the scheduler (fast solver, ISAAC chip) on the 8-task dev-length
    trace, without and with the deltas.
 Searched mode: ``mgen compress`` on a searched multi-task model folder, pretrained and trunk bases both profiled;
-the result goes under "searched" in ``--out``.
+the result goes under ``--label`` (default "searched") in ``--out``.
 
 Energy: exact simulator, real dev lengths of the tasks, every request runs every task. Writes ``--out`` (JSON) and a
 PNG beside it. Runtime here: about 40 minutes (2 cores shared with other work).
@@ -36,7 +36,7 @@ import numpy as np
 
 GLUE5 = ("SST-2", "CoLA", "MRPC", "STS-B", "RTE")
 GLUE8 = GLUE5 + ("QNLI", "MNLI", "QQP")
-CURVE_FRACTIONS = (0.6, 0.45, 0.3, 0.15, 0.0)
+CURVE_FRACTIONS = (0.6, 0.45, 0.3)
 
 
 def log(msg: str) -> None:
@@ -249,11 +249,19 @@ def run_searched(args, spec, arch) -> dict[str, Any]:
     from mgen_jax.compress.pipeline import compress_folder
     from mgen_jax.compress.profiler import ProfileSettings
 
-    report = compress_folder(args.searched, Path(args.work) / "searched", spec, arch,
+    report = compress_folder(args.searched, Path(args.work) / args.label, spec, arch,
                              ProfileSettings(tolerance_points=args.tolerance), glue_dir=args.glue_dir,
                              evaluate_dev=True, log=log)
-    return {"mode": "searched", "folder": str(args.searched), "branch_points": report["plan"]["branch_points"],
-            "compressed": compression_summary(report), "base_choice": report["base_choice"]}
+    per_kind = {}
+    for name, kinds in report["tasks_profiled"].items():
+        per_kind[name] = {kind: {k: r.get(k) for k in ("chosen_budget_fraction", "delta_crossbars",
+                                                          "uncompressed_crossbars", "heldout_score")}
+                          for kind, r in kinds.items()}
+    return {"mode": "searched", "folder": str(args.searched), "tasks": report["tasks"],
+            "branch_points": report["plan"]["branch_points"], "compressed": compression_summary(report),
+            "base_choice": report["base_choice"], "per_base_kind": per_kind,
+            "sharing_only": {"crossbars": report["hardware"]["uncompressed"]["crossbars"],
+                             "energy_per_request_j": report["hardware"]["uncompressed"]["energy_per_request_j"]}}
 
 
 def main() -> None:
@@ -263,6 +271,7 @@ def main() -> None:
     ap.add_argument("--runs", default="runs/baseline", help="folder of fine-tuning runs, one per glue5 task")
     ap.add_argument("--searched", help="a searched multi-task model folder (searched mode)")
     ap.add_argument("--work", default="runs/compress/glue5", help="where the compressed models go (large files)")
+    ap.add_argument("--label", default="searched", help="key of the searched mode's result in --out [searched]")
     ap.add_argument("--tolerance", type=float, default=0.5, help="largest held-out drop per task, points [0.5]")
     ap.add_argument("--hw", default="isaac")
     ap.add_argument("--glue-dir")
@@ -275,7 +284,7 @@ def main() -> None:
     out = Path(args.out)
     if args.searched:  # merged into the independent mode's results
         result = json.loads(out.read_text()) if out.is_file() else {}
-        result["searched"] = run_searched(args, spec, arch) | {"wall_clock_s": time.perf_counter() - start}
+        result[args.label] = run_searched(args, spec, arch) | {"wall_clock_s": time.perf_counter() - start}
     else:
         result = run_independent(args, spec, arch) | {"wall_clock_s": time.perf_counter() - start}
     write_json_atomic(out, result)
