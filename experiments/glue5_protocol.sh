@@ -10,6 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 MGEN=${MGEN:-.venv/bin/mgen}  # or a frozen copy of the code: "env PYTHONPATH=<copy> .venv/bin/python -P -m mgen_jax.cli"
+# (with a copy outside the checkout, set MGEN_GLUE_DIR: the default GLUE folder is found beside the package)
 export MGEN
 export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-runs/jax_cache}
 $PY experiments/run_records.py restore

@@ -256,7 +256,8 @@ def run_sweep(gen: ModelGenerator, out_dir: str | Path) -> dict[str, Any]:
                              "reported, not a claim"}
         else:
             ok = [p for p in search if p["efficiency"] >= 3.0 and reference["mean_score"] - p["mean_score"] <= 1.0]
-            goal |= {"judged_on": "single-seed dev scores (no held-out split)", "met": bool(ok),
+            goal |= {"judged_on": "single-seed dev scores (no held-out claim: that needs independent runs and a "
+                                  "held-out split)", "met": bool(ok),
                      "models": [p["label"] for p in ok]}
     walls = [p.get("finetune_wall_clock_s", 0.0) for p in points if p["kind"] != "independent"]
     sweep_total = json.loads((gen.workdir / "warmup" / "result.json").read_text())["wall_clock_s"] + sum(walls) + (
