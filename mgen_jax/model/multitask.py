@@ -157,15 +157,22 @@ class MultiTaskModel:
         """Outputs [T, B, max_labels]: task t's sub-batch through its own complete model of ``separate_params``
         (embeddings included; dropout off). With the independently fine-tuned models these are the teachers of
         distillation."""
-        def one(enc, head, ids, types, mask):
-            x = self.embeddings.apply({"params": enc["embeddings"]}, ids, types, deterministic=True)
-            bias = attention_bias(mask, x.dtype)
-            for u in range(self.cfg.num_units):
-                x = self._unit(u, enc[f"unit_{u}"], x, bias, True, None)
-            return self.head.apply({"params": head}, x, mask, deterministic=True)
+        return jax.vmap(self._complete_forward)(separate["encoders"], separate["heads"], batch["input_ids"],
+                                                batch["token_type_ids"], batch["attention_mask"])
 
-        return jax.vmap(one)(separate["encoders"], separate["heads"], batch["input_ids"], batch["token_type_ids"],
-                             batch["attention_mask"])
+    def separate_task_forward(self, separate, task, batch) -> jax.Array:
+        """Outputs [B, max_labels] of task ``task``'s own complete model of ``separate_params`` on its batch [B, L]
+        (dropout off): a teacher's predictions on one task's rows."""
+        take = lambda tree: jax.tree.map(lambda x: x[task], tree)
+        return self._complete_forward(take(separate["encoders"]), take(separate["heads"]), batch["input_ids"],
+                                      batch["token_type_ids"], batch["attention_mask"])
+
+    def _complete_forward(self, enc, head, ids, types, mask) -> jax.Array:
+        x = self.embeddings.apply({"params": enc["embeddings"]}, ids, types, deterministic=True)
+        bias = attention_bias(mask, x.dtype)
+        for u in range(self.cfg.num_units):
+            x = self._unit(u, enc[f"unit_{u}"], x, bias, True, None)
+        return self.head.apply({"params": head}, x, mask, deterministic=True)
 
     def task_view(self, params, task) -> dict:
         """What task ``task`` (an int or a traced index) can use: the embeddings, the trunk, its own copy of every unit

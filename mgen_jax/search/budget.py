@@ -28,6 +28,7 @@ from flax import struct
 from mgen_jax.data.glue import GlueTask
 from mgen_jax.errors import ConfigError
 from mgen_jax.model.multitask import MultiTaskModel
+from mgen_jax.search.steps import distillation_per_example
 from mgen_jax.train.optim import adamw_direction
 
 _UNIT = re.compile(r"unit_(\d+)$")
@@ -109,23 +110,55 @@ def single_task_loss(tasks: Sequence[GlueTask], outputs: jax.Array, batch, task)
     return jnp.sum(per * w) / jnp.maximum(jnp.sum(w), 1.0)
 
 
+def teacher_weight(step: int, total: int, weight: float, anneal: bool) -> float:
+    """The distillation weight at fine-tuning step ``step`` of ``total``: ``weight`` throughout, or with teacher
+    annealing falling linearly from ``weight`` at the first step to 0 at the last."""
+    if not anneal:
+        return float(weight)
+    return float(weight) * (1.0 - step / max(total - 1, 1))
+
+
+def single_task_distillation(tasks: Sequence[GlueTask], outputs: jax.Array, teacher: jax.Array, batch, task,
+                             temperature: float) -> jax.Array:
+    """Mean distillation loss of task ``task`` (a traced index) on its batch against the teacher's outputs [B, C]:
+    temperature^2 x KL(softmax(teacher / T) || softmax(outputs / T)) over the task's own labels, or the squared
+    difference of the two predictions for a regression task. At T = 1, (1 - w) x task loss + w x this is the
+    cross-entropy against the mixed target (1 - w) x label + w x teacher probabilities up to a constant: the
+    teacher-annealing objective of Clark et al. 2019 (BAM!)."""
+    num_labels = jnp.asarray([t.num_labels for t in tasks])[task]
+    regression = jnp.asarray([t.is_regression for t in tasks])[task]
+    per = distillation_per_example(outputs, teacher, num_labels, regression, temperature)
+    w = batch["weights"]
+    return jnp.sum(per * w) / jnp.maximum(jnp.sum(w), 1.0)
+
+
 def make_budget_step(model: MultiTaskModel, tasks: Sequence[GlueTask], tx: optax.GradientTransformation, *,
-                     max_grad_norm: float = 1.0, own_lr_scale: float = 1.0):
-    """step(state, batch [B, L], task, branch_point, lr, base_rng) -> (state, loss): one AdamW step of task
-    ``task``'s discrete model (branch point b) on its batch, at learning rate ``lr``, dropout drawn from
+                     max_grad_norm: float = 1.0, own_lr_scale: float = 1.0, distill_temperature: float | None = None):
+    """step(state, batch [B, L], task, branch_point, lr, base_rng[, distill_weight]) -> (state, loss): one AdamW
+    step of task ``task``'s discrete model (branch point b) on its batch, at learning rate ``lr``, dropout drawn from
     fold_in(base_rng, step); own units and heads at ``own_lr_scale`` x lr. Task, branch point, learning rate and key
-    are data: one compiled step per padded length serves every tree and every seed."""
+    are data: one compiled step per padded length serves every tree and every seed.
+
+    With ``distill_temperature`` set the batch also holds "teacher" [B, C] (the task's teacher's outputs on those
+    rows) and the objective is (1 - w) x task loss + w x ``single_task_distillation`` at w = ``distill_weight`` (data:
+    a schedule, such as teacher annealing, costs no recompilation). The returned loss is the task loss alone."""
     units = model.cfg.num_units
     clip = optax.clip_by_global_norm(max_grad_norm)
+    if distill_temperature is not None and not distill_temperature > 0:
+        raise ConfigError(f"distill_temperature must be > 0, got {distill_temperature}")
 
-    def loss_fn(view, batch, b, task, rng):
+    def loss_fn(view, batch, b, task, rng, distill_weight):
         outputs = model.view_forward(view, b, batch, deterministic=False, rng=rng)
-        return single_task_loss(tasks, outputs, batch, task)
+        loss = single_task_loss(tasks, outputs, batch, task)
+        if distill_temperature is None:
+            return loss, loss
+        distill = single_task_distillation(tasks, outputs, batch["teacher"], batch, task, distill_temperature)
+        return (1.0 - distill_weight) * loss + distill_weight * distill, loss
 
-    def step(state: BudgetState, batch, task, b, lr, base_rng):
+    def step(state: BudgetState, batch, task, b, lr, base_rng, distill_weight=0.0):
         rng = jax.random.fold_in(base_rng, state.step)
         view = model.task_view(state.params, task)
-        loss, grads = jax.value_and_grad(loss_fn)(view, batch, b, task, rng)
+        (_, loss), grads = jax.value_and_grad(loss_fn, has_aux=True)(view, batch, b, task, rng, distill_weight)
         grads, _ = clip.update(grads, clip.init(grads))
         # shared part: embeddings and trunk (trunk units at or past b are not used by this task)
         uses_trunk = jnp.arange(units) < b

@@ -61,6 +61,10 @@ class SearchConfig:
     # its independently fine-tuned model (independent_runs; KL at distill_temperature, squared error for regression)
     distill_weight: float = 0.0
     distill_temperature: float = 1.0
+    # teacher annealing (Clark et al. 2019, "BAM! Born-Again Multi-Task Networks"; equal-budget fine-tuning only): the
+    # distillation weight falls linearly from distill_weight at the first step to 0 at the last, so that a model first
+    # imitates its teachers and ends on the gold labels
+    distill_anneal: bool = False
     # fine-tuning objective sum_t v_t x loss_t (one positive number per task; None = every task 1), for every discrete
     # model alike, baselines included: a task the shared trunk serves badly (glue5: CoLA) can be given more pull
     finetune_task_weights: tuple[float, ...] | None = None
@@ -152,6 +156,14 @@ class SearchConfig:
         if not (isinstance(self.distill_temperature, (int, float)) and 0 < self.distill_temperature <= 100):
             raise ConfigError(f"search config field 'distill_temperature' must be in (0, 100], "
                               f"got {self.distill_temperature!r}")
+        if not isinstance(self.distill_anneal, bool):
+            raise ConfigError(f"search config field 'distill_anneal' must be true or false, got {self.distill_anneal!r}")
+        if self.distill_anneal and not self.distill_weight > 0:
+            raise ConfigError("search config field 'distill_anneal' anneals the distillation weight: it needs "
+                              "'distill_weight' > 0")
+        if self.distill_anneal and self.finetune_budget is None:
+            raise ConfigError("search config field 'distill_anneal' needs 'finetune_budget' (teacher annealing runs in "
+                              "equal-budget fine-tuning)")
         if self.distill_weight > 0 and self.independent_runs is None:
             raise ConfigError("search config field 'distill_weight' > 0 needs 'independent_runs' (the teachers)")
         if self.max_dev_per_task is not None and (isinstance(self.max_dev_per_task, bool) or

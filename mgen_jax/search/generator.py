@@ -12,6 +12,7 @@ differ only in their branch points.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import sys
 import time
@@ -28,11 +29,13 @@ from mgen_jax.data.glue import get_task
 from mgen_jax.data.metrics import main_score
 from mgen_jax.data.pipeline import BatchStream, collate
 from mgen_jax.errors import ConfigError
-from mgen_jax.io import clean_partial_files, write_json_atomic
+from mgen_jax.io import clean_partial_files, write_bytes_atomic, write_json_atomic
 from mgen_jax.model.multitask import MultiTaskModel
 from mgen_jax.model.pretrained import load_pretrained
 from mgen_jax.search.config import SearchConfig
-from mgen_jax.search.budget import budget_optimizer, init_budget_state, interleave, make_budget_step, task_steps
+from mgen_jax.search.budget import (
+    budget_optimizer, init_budget_state, interleave, make_budget_step, task_steps, teacher_weight,
+)
 from mgen_jax.search.data import MultiTaskData
 from mgen_jax.search.steps import (
     DiscreteState, RelaxedState, energy_model, evaluate_discrete, expected_branch_points, make_discrete_step,
@@ -104,6 +107,7 @@ class ModelGenerator:
         self._discrete_step = None
         self._initial_own_heads = None
         self._teachers = None
+        self._teacher_outputs: list[np.ndarray] | None = None
         self._profile_fn = None
         self._task_profile_fn = None
         self._budget_step = None
@@ -123,7 +127,8 @@ class ModelGenerator:
                      "search_task_weights")
     # Fields that only the discrete models use: checked per model folder.
     FINETUNE_FIELDS = ("finetune_steps", "lr_finetune", "finetune_init", "finetune_own_lr_scale", "distill_weight",
-                       "distill_temperature", "finetune_task_weights", "finetune_budget", "finetune_batch_size")
+                       "distill_temperature", "distill_anneal", "finetune_task_weights", "finetune_budget",
+                       "finetune_batch_size")
 
     def _defaults(self) -> dict[str, Any]:
         defaults = {f.name: f.default for f in dataclasses.fields(SearchConfig) if f.default is not dataclasses.MISSING}
@@ -274,6 +279,40 @@ class ModelGenerator:
         if self._teachers is None:
             self._teachers = self.model.separate_params(*self._task_models())
         return self._teachers
+
+    def teacher_outputs(self) -> list[np.ndarray]:
+        """Every task's teacher outputs [N_t, max_labels] on its training rows (``data.train[t]``): its independent
+        model of the reference folder (``independent_runs``' first), dropout off. Computed once per work folder and
+        kept in teachers/<task>.npy (the work folder's settings pin the independent runs and the rows), so that
+        distillation at equal budget costs no teacher forward pass per step."""
+        if self._teacher_outputs is not None:
+            return self._teacher_outputs
+        folder = self.workdir / "teachers"
+        outputs, forward = [], None
+        for t, task in enumerate(self.tasks):
+            path = folder / f"{task.name}.npy"
+            shape = (len(self.data.train[t]), self.model.max_labels)
+            if path.is_file():
+                cached = np.load(path)
+                if cached.shape == shape:
+                    outputs.append(cached)
+                    continue
+            if forward is None:
+                forward = jax.jit(self.model.separate_task_forward)
+                teachers = self._replicate(self.teachers())
+                if self.progress:
+                    print(f"teacher outputs on the training rows ({sum(len(x) for x in self.data.train)} rows, once "
+                          f"per work folder)", file=sys.stderr, flush=True)
+            out = np.zeros(shape, np.float32)
+            for idx, batch in self.data.eval_batches(t, self.eval_batch, "train"):
+                batch = self._shard({k: v for k, v in batch.items() if k != "labels"})
+                out[idx] = to_host(forward(teachers, jnp.int32(t), batch))[: len(idx)]
+            buffer = io.BytesIO()
+            np.save(buffer, out)
+            write_bytes_atomic(path, buffer.getvalue())
+            outputs.append(out)
+        self._teacher_outputs = outputs
+        return outputs
 
     # ----- the resumable loop (train/loop.py) ------------------------------------------------------------------
     def _loop(self, directory: Path, state, total: int, batches: int | Callable[[int], dict], step: Callable,
@@ -536,6 +575,7 @@ class ModelGenerator:
         record = self.describe(b, metrics, heldout) | info | {
             "seed": seed, "finetune_init": cfg.finetune_init, "finetune_own_lr_scale": cfg.finetune_own_lr_scale,
             "distill_weight": cfg.distill_weight, "distill_temperature": cfg.distill_temperature,
+            "distill_anneal": cfg.distill_anneal,
             "finetune_task_weights": None if cfg.finetune_task_weights is None else list(cfg.finetune_task_weights),
             "finetune_wall_clock_s": wall, "eval_wall_clock_s": time.perf_counter() - clock}
         write_json_atomic(result, record)
@@ -577,9 +617,10 @@ class ModelGenerator:
         """Every task's budget, one task's batch per step, interleaved in proportion (search/budget.py), data
         parallel over every local device."""
         cfg = self.cfg
-        if cfg.distill_weight > 0 or cfg.finetune_task_weights is not None:
-            raise ConfigError("distill_weight and finetune_task_weights act on mixed batches: they need "
-                              "finetune_budget: null")
+        if cfg.finetune_task_weights is not None:
+            raise ConfigError("finetune_task_weights act on mixed batches: they need finetune_budget: null")
+        distill = cfg.distill_weight > 0
+        teacher = self.teacher_outputs() if distill else None
         streams = self.budget_streams(seed)
         steps = [s.steps for s in streams]
         schedule = interleave(steps)
@@ -591,7 +632,8 @@ class ModelGenerator:
             check_batch(stream.batch_size, mesh, "the fine-tuning batch size")
         tx = budget_optimizer(cfg.weight_decay)
         if self._budget_step is None:  # one compiled step (per padded length) for every tree and seed
-            self._budget_step = make_budget_step(self.model, self.tasks, tx, own_lr_scale=cfg.finetune_own_lr_scale)
+            self._budget_step = make_budget_step(self.model, self.tasks, tx, own_lr_scale=cfg.finetune_own_lr_scale,
+                                                 distill_temperature=cfg.distill_temperature if distill else None)
         fn = self._budget_step
         dropout_key = self._replicate(jax.random.PRNGKey(seed + 5))
         state = init_budget_state(params, tx)
@@ -603,11 +645,15 @@ class ModelGenerator:
             idx, length = streams[t].batch(int(index[k]))
             batch = collate(self.data.train[t], idx, length, streams[t].batch_size)
             batch["labels"] = batch["labels"].astype(np.float32)
+            if distill:  # the teacher's outputs on these rows (padding rows: zeros, weight 0)
+                batch["teacher"] = np.zeros((streams[t].batch_size, self.model.max_labels), np.float32)
+                batch["teacher"][: len(idx)] = teacher[t][idx]
             return shard_batch(batch, mesh)
 
         def step(state, batch, k):
             t = int(schedule[k])
-            state, loss = fn(state, batch, jnp.int32(t), jnp.int32(b_arr[t]), jnp.float32(lr(k)), dropout_key)
+            args = (jnp.float32(teacher_weight(k, total, cfg.distill_weight, cfg.distill_anneal)),) if distill else ()
+            state, loss = fn(state, batch, jnp.int32(t), jnp.int32(b_arr[t]), jnp.float32(lr(k)), dropout_key, *args)
             return state, (t, loss)
 
         def observe(k, outputs):

@@ -68,15 +68,23 @@ def distillation_losses(model: MultiTaskModel, tasks: Sequence[GlueTask], output
     """[T] mean distillation loss of every task on its part of a mixed batch: for classification
     temperature^2 x KL(softmax(teacher / temperature) || softmax(outputs / temperature)) over the task's own labels
     (zero when the two agree), for regression the squared difference of the two predictions."""
-    num_labels = jnp.asarray([t.num_labels for t in tasks])
-    regression = jnp.asarray([t.is_regression for t in tasks])
-    valid = jnp.arange(model.max_labels)[None, None, :] < num_labels[:, None, None]
+    num_labels = jnp.asarray([t.num_labels for t in tasks])[:, None]
+    regression = jnp.asarray([t.is_regression for t in tasks])[:, None]
+    per = distillation_per_example(outputs, teacher, num_labels, regression, temperature)
+    w = batch["weights"]
+    return jnp.sum(per * w, axis=1) / jnp.maximum(jnp.sum(w, axis=1), 1.0)
+
+
+def distillation_per_example(outputs: jax.Array, teacher: jax.Array, num_labels, regression,
+                             temperature: float) -> jax.Array:
+    """Distillation loss of every example (outputs and teacher [..., C]; num_labels and regression broadcast to
+    [...]): temperature^2 x KL(softmax(teacher / T) || softmax(outputs / T)) over the first num_labels outputs, or
+    the squared difference of the two predictions (output 0) where ``regression``."""
+    valid = jnp.arange(outputs.shape[-1]) < jnp.asarray(num_labels)[..., None]
     log_student = jax.nn.log_softmax(jnp.where(valid, outputs / temperature, -1e9), axis=-1)
     log_teacher = jax.nn.log_softmax(jnp.where(valid, teacher / temperature, -1e9), axis=-1)
     kl = jnp.sum(jnp.where(valid, jnp.exp(log_teacher) * (log_teacher - log_student), 0.0), axis=-1)
-    per = jnp.where(regression[:, None], jnp.square(outputs[..., 0] - teacher[..., 0]), temperature ** 2 * kl)
-    w = batch["weights"]
-    return jnp.sum(per * w, axis=1) / jnp.maximum(jnp.sum(w, axis=1), 1.0)
+    return jnp.where(regression, jnp.square(outputs[..., 0] - teacher[..., 0]), temperature ** 2 * kl)
 
 
 @struct.dataclass

@@ -187,7 +187,10 @@ def run_sweep(gen: ModelGenerator, out_dir: str | Path) -> dict[str, Any]:
                       for th in cfg.heuristic_thresholds]
     if cfg.finetune_budget is not None:
         finetune = ("equal budget: every task the examples its independent model saw" if cfg.finetune_budget ==
-                    "independent" else "per-task budget") + f" ({cfg.finetune_init} init, lr {cfg.lr_finetune:g})"
+                    "independent" else "per-task budget") + f" ({cfg.finetune_init} init, lr {cfg.lr_finetune:g}" + (
+            f", distillation from the independent models, weight {cfg.distill_weight:g}"
+            + (" annealed linearly to 0" if cfg.distill_anneal else "") + f" at temperature {cfg.distill_temperature:g}"
+            if cfg.distill_weight > 0 else "") + ")"
     else:
         finetune = f"{cfg.finetune_steps} fine-tuning steps ({cfg.finetune_init} init" + (
             f", distillation weight {cfg.distill_weight:g} at temperature {cfg.distill_temperature:g}"

@@ -12,7 +12,8 @@ from mgen_jax.errors import ConfigError
 from mgen_jax.model.bert import BertConfig, BertEncoder
 from mgen_jax.model.multitask import MultiTaskModel
 from mgen_jax.search.budget import (
-    budget_optimizer, init_budget_state, interleave, make_budget_step, single_task_loss, task_steps,
+    budget_optimizer, init_budget_state, interleave, make_budget_step, single_task_distillation, single_task_loss,
+    task_steps, teacher_weight,
 )
 from mgen_jax.train.optim import decay_mask
 
@@ -122,3 +123,60 @@ def test_first_step_is_plain_adamw_on_the_used_parameters():
     # step, so the tolerance is 1e-3 of the step size (a missing or doubled update is off by the whole lr)
     for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(got), jax.tree.leaves(expected)):
         np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-3 * lr, err_msg=jax.tree_util.keystr(path))
+
+
+def test_distillation_loss_by_hand_and_teacher_annealing_target():
+    """single_task_distillation: zero when the student agrees with its teacher, T^2 x KL by hand for a
+    classification task, the squared difference for regression; and (1 - w) x task loss + w x distillation at T = 1
+    has the gradient of cross-entropy against the mixed target (1 - w) x one-hot + w x teacher probabilities (BAM)."""
+    outputs = jnp.asarray([[1.0, -0.5], [0.2, 0.3], [2.0, 0.0]])
+    teacher = jnp.asarray([[0.5, 0.5], [-1.0, 1.0], [0.0, 0.0]])
+    batch = {"labels": jnp.asarray([1.0, 0.0, 1.0]), "weights": jnp.asarray([1.0, 1.0, 0.0])}  # row 3: padding
+    assert float(single_task_distillation(TASKS, outputs, outputs, batch, 0, 2.0)) == pytest.approx(0.0, abs=1e-7)
+    p = np.exp(np.asarray(teacher) / 2) / np.exp(np.asarray(teacher) / 2).sum(1, keepdims=True)
+    q = np.exp(np.asarray(outputs) / 2) / np.exp(np.asarray(outputs) / 2).sum(1, keepdims=True)
+    kl = (p * (np.log(p) - np.log(q))).sum(1)
+    assert float(single_task_distillation(TASKS, outputs, teacher, batch, 0, 2.0)) == pytest.approx(
+        4 * kl[:2].mean(), rel=1e-5)
+    assert float(single_task_distillation(TASKS, outputs, teacher, batch, 1, 1.0)) == pytest.approx(
+        ((np.asarray(outputs)[:2, 0] - np.asarray(teacher)[:2, 0]) ** 2).mean(), rel=1e-6)
+
+    w = 0.3
+    mixed = lambda o: (1 - w) * single_task_loss(TASKS, o, batch, 0) + w * single_task_distillation(
+        TASKS, o, teacher, batch, 0, 1.0)
+    target = (1 - w) * jax.nn.one_hot(batch["labels"].astype(jnp.int32), 2) + w * jax.nn.softmax(teacher, axis=-1)
+    soft_ce = lambda o: jnp.sum(optax.softmax_cross_entropy(o, target) * batch["weights"]) / 2
+    np.testing.assert_allclose(jax.grad(mixed)(outputs), jax.grad(soft_ce)(outputs), rtol=1e-5, atol=1e-7)
+
+
+def test_teacher_weight_schedule():
+    assert [teacher_weight(k, 5, 0.5, False) for k in range(5)] == [0.5] * 5
+    assert [teacher_weight(k, 5, 1.0, True) for k in range(5)] == [1.0, 0.75, 0.5, 0.25, 0.0]
+    assert teacher_weight(0, 1, 1.0, True) == 1.0
+
+
+def test_budget_step_with_teacher_at_weight_zero_is_the_plain_step_and_weight_one_follows_the_teacher():
+    model, params = _params(1)
+    tx = budget_optimizer(0.01)
+    plain = make_budget_step(model, TASKS, tx)
+    distill = make_budget_step(model, TASKS, tx, distill_temperature=1.0)
+    batch = _batch(0, seed=2)
+    with_teacher = dict(batch, teacher=jnp.asarray([[3.0, -3.0]] * 4))  # a teacher sure of class 0 everywhere
+    args = (jnp.int32(0), jnp.int32(2), jnp.float32(1e-3), jax.random.PRNGKey(0))
+    a, loss_a = plain(init_budget_state(params, tx), batch, *args)
+    b, loss_b = distill(init_budget_state(params, tx), with_teacher, *args, jnp.float32(0.0))
+    assert float(loss_a) == float(loss_b)
+    for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):
+        np.testing.assert_array_equal(x, y)
+    # weight 1: the gold labels no longer matter, only the teacher (the reported loss stays the task loss)
+    flipped = dict(with_teacher, labels=1.0 - batch["labels"])
+    c, loss_c = distill(init_budget_state(params, tx), with_teacher, *args, jnp.float32(1.0))
+    d, loss_d = distill(init_budget_state(params, tx), flipped, *args, jnp.float32(1.0))
+    assert float(loss_c) != float(loss_d)
+    for x, y in zip(jax.tree.leaves(c.params), jax.tree.leaves(d.params)):
+        np.testing.assert_array_equal(x, y)
+    view = lambda s: model.task_view(s.params, 0)
+    logits = lambda s: model.view_forward(view(s), 2, batch)[:, :2]
+    before = jax.nn.softmax(logits(init_budget_state(params, tx)))[:, 0]
+    after = jax.nn.softmax(logits(c))[:, 0]
+    assert float(after.mean()) > float(before.mean())  # moved toward the teacher's class

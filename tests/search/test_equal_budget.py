@@ -181,7 +181,61 @@ def test_budgets_in_examples_or_epochs(tmp_path, tiny_bert_dir, glue_dir):
     ({"search_task_weights": "dev"}, "search_task_weights"),
     ({"search_task_weights": "heldout", "heldout_fraction": 0.0}, "needs a held-out split"),
     ({"finetune_init": "scratch"}, "finetune_init"),
+    ({"distill_anneal": True}, "needs 'distill_weight' > 0"), ({"distill_anneal": "yes"}, "distill_anneal"),
+    ({"distill_anneal": True, "distill_weight": 1.0, "finetune_budget": None}, "needs 'finetune_budget'"),
 ])
 def test_protocol_fields_are_checked(change, words, tiny_bert_dir):
     with pytest.raises(ConfigError, match=words):
         _config(tiny_bert_dir, [Path("runs/x")], **change)
+
+
+def test_teacher_annealing_at_equal_budget(tmp_path, tiny_bert_dir, glue_dir, independent_runs, monkeypatch):
+    """Distillation with teacher annealing at equal budget: the teachers' outputs on every training row are the
+    independent models' own predictions (row for row), computed once per work folder; every step sees its rows'
+    teacher outputs at the annealed weight; the budgets stay exact and the record says what was used."""
+    from mgen_jax.model.bert import BertConfig, SequenceClassifier
+    from mgen_jax.train.checkpoint import restore_checkpoint
+    from mgen_jax.train.finetune import make_predict, predict
+    from mgen_jax.train.parallel import data_mesh
+
+    cfg = _config(tiny_bert_dir, independent_runs[:1], distill_weight=1.0, distill_anneal=True, warmup_steps=0,
+                  energy_budgets=[], uniform_at_budgets=False, search_task_weights=None, claim_seeds=[])
+    gen = ModelGenerator(cfg, tmp_path / "work", glue_dir=glue_dir, progress=False)
+    teacher = gen.teacher_outputs()
+    bert = BertConfig.from_hf(json.loads((tiny_bert_dir / "config.json").read_text()))
+    for t, task in enumerate(gen.tasks):
+        module = SequenceClassifier(bert, task.num_labels, cfg.pooling)
+        params = restore_checkpoint(independent_runs[0] / task.name / "final_params.msgpack", None)
+        ref = predict(make_predict(module), params, gen.data.train[t], 8, BUCKETS, data_mesh())
+        assert teacher[t].shape == (len(gen.data.train[t]), gen.model.max_labels)
+        np.testing.assert_allclose(teacher[t][:, : task.num_labels], ref, rtol=1e-4, atol=1e-5)
+        assert (tmp_path / "work" / "teachers" / f"{task.name}.npy").is_file()
+
+    seen = []  # (task, teacher rows of the batch, weight) of every step
+    step_fn = generator.make_budget_step
+
+    def recording(*args, **kwargs):
+        assert kwargs["distill_temperature"] == 1.0
+        inner = step_fn(*args, **kwargs)
+
+        def step(state, batch, task, b, lr, key, weight):
+            seen.append((int(task), np.asarray(batch["teacher"]), float(weight), np.asarray(batch["weights"])))
+            return inner(state, batch, task, b, lr, key, weight)
+        return step
+
+    monkeypatch.setattr(generator, "make_budget_step", recording)
+    files = sorted((tmp_path / "work" / "teachers").glob("*.npy"))
+    stamps = [f.stat().st_mtime_ns for f in files]
+    gen2 = ModelGenerator(cfg, tmp_path / "work", glue_dir=glue_dir, progress=False)
+    record = gen2.finetune_and_evaluate([gen2.num_units] * 2, None)
+    total = record["finetune_steps"]
+    assert total == 21 and len(seen) == total
+    assert [w for _, _, w, _ in seen] == pytest.approx([1 - k / (total - 1) for k in range(total)])
+    assert record["examples_seen"] == {t: json.loads((independent_runs[0] / t / "summary.json").read_text())[
+        "train_examples_seen"] for t in TASKS}
+    assert record["distill_weight"] == 1.0 and record["distill_anneal"] is True
+    for task, rows, _, weights in seen:  # padding rows carry zeros; real rows a teacher output of their task
+        assert np.all(rows[weights == 0] == 0)
+        real = rows[weights > 0]
+        assert np.all(np.isin(real[:, 0], teacher[task][:, 0]))
+    assert [f.stat().st_mtime_ns for f in files] == stamps  # the second generator read the cache
