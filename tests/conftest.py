@@ -1,9 +1,39 @@
 """Shared fixtures. The GLUE data is read from $MGEN_GLUE_DIR or ../shared/data/glue beside the repository."""
 
+import os
+import shutil
+import tempfile
+
 import pytest
 
 from mgen_jax import hw
 from mgen_jax.data.glue import default_glue_dir
+
+
+def pytest_configure(config):
+    """One JAX compilation cache for the session (a fresh temporary folder, removed at the end; the tests' own
+    subprocesses inherit it through the environment). Many tests build the same jitted steps anew (a new closure per
+    ModelGenerator, per fine-tuning run): the second build of an identical program then loads its executable instead
+    of compiling it again. Compilation dominates the tiny-BERT tests; the executables are the same, so no result
+    changes. A JAX_COMPILATION_CACHE_DIR set by the user is left alone."""
+    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return
+    import jax
+
+    path = tempfile.mkdtemp(prefix="mgen-test-jax-cache-")
+    config._mgen_jax_cache = path
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = path
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.5"
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
+def pytest_unconfigure(config):
+    path = getattr(config, "_mgen_jax_cache", None)
+    if path:
+        shutil.rmtree(path, ignore_errors=True)
+        os.environ.pop("JAX_COMPILATION_CACHE_DIR", None)
+        os.environ.pop("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", None)
 
 
 @pytest.fixture(scope="session")
