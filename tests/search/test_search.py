@@ -20,6 +20,9 @@ from mgen_jax.search.steps import RelaxedState, energy_model, expected_branch_po
 from mgen_jax.search.sweep import heuristic_branch_points, pareto_front, run_sweep
 
 REPO = Path(__file__).parents[2]
+# the tiny-BERT generator tests: 256 training rows per task (not all of SST-2's 60,000, tokenized anew by every
+# ModelGenerator) and 64 held-out rows; what they check (settings, resume, plumbing) does not depend on the rows
+TINY_DATA = dict(max_train_per_task={"SST-2": 256, "MRPC": 256}, heldout_max_rows=64)
 
 
 @pytest.fixture(scope="module")
@@ -51,32 +54,39 @@ def test_relaxed_equals_discrete_at_onehot_p(pretrained):
     assert float(jnp.abs(mid - discrete(params, batch, jnp.asarray([0, 0, 0]))).max()) > 1e-3
 
 
-def _logit_pull(pretrained, glue_dir, own_encoder, own_head, lam, sampling="soft"):
-    """E[b] of both tasks after 6 logit-only steps (weights frozen) on real SST-2 / CoLA slices."""
+def _logit_pulls(pretrained, glue_dir, own_encoder, own_head):
+    """{(sampling, lambda): E[b] of both tasks} after 6 logit-only steps (weights frozen) on real SST-2 / CoLA slices,
+    for soft and straight-through ("hard") samples at lambda 0 and 50. Lambda is an argument of the step: one
+    compiled step per sampling runs both lambdas, each from the same starting state and batches."""
     from mgen_jax.search.data import MultiTaskData
     from mgen_jax.workload.glue import glue_trace
 
     tasks = [get_task("SST-2"), get_task("CoLA")]
     model = MultiTaskModel(pretrained.config, (2, 2))
-    params = model.from_encoders(pretrained.params, [own_encoder, pretrained.params],
-                                 [own_head, model.init_head(jax.random.PRNGKey(9))])
     data = MultiTaskData(["SST-2", "CoLA"], pretrained.tokenizer, max_length=64, buckets=(32, 64), per_task_batch=16,
                          length_window=64, seed=0, glue_dir=glue_dir, max_dev_per_task=8)
+    batches = [{key: jnp.asarray(v) for key, v in data.mixed_batch(k).items()} for k in range(6)]
     trace = glue_trace(["SST-2", "CoLA"], glue_dir=glue_dir, max_length=64)
     energy = energy_model(pretrained.config, __import__("mgen_jax").hw.load_spec("isaac"), (2, 2), trace)
     tx_w, tx_l = optax.set_to_zero(), optax.adam(0.2)
-    logits = jnp.zeros((2, 13))
-    state = RelaxedState(jnp.int32(0), params, tx_w.init(params), logits, tx_l.init(logits))
-    step = make_relaxed_step(model, tasks, tx_w, tx_l, energy, jax.random.PRNGKey(0), sampling=sampling)
-    for k in range(6):
-        batch = {key: jnp.asarray(v) for key, v in data.mixed_batch(k).items()}
-        state, _ = step(state, batch, jnp.float32(lam), jnp.float32(1.0), jnp.float32(1.0))
-    return expected_branch_points(state.logits)
+    pulls = {}
+    for sampling in ("soft", "hard"):
+        step = make_relaxed_step(model, tasks, tx_w, tx_l, energy, jax.random.PRNGKey(0), sampling=sampling)
+        for lam in (0.0, 50.0):
+            params = model.from_encoders(pretrained.params, [own_encoder, pretrained.params],
+                                         [own_head, model.init_head(jax.random.PRNGKey(9))])
+            logits = jnp.zeros((2, 13))
+            state = RelaxedState(jnp.int32(0), params, tx_w.init(params), logits, tx_l.init(logits))
+            for batch in batches:
+                state, _ = step(state, batch, jnp.float32(lam), jnp.float32(1.0), jnp.float32(1.0))
+            pulls[sampling, lam] = expected_branch_points(state.logits)
+    return pulls
 
 
 def test_energy_term_moves_branch_points(pretrained, glue_dir, tmp_path):
     """SST-2's own units come from a briefly fine-tuned model, so its task loss prefers them: with lambda = 0 its
-    branch point moves away from sharing; with a large lambda the energy term moves both tasks toward sharing."""
+    branch point moves away from sharing; with a large lambda the energy term moves both tasks toward sharing; with
+    soft mixtures and with straight-through samples (one discrete model per step) alike."""
     from mgen_jax.train import load_config, train_and_evaluate
     from mgen_jax.train.checkpoint import restore_checkpoint
 
@@ -84,16 +94,12 @@ def test_energy_term_moves_branch_points(pretrained, glue_dir, tmp_path):
     cfg = type(cfg)(**(cfg.to_dict() | {"buckets": (32, 64), "max_dev_examples": 16, "heldout_fraction": 0.0}))
     train_and_evaluate(cfg, tmp_path, glue_dir=glue_dir, progress=False)
     tuned = restore_checkpoint(tmp_path / "final_params.msgpack", None)
+    pulls = _logit_pulls(pretrained, glue_dir, tuned["encoder"], tuned["head"])
     start = 6.0  # E[b] under uniform logits over 0..12
-    no_energy = _logit_pull(pretrained, glue_dir, tuned["encoder"], tuned["head"], 0.0)
-    strong = _logit_pull(pretrained, glue_dir, tuned["encoder"], tuned["head"], 50.0)
-    assert no_energy[0] < start - 0.3
-    assert strong[0] > start + 0.3 and strong[1] > start + 0.3
-    # the same with straight-through samples (one discrete model per step)
-    no_energy = _logit_pull(pretrained, glue_dir, tuned["encoder"], tuned["head"], 0.0, "hard")
-    strong = _logit_pull(pretrained, glue_dir, tuned["encoder"], tuned["head"], 50.0, "hard")
-    assert no_energy[0] < start - 0.3
-    assert strong[0] > start + 0.3 and strong[1] > start + 0.3
+    for sampling in ("soft", "hard"):
+        no_energy, strong = pulls[sampling, 0.0], pulls[sampling, 50.0]
+        assert no_energy[0] < start - 0.3, (sampling, no_energy)
+        assert strong[0] > start + 0.3 and strong[1] > start + 0.3, (sampling, strong)
 
 
 def _small_search_setup(pretrained, glue_dir, names):
@@ -117,12 +123,26 @@ def _small_search_setup(pretrained, glue_dir, names):
     return tasks, model, params, energy, batch
 
 
-def test_hard_sampling_runs_the_sampled_discrete_model(pretrained, glue_dir):
+@pytest.fixture(scope="module")
+def small_setup(pretrained, glue_dir):
+    """names -> _small_search_setup(pretrained, glue_dir, names), built once per pair of tasks in this module: the
+    tests only read it (the steps they run are given copies of the parameters)."""
+    built = {}
+
+    def get(names):
+        if names not in built:
+            built[names] = _small_search_setup(pretrained, glue_dir, names)
+        return built[names]
+
+    return get
+
+
+def test_hard_sampling_runs_the_sampled_discrete_model(small_setup):
     """With sampling="hard" the step's task losses are those of the discrete model b = argmax(logits + g), and its
     energy term is the expectation under softmax(logits / tau), not the sample's energy."""
     from mgen_jax.search.steps import task_losses
 
-    tasks, model, params, energy, batch = _small_search_setup(pretrained, glue_dir, ("SST-2", "CoLA"))
+    tasks, model, params, energy, batch = small_setup(("SST-2", "CoLA"))
     logits = jnp.asarray(np.random.default_rng(3).normal(size=(2, 13)), jnp.float32)
     tx = optax.set_to_zero()
     base = jax.random.PRNGKey(7)
@@ -174,27 +194,27 @@ def test_warmup_sampling_reaches_the_warmup_and_is_a_workdir_setting(tmp_path, g
     real = generator.make_relaxed_step
     monkeypatch.setattr(generator, "make_relaxed_step",
                         lambda *a, sampling, **k: seen.append(sampling) or real(*a, sampling=sampling, **k))
-    cfg = load_search_config(REPO / "configs/search/quick.yaml", model=str(tiny_bert_dir), warmup_steps=1,
-                             search_steps=1, warmup_sampling="hard", sampling="gumbel")
+    cfg = load_search_config(REPO / "configs/search/quick.yaml", model=str(tiny_bert_dir), **TINY_DATA,
+                             warmup_steps=1, search_steps=1, warmup_sampling="hard", sampling="gumbel")
     gen = ModelGenerator(cfg, tmp_path, glue_dir=glue_dir, progress=False)
     gen.search(1.0, gen.warmup())
     assert seen == ["hard", "gumbel"]  # warm-up, then the search
     with pytest.raises(ConfigError, match=r"other settings \(\['warmup_sampling'\]\)"):
-        ModelGenerator(load_search_config(REPO / "configs/search/quick.yaml", model=str(tiny_bert_dir), warmup_steps=1,
-                                          search_steps=1, sampling="gumbel"), tmp_path, glue_dir=glue_dir,
-                       progress=False)
+        ModelGenerator(load_search_config(REPO / "configs/search/quick.yaml", model=str(tiny_bert_dir), **TINY_DATA,
+                                          warmup_steps=1, search_steps=1, sampling="gumbel"), tmp_path,
+                       glue_dir=glue_dir, progress=False)
     with pytest.raises(ConfigError, match="warmup_sampling"):
         load_search_config(REPO / "configs/search/quick.yaml", warmup_sampling="sometimes")
 
 
 @pytest.mark.parametrize("weights", [None, (2.0, 0.25)])
-def test_enumerate_gives_the_logits_the_exact_expected_loss_gradient(pretrained, glue_dir, weights):
+def test_enumerate_gives_the_logits_the_exact_expected_loss_gradient(small_setup, weights):
     """sampling="enumerate": the logits' step is the gradient of sum_t w_t sum_b q_t(b) loss_t(b) + lambda * E(q) / E0
     with loss_t(b) from every discrete model on the batch (checked against the loss profile, by plain SGD; w_t = 1
     unless task weights are given), and the reported task losses are those of the sampled discrete model."""
     from mgen_jax.search.steps import make_loss_profile
 
-    tasks, model, params, energy, batch = _small_search_setup(pretrained, glue_dir, ("SST-2", "STS-B"))
+    tasks, model, params, energy, batch = small_setup(("SST-2", "STS-B"))
     logits = jnp.asarray(np.random.default_rng(4).normal(size=(2, 13)), jnp.float32)
     lam, tau = 3.0, 0.7
     base = jax.random.PRNGKey(11)
@@ -221,8 +241,8 @@ def test_enumerate_gives_the_logits_the_exact_expected_loss_gradient(pretrained,
 
 
 def test_search_resumes_exactly(tmp_path, glue_dir, tiny_bert_dir):
-    cfg = load_search_config(REPO / "configs/search/quick.yaml", model=str(tiny_bert_dir), warmup_steps=2,
-                             search_steps=4, checkpoint_every_steps=10)
+    cfg = load_search_config(REPO / "configs/search/quick.yaml", model=str(tiny_bert_dir), **TINY_DATA,
+                             warmup_steps=2, search_steps=4, checkpoint_every_steps=10)
     whole = ModelGenerator(cfg, tmp_path / "whole", glue_dir=glue_dir, progress=False)
     warm = whole.warmup()
     expected = whole.search(20.0, warm)
@@ -241,7 +261,12 @@ def test_search_resumes_exactly(tmp_path, glue_dir, tiny_bert_dir):
 
 
 def test_quick_sweep_record(tmp_path, glue_dir):
-    cfg = load_search_config(REPO / "configs/search/quick.yaml")
+    """The quick sweep on MiniLM, at the smallest sizes that still make every kind of point: one step per phase,
+    one padded length (32 tokens), 512 training, 32 held-out and 16 dev rows per task (the record's structure, the
+    budget selection and the energies are the point, not the scores)."""
+    cfg = load_search_config(REPO / "configs/search/quick.yaml", warmup_steps=1, search_steps=1, finetune_steps=1,
+                             max_length=32, buckets=[32], heldout_max_rows=32, max_dev_per_task=16,
+                             max_train_per_task={"SST-2": 512, "MRPC": 512})
     gen = ModelGenerator(cfg, tmp_path / "run", glue_dir=glue_dir, progress=False)
     record = run_sweep(gen, tmp_path / "out")
     saved = json.loads((tmp_path / "out" / "search_quick.json").read_text())
@@ -318,7 +343,7 @@ def test_dims_mismatch_is_a_clear_error(pretrained, glue_dir):
 
 
 def test_workdir_refuses_other_settings(tmp_path, glue_dir, tiny_bert_dir):
-    tiny = dict(model=str(tiny_bert_dir))
+    tiny = dict(model=str(tiny_bert_dir), **TINY_DATA)
     cfg = load_search_config(REPO / "configs/search/quick.yaml", **tiny)
     ModelGenerator(cfg, tmp_path, glue_dir=glue_dir, progress=False)
     ModelGenerator(load_search_config(REPO / "configs/search/quick.yaml", lambdas=[1.0], **tiny), tmp_path,
@@ -337,7 +362,7 @@ def test_workdir_refuses_other_settings(tmp_path, glue_dir, tiny_bert_dir):
 
 def test_search_settings_are_checked_per_search_folder(tmp_path, glue_dir, tiny_bert_dir):
     """Changing only the search settings keeps the workdir (warm-up, fine-tuned models) but not a search folder."""
-    tiny = dict(model=str(tiny_bert_dir), warmup_steps=1, search_steps=1)
+    tiny = dict(model=str(tiny_bert_dir), **TINY_DATA, warmup_steps=0, search_steps=0)  # the folders, not the steps
     cfg = load_search_config(REPO / "configs/search/quick.yaml", **tiny)
     gen = ModelGenerator(cfg, tmp_path, glue_dir=glue_dir, progress=False)
     warm = gen.warmup()
@@ -379,8 +404,8 @@ def test_finetune_settings_are_checked_per_model_folder(tmp_path, glue_dir, tiny
 def test_finetune_own_lr_scale_zero_freezes_own_units_and_heads(tmp_path, glue_dir, tiny_bert_dir):
     from mgen_jax.train.checkpoint import restore_checkpoint
 
-    cfg = load_search_config(REPO / "configs/search/quick.yaml", model=str(tiny_bert_dir), warmup_steps=1,
-                             finetune_steps=2, finetune_init="independent", finetune_own_lr_scale=0.0)
+    cfg = load_search_config(REPO / "configs/search/quick.yaml", model=str(tiny_bert_dir), **TINY_DATA,
+                             warmup_steps=0, finetune_steps=2, finetune_init="independent", finetune_own_lr_scale=0.0)
     gen = ModelGenerator(cfg, tmp_path, glue_dir=glue_dir, progress=False)
     warm = gen.warmup()
     assert gen.finetune_and_evaluate([2, 2], warm)["finetune_own_lr_scale"] == 0.0  # of U = 4 units
@@ -443,12 +468,12 @@ def test_distillation_losses_by_hand():
     np.testing.assert_allclose(distillation_losses(model, tasks, student, student, batch, 3.0), [0.0, 0.0], atol=1e-6)
 
 
-def test_distillation_step_follows_the_teachers(pretrained, glue_dir):
+def test_distillation_step_follows_the_teachers(pretrained, small_setup):
     """distill_weight 1: the update ignores the labels and pulls the student toward the teachers (its distillation
     loss falls); distill_weight 0: the update ignores the teachers; a missing teacher is a clear error."""
     from mgen_jax.search.steps import DiscreteState, distillation_losses, make_discrete_step
 
-    tasks, model, params, _, batch = _small_search_setup(pretrained, glue_dir, ("SST-2", "STS-B"))
+    tasks, model, params, _, batch = small_setup(("SST-2", "STS-B"))
     heads = [jax.tree.map(lambda x: 30.0 * x, model.init_head(jax.random.PRNGKey(i))) for i in (7, 8)]  # confident
     teachers = model.separate_params([_perturbed(pretrained.params, s, scale=0.05) for s in (7, 8)], heads)
     other = model.separate_params([_perturbed(pretrained.params, s, scale=0.05) for s in (9, 10)], heads)
@@ -478,12 +503,12 @@ def test_distillation_step_follows_the_teachers(pretrained, glue_dir):
             DiscreteState(jnp.int32(0), copy(params), optax.sgd(1e-3).init(params)), batch, b)
 
 
-def test_finetune_task_weights_scale_each_tasks_pull(pretrained, glue_dir):
+def test_finetune_task_weights_scale_each_tasks_pull(small_setup):
     """finetune_task_weights v: with SGD, task t's head moves v_t x as far as with no weights (a head feeds only its
     own loss), the shared weights move 2 x as far with v = (2, 2), and a bad weight vector is a clear error."""
     from mgen_jax.search.steps import DiscreteState, make_discrete_step
 
-    tasks, model, params, _, batch = _small_search_setup(pretrained, glue_dir, ("SST-2", "STS-B"))
+    tasks, model, params, _, batch = small_setup(("SST-2", "STS-B"))
     b = jnp.asarray([4, 8])
     tx = optax.sgd(1.0)  # one step: the update is linear in the weights (float32 rounding of new - old <= 5e-7)
 
@@ -517,7 +542,7 @@ def test_distillation_in_the_generator(tmp_path, glue_dir, tiny_bert_dir):
         head = MultiTaskModel(pretrained.config, (2,)).init_head(jax.random.PRNGKey(i))
         save_checkpoint(runs / name / "final_params.msgpack",
                         {"encoder": _perturbed(pretrained.params, 20 + i), "head": head})
-    tiny = dict(model=str(tiny_bert_dir), warmup_steps=1, finetune_steps=1)
+    tiny = dict(model=str(tiny_bert_dir), **TINY_DATA, warmup_steps=0, finetune_steps=1)
     cfg = load_search_config(REPO / "configs/search/quick.yaml", independent_runs=str(runs),
                              finetune_init="independent", distill_weight=0.5, **tiny)
     gen = ModelGenerator(cfg, tmp_path / "wd", glue_dir=glue_dir, progress=False)
@@ -547,8 +572,8 @@ def test_search_task_weights_are_validated_and_a_search_setting(tmp_path, glue_d
         load_search_config(REPO / "configs/search/quick.yaml", sampling="enumerate", search_task_weights=[1.0, -2.0])
     with pytest.raises(ConfigError, match="enumerate"):
         load_search_config(REPO / "configs/search/quick.yaml", sampling="hard", search_task_weights=[1.0, 2.0])
-    cfg = load_search_config(REPO / "configs/search/quick.yaml", model=str(tiny_bert_dir), sampling="enumerate",
-                             search_task_weights=[1.0, 2.0])
+    cfg = load_search_config(REPO / "configs/search/quick.yaml", model=str(tiny_bert_dir), **TINY_DATA,
+                             sampling="enumerate", search_task_weights=[1.0, 2.0])
     gen = ModelGenerator(cfg, tmp_path, glue_dir=glue_dir, progress=False)
     assert gen.search_settings()["search_task_weights"] == [1.0, 2.0]
     assert "search_task_weights" not in json.loads((tmp_path / "settings.json").read_text())  # not a workdir field
@@ -558,7 +583,7 @@ def test_finetune_task_weights_are_validated_and_a_model_setting(tmp_path, glue_
     for bad in ([1.0], [1.0, 0.0], [1.0, float("nan")], [True, 1.0]):
         with pytest.raises(ConfigError, match="finetune_task_weights"):
             load_search_config(REPO / "configs/search/quick.yaml", finetune_task_weights=bad)
-    cfg = load_search_config(REPO / "configs/search/quick.yaml", model=str(tiny_bert_dir),
+    cfg = load_search_config(REPO / "configs/search/quick.yaml", model=str(tiny_bert_dir), **TINY_DATA,
                              finetune_task_weights=[1.0, 3.0])
     gen = ModelGenerator(cfg, tmp_path, glue_dir=glue_dir, progress=False)
     assert gen.finetune_settings()["finetune_task_weights"] == [1.0, 3.0]
