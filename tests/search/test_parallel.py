@@ -23,7 +23,7 @@ def _config(path: Path, model: Path) -> Path:
     values = dict(tasks=["SST-2", "STS-B"], model=str(model), independent_runs=None, finetune_init="pretrained",
                   finetune_budget={"SST-2": {"examples": 48}, "STS-B": {"examples": 32}}, finetune_batch_size=8,
                   lr_finetune=1e-3, max_train_per_task={"SST-2": 64, "STS-B": 64}, heldout_max_rows=16,
-                  max_dev_per_task=16, buckets=[32, 64, 128], per_task_batch=4, length_window=16, warmup_steps=2,
+                  max_dev_per_task=16, max_length=64, buckets=[64], per_task_batch=4, length_window=16, warmup_steps=2,
                   warmup_sampling="hard", search_steps=0, lambdas=[], profile_metric="score", energy_budgets=[0.6],
                   uniform_branch_points=[], heuristic_thresholds=[], redundancy_file=None, checkpoint_every_steps=4)
     path.write_text(yaml.safe_dump(values))
