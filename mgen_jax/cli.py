@@ -544,12 +544,30 @@ EXIT_FAILED = 1  # the run itself failed (a NaN loss, a full disk): its last che
 EXIT_INTERRUPTED = 130  # Ctrl-C: the run resumes from its last checkpoint when started again
 
 
+def _stdout_for_results_only() -> None:
+    """In a multi-process run, native libraries write to file descriptor 1 (gloo announces every connection there,
+    "[Gloo] Rank 0 is connected to 1 peer ranks"), which would break ``--json`` readers: point descriptor 1 at stderr
+    and keep Python's ``sys.stdout`` on the original stream, so stdout carries the results only. A single-process
+    run is left as it is."""
+    if not (os.environ.get("MGEN_COORDINATOR") or os.environ.get("MGEN_DISTRIBUTED")):
+        return  # (without importing JAX)
+    from mgen_jax.train.parallel import distributed_settings  # ConfigError (exit 2) for malformed variables
+
+    if distributed_settings() is None:
+        return
+    sys.stdout.flush()
+    results = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = os.fdopen(results, "w", encoding=sys.stdout.encoding, errors=sys.stdout.errors)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # --help (0) or a bad flag (2, argparse's message already printed)
         return int(exc.code or 0)
     try:
+        _stdout_for_results_only()
         args.func(args)
         sys.stdout.flush()
     except KeyboardInterrupt:
