@@ -239,3 +239,39 @@ def test_teacher_annealing_at_equal_budget(tmp_path, tiny_bert_dir, glue_dir, in
         real = rows[weights > 0]
         assert np.all(np.isin(real[:, 0], teacher[task][:, 0]))
     assert [f.stat().st_mtime_ns for f in files] == stamps  # the second generator read the cache
+
+
+def test_claim_is_the_most_efficient_discrete_model_within_one_heldout_point():
+    """Any discrete model of the sweep may make the claim (full sharing included), chosen on held-out scores only:
+    the most efficient within 1 held-out point of the reference independent run; it is trained again per claim seed
+    and judged on its dev mean over the seeds."""
+    from types import SimpleNamespace
+
+    from mgen_jax.search.sweep import _claim
+
+    class Gen:
+        cfg = SimpleNamespace(independent_dirs=["runs/a", "runs/b"], claim_seeds=[1, 2])
+        tasks = [SimpleNamespace(name="A")]
+
+        def __init__(self):
+            self.trained = []
+
+        def finetune_and_evaluate(self, b, warm, seed):
+            self.trained.append((tuple(b), seed))
+            return {"seed": seed, "scores": {"A": 60.0 + seed}, "mean_score": 60.0 + seed, "finetune_wall_clock_s": 2.0}
+
+    point = lambda kind, label, eff, held, dev: {"kind": kind, "label": label, "efficiency": eff, "energy_ratio": 1 / eff,
+                                                 "heldout_mean_score": held, "branch_points": [int(eff)], "seed": 0,
+                                                 "scores": {"A": dev}, "mean_score": dev}
+    independent = {"seeds": [{"folder": "runs/a", "heldout_mean_score": 70.0, "mean_score": 62.0, "seed": 0},
+                             {"folder": "runs/b", "heldout_mean_score": 10.0, "mean_score": 64.0, "seed": 1}]}
+    points = [point("full sharing", "full", 5.0, 69.1, 99.0), point("search", "budget", 3.0, 70.5, 10.0),
+              point("search", "cheap", 6.0, 68.9, 99.0), dict(point("independent", "ind", 1.0, 99.0, 99.0))]
+    gen = Gen()
+    claim = _claim(gen, points, independent, None)
+    assert claim["label"] == "full" and claim["kind"] == "full sharing" and claim["heldout_bar"] == 69.0
+    assert gen.trained == [((5,), 1), ((5,), 2)]
+    assert claim["dev_mean_score"] == pytest.approx((99.0 + 61.0 + 62.0) / 3)
+    assert claim["independent_dev_mean_score"] == 63.0 and claim["drop_points"] == pytest.approx(63.0 - 74.0)
+    points[0]["heldout_mean_score"] = 68.0  # now out of reach: the next most efficient within the bar
+    assert _claim(Gen(), points, independent, None)["label"] == "budget"
