@@ -15,7 +15,8 @@ def pytest_configure(config):
     subprocesses inherit it through the environment). Many tests build the same jitted steps anew (a new closure per
     ModelGenerator, per fine-tuning run): the second build of an identical program then loads its executable instead
     of compiling it again. Compilation dominates the tiny-BERT tests; the executables are the same, so no result
-    changes. A JAX_COMPILATION_CACHE_DIR set by the user is left alone."""
+    changes. With pytest-xdist (-n N) the workers start after this runs in the controller and share its folder
+    through the environment. A JAX_COMPILATION_CACHE_DIR set by the user is left alone."""
     if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
         return
     import jax
