@@ -19,7 +19,7 @@ from mgen_jax.train import FinetuneConfig, train_and_evaluate
 
 TASKS = ["SST-2", "STS-B"]
 HELDOUT = dict(heldout_max_rows=40)
-BUCKETS = (32, 64, 128)
+BUCKETS = (64,)  # one padded length: each length is one more compilation of every step
 
 
 def _independent(root: Path, model: Path, glue_dir, seed: int = 0) -> None:
@@ -28,16 +28,16 @@ def _independent(root: Path, model: Path, glue_dir, seed: int = 0) -> None:
         if (root / task / "summary.json").exists():
             continue
         cfg = FinetuneConfig(task=task, model=str(model), max_train_examples=rows, epochs=epochs, batch_size=8,
-                             eval_batch_size=16, max_dev_examples=32, learning_rate=1e-3, buckets=BUCKETS, seed=seed,
-                             **HELDOUT)
+                             eval_batch_size=16, max_dev_examples=32, learning_rate=1e-3, max_length=64,
+                             buckets=BUCKETS, seed=seed, **HELDOUT)
         train_and_evaluate(cfg, root / task, glue_dir=glue_dir, progress=False)
 
 
 def _config(model: Path, runs: list[Path], **changes) -> SearchConfig:
     values = dict(name="tiny_budget", tasks=TASKS, model=str(model), independent_runs=[str(r) for r in runs],
-                  finetune_budget="independent", finetune_init="pretrained", lr_finetune=1e-3, buckets=BUCKETS,
-                  per_task_batch=4, length_window=16, max_dev_per_task=32, warmup_steps=3, warmup_sampling="hard",
-                  search_steps=0, lambdas=[], uniform_branch_points=[], heuristic_thresholds=[],
+                  finetune_budget="independent", finetune_init="pretrained", lr_finetune=1e-3, max_length=64,
+                  buckets=BUCKETS, per_task_batch=4, length_window=16, max_dev_per_task=32, warmup_steps=3,
+                  warmup_sampling="hard", search_steps=0, lambdas=[], uniform_branch_points=[], heuristic_thresholds=[],
                   redundancy_file=None, energy_budgets=[0.6], uniform_at_budgets=True,
                   search_task_weights="heldout", profile_metric="score", claim_seeds=[1], checkpoint_every_steps=5,
                   **HELDOUT)
