@@ -153,7 +153,20 @@ def random_plan():
 
 
 @pytest.fixture(scope="session")
-def run_processes():
+def host_devices_env():
+    """env(devices, **extra) -> os.environ for a subprocess with ``devices`` forced CPU devices, keeping the session's
+    XLA flags (the optimization level set in pytest_configure) and adding ``extra``."""
+    import os
+
+    def env(devices, **extra):
+        flags = os.environ.get("XLA_FLAGS", "")
+        return dict(os.environ, XLA_FLAGS=f"{flags} --xla_force_host_platform_device_count={devices}".strip(), **extra)
+
+    return env
+
+
+@pytest.fixture(scope="session")
+def run_processes(host_devices_env):
     """run(args, count) -> stdouts: ``python args`` as ``count`` processes of one multi-process JAX run on localhost
     (MGEN_COORDINATOR/MGEN_NUM_PROCESSES/MGEN_PROCESS_ID, one CPU device each, collectives through gloo), from the
     repository root; fails the test with a process's stderr if one of them fails."""
@@ -169,9 +182,8 @@ def run_processes():
             port = s.getsockname()[1]
         procs = []
         for i in range(count):
-            env = dict(os.environ, MGEN_COORDINATOR=f"127.0.0.1:{port}", MGEN_NUM_PROCESSES=str(count),
-                       MGEN_PROCESS_ID=str(i), XLA_FLAGS="--xla_force_host_platform_device_count=1",
-                       JAX_PLATFORMS="cpu")
+            env = host_devices_env(1, MGEN_COORDINATOR=f"127.0.0.1:{port}", MGEN_NUM_PROCESSES=str(count),
+                                   MGEN_PROCESS_ID=str(i), JAX_PLATFORMS="cpu")
             procs.append(subprocess.Popen([sys.executable, *args], cwd=Path(__file__).parents[1], env=env,
                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
         outs = []

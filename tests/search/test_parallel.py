@@ -3,7 +3,6 @@ held-out profile, budget selection, fine-tuning, evaluation) on two forced host 
 device each (jax.distributed on localhost), matches one device."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -34,8 +33,7 @@ def _args(config: Path, work: Path, glue_dir) -> list[str]:
     return SWEEP + ["--config", str(config), "--workdir", str(work), "--out", str(work), "--glue-dir", str(glue_dir)]
 
 
-def _sweep(config: Path, work: Path, glue_dir, devices: int) -> dict:
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+def _sweep(config: Path, work: Path, glue_dir, env: dict) -> dict:
     run = subprocess.run([sys.executable, *_args(config, work, glue_dir)], cwd=REPO, env=env, capture_output=True,
                          text=True)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -43,11 +41,11 @@ def _sweep(config: Path, work: Path, glue_dir, devices: int) -> dict:
 
 
 @pytest.fixture(scope="module")
-def one_device(tmp_path_factory, tiny_bert_dir, glue_dir):
+def one_device(tmp_path_factory, tiny_bert_dir, glue_dir, host_devices_env):
     """(config, workdir, sweep record) of the tiny sweep on one device."""
     folder = tmp_path_factory.mktemp("parallel")
     config = _config(folder / "tiny.yaml", tiny_bert_dir)
-    return config, folder / "one", _sweep(config, folder / "one", glue_dir, 1)
+    return config, folder / "one", _sweep(config, folder / "one", glue_dir, host_devices_env(1))
 
 
 def _same_sweep(one: dict, one_dir: Path, other: dict, other_dir: Path, devices: int) -> None:
@@ -70,9 +68,9 @@ def _same_sweep(one: dict, one_dir: Path, other: dict, other_dir: Path, devices:
             np.testing.assert_allclose(x, y, atol=2e-4)
 
 
-def test_two_devices_match_one(tmp_path, one_device, glue_dir):
+def test_two_devices_match_one(tmp_path, one_device, glue_dir, host_devices_env):
     config, one_dir, one = one_device
-    two = _sweep(config, tmp_path / "two", glue_dir, 2)
+    two = _sweep(config, tmp_path / "two", glue_dir, host_devices_env(2))
     _same_sweep(one, one_dir, two, tmp_path / "two", 2)
 
 

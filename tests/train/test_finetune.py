@@ -2,7 +2,6 @@
 is data parallel (a tiny random BERT: the loop, not the weights, is the point)."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -81,7 +80,7 @@ def test_config_file_errors(tmp_path):
         load_config(tmp_path / "missing.yaml")
 
 
-def test_data_parallel_on_two_cpu_devices(tmp_path, glue_dir, tiny_bert_dir):
+def test_data_parallel_on_two_cpu_devices(tmp_path, glue_dir, tiny_bert_dir, host_devices_env):
     """The same tiny run on 2 forced host devices (jax.sharding data parallelism) matches the 1-device run."""
     values = TINY | {"model": str(tiny_bert_dir)}
     script = (
@@ -91,8 +90,7 @@ def test_data_parallel_on_two_cpu_devices(tmp_path, glue_dir, tiny_bert_dir):
         "s = train_and_evaluate(cfg, sys.argv[1], glue_dir=sys.argv[2], progress=False)\n"
         "print(json.dumps({'devices': len(jax.devices()), 'metrics': s['metrics']}))\n"
     )
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
-    out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "dp"), str(glue_dir)], env=env,
+    out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "dp"), str(glue_dir)], env=host_devices_env(2),
                          capture_output=True, text=True, check=True, cwd=REPO)
     two = json.loads(out.stdout.strip().splitlines()[-1])
     assert two["devices"] == 2
