@@ -247,7 +247,8 @@ def test_partial_phase_outputs_are_redone_not_trusted(tmp_path, glue_dir, tiny_b
     from mgen_jax.train.checkpoint import save_checkpoint
 
     cfg = load_search_config(REPO / "configs/search/quick.yaml", model=str(tiny_bert_dir), warmup_steps=2,
-                             max_train_per_task={"SST-2": 200, "MRPC": 200})
+                             max_train_per_task={"SST-2": 200, "MRPC": 200}, heldout_max_rows=64, max_length=32,
+                             buckets=[32])
     gen = ModelGenerator(cfg, tmp_path / "w", glue_dir=glue_dir, progress=False)
     junk = gen.initial_params()
     save_checkpoint(tmp_path / "w" / "warmup" / "params.msgpack", junk)
