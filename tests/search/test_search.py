@@ -57,15 +57,17 @@ def test_relaxed_equals_discrete_at_onehot_p(pretrained):
     for b in ([0, 5, 12], [12, 12, 12], [3, 3, 0]):
         out_r, out_d = relaxed(params, batch, onehot_p(b, 12)), discrete(params, batch, jnp.asarray(b))
         np.testing.assert_allclose(out_r, out_d, atol=1e-5)
-        one = task_forward(params, 1, b[1], {k: v[1] for k, v in batch.items()})
-        np.testing.assert_allclose(one, out_d[1], atol=1e-5)
+        if b[0] == 0:  # one task alone at one branch point (each branch point is one more compilation)
+            one = task_forward(params, 1, b[1], {k: v[1] for k, v in batch.items()})
+            np.testing.assert_allclose(one, out_d[1], atol=1e-5)
     # and a relaxed p strictly between gives something else
     mid = relaxed(params, batch, jnp.full((3, 12), 0.5))
     assert float(jnp.abs(mid - discrete(params, batch, jnp.asarray([0, 0, 0]))).max()) > 1e-3
 
 
 def _logit_pulls(pretrained, glue_dir, own_encoder, own_head):
-    """{(sampling, lambda): E[b] of both tasks} after 6 logit-only steps (weights frozen) on real SST-2 / CoLA slices,
+    """{(sampling, lambda): E[b] of both tasks} after 4 logit-only steps (weights frozen) on real SST-2 / CoLA slices
+    (8 rows of each task per step, 32 tokens),
     for soft and straight-through ("hard") samples at lambda 0 and 50. Lambda is an argument of the step: one
     compiled step per sampling runs both lambdas, each from the same starting state and batches."""
     from mgen_jax.search.data import MultiTaskData
@@ -73,10 +75,10 @@ def _logit_pulls(pretrained, glue_dir, own_encoder, own_head):
 
     tasks = [get_task("SST-2"), get_task("CoLA")]
     model = MultiTaskModel(pretrained.config, (2, 2))
-    data = MultiTaskData(["SST-2", "CoLA"], pretrained.tokenizer, max_length=64, buckets=(32, 64), per_task_batch=16,
-                         length_window=64, seed=0, glue_dir=glue_dir, max_dev_per_task=8)
-    batches = [{key: jnp.asarray(v) for key, v in data.mixed_batch(k).items()} for k in range(6)]
-    trace = glue_trace(["SST-2", "CoLA"], glue_dir=glue_dir, max_length=64)
+    data = MultiTaskData(["SST-2", "CoLA"], pretrained.tokenizer, max_length=32, buckets=(32,), per_task_batch=8,
+                         length_window=32, seed=0, glue_dir=glue_dir, max_dev_per_task=8)
+    batches = [{key: jnp.asarray(v) for key, v in data.mixed_batch(k).items()} for k in range(4)]
+    trace = glue_trace(["SST-2", "CoLA"], glue_dir=glue_dir, max_length=32)
     energy = energy_model(pretrained.config, __import__("mgen_jax").hw.load_spec("isaac"), (2, 2), trace)
     tx_w, tx_l = optax.set_to_zero(), optax.adam(0.2)
     pulls = {}
@@ -100,8 +102,8 @@ def test_energy_term_moves_branch_points(pretrained, glue_dir, tmp_path):
     from mgen_jax.train import load_config, train_and_evaluate
     from mgen_jax.train.checkpoint import restore_checkpoint
 
-    cfg = load_config(REPO / "configs/finetune/quick.yaml", max_train_examples=256, max_length=64)
-    cfg = type(cfg)(**(cfg.to_dict() | {"buckets": (32, 64), "max_dev_examples": 16, "heldout_fraction": 0.0}))
+    cfg = load_config(REPO / "configs/finetune/quick.yaml", max_train_examples=128, max_length=32)
+    cfg = type(cfg)(**(cfg.to_dict() | {"buckets": (32,), "max_dev_examples": 16, "heldout_fraction": 0.0}))
     train_and_evaluate(cfg, tmp_path, glue_dir=glue_dir, progress=False)
     tuned = restore_checkpoint(tmp_path / "final_params.msgpack", None)
     pulls = _logit_pulls(pretrained, glue_dir, tuned["encoder"], tuned["head"])
