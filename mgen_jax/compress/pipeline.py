@@ -85,7 +85,8 @@ def compress_folder(source: str | Path, out: str | Path, spec: HardwareSpec, arc
         stored[model.task.name] = pack_task(result["params"][model.task.name], result["stored"][model.task.name],
                                             plan, t, spec)
     trunk_units = sorted({u for (t, u), e in plan.active().items() if e.base == "trunk"})
-    trunk = {f"unit_{u}": next(m.bases["trunk"][f"unit_{u}"] for m in models.models if "trunk" in m.bases)
+    trunk = {f"unit_{u}": next(m.bases["trunk"][f"unit_{u}"] for m in models.models
+                               if f"unit_{u}" in m.bases.get("trunk", {}))  # a task that owns a copy of unit u
              for u in trunk_units}
     save_deltas(out / DELTAS_FILE, stored, trunk)
     if trace is None:

@@ -43,23 +43,33 @@ def tiny_runs(tmp_path_factory, tiny_bert_dir):
     return root
 
 
-@pytest.fixture(scope="session")
-def tiny_sweep(tmp_path_factory, tiny_bert_dir):
-    """<sweep>/settings.json + <sweep>/models/b_1-3/{params.msgpack, result.json}: RTE branches after unit 1, STS-B
-    after unit 3 (of 4)."""
+def _sweep_folder(root, tiny_bert_dir, tasks, branch_points):
+    """<root>/settings.json + <root>/models/b_<...>/{params.msgpack, result.json} of the tiny BERT: ``tasks`` ((name,
+    labels) pairs) branching at ``branch_points``; a noisy trunk, each task's own units and head from its own seed."""
     from mgen_jax.model.multitask import MultiTaskModel
     from mgen_jax.model.pretrained import load_pretrained
 
-    root = tmp_path_factory.mktemp("sweep")
     pre = load_pretrained(tiny_bert_dir)
-    rte, stsb = _tiny_classifier(tiny_bert_dir, 2, 5), _tiny_classifier(tiny_bert_dir, 1, 6)
+    tuned = [_tiny_classifier(tiny_bert_dir, labels, 5 + i) for i, (_, labels) in enumerate(tasks)]
     trunk = _tiny_classifier(tiny_bert_dir, 2, 7, scale=0.02)["encoder"]
-    params = MultiTaskModel(pre.config, (2, 1), "mean").from_encoders(trunk, [rte["encoder"], stsb["encoder"]],
-                                                                      [rte["head"], stsb["head"]])
-    folder = root / "models" / "b_1-3"
+    params = MultiTaskModel(pre.config, tuple(labels for _, labels in tasks), "mean").from_encoders(
+        trunk, [m["encoder"] for m in tuned], [m["head"] for m in tuned])
+    folder = root / "models" / ("b_" + "-".join(str(b) for b in branch_points))
     folder.mkdir(parents=True)
     save_checkpoint(folder / "params.msgpack", jax.device_get(params))
-    (folder / "result.json").write_text(json.dumps({"branch_points": [1, 3], "scores": {}}))
-    (root / "settings.json").write_text(json.dumps(RUN_FIELDS | {"tasks": ["RTE", "STS-B"], "model": str(tiny_bert_dir),
-                                                                 "max_train_per_task": None}))
+    (folder / "result.json").write_text(json.dumps({"branch_points": list(branch_points), "scores": {}}))
+    (root / "settings.json").write_text(json.dumps(RUN_FIELDS | {"tasks": [name for name, _ in tasks],
+                                                                 "model": str(tiny_bert_dir), "max_train_per_task": None}))
     return folder
+
+
+@pytest.fixture(scope="session")
+def make_sweep_folder(tiny_bert_dir):
+    """make(root, tasks, branch_points) -> a searched model folder of the tiny BERT (tasks: (name, labels) pairs)."""
+    return lambda root, tasks, branch_points: _sweep_folder(root, tiny_bert_dir, tasks, branch_points)
+
+
+@pytest.fixture(scope="session")
+def tiny_sweep(tmp_path_factory, tiny_bert_dir):
+    """A searched model folder (make_sweep_folder): RTE branches after unit 1, STS-B after unit 3 (of 4)."""
+    return _sweep_folder(tmp_path_factory.mktemp("sweep"), tiny_bert_dir, (("RTE", 2), ("STS-B", 1)), (1, 3))

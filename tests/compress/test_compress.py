@@ -204,3 +204,20 @@ def test_searched_model_with_deltas(tiny_sweep, tiny_bert_dir, isaac, glue_dir, 
 
     problem = SchedulingProblem(isaac, arch, tree, fixed_trace(2, 12), num_labels=(2, 1), compression=plan)
     assert solve(problem, "fast").cost.loads == 0
+
+
+def test_trunk_bases_beside_a_fully_shared_task(make_sweep_folder, tiny_bert_dir, isaac, glue_dir, tmp_path):
+    """A task without private units listed first (as SST-2 at b = 12 in a glue5 model) and trunk bases for the
+    other's units: the trunk units are stored once, from the task that owns copies of them, and load back exactly."""
+    import dataclasses
+
+    folder = make_sweep_folder(tmp_path / "sweep", (("STS-B", 1), ("RTE", 2)), (4, 2))
+    trunk_only = dataclasses.replace(FAST, base_kinds=("trunk",))
+    report = compress_folder(folder, tmp_path / "out", isaac, hw.load_arch(tiny_bert_dir), trunk_only,
+                             glue_dir=glue_dir, log=lambda _: None)
+    plan = hw.load_delta_plan(tmp_path / "out" / "report.json")
+    assert report["base_choice"]["per_task"] == {"STS-B": "trunk", "RTE": "trunk"}
+    assert {u for t, u in plan.active()} == {2, 3} and {t for t, u in plan.active()} == {1}
+    assert {e.base for e in plan.active().values()} == {"trunk"}
+    _, loaded = load_compressed(tmp_path / "out", isaac, report=report)  # compress_folder checked it is exact
+    assert set(loaded) == {"STS-B", "RTE"}
