@@ -16,8 +16,10 @@ Independent mode (default):
    here, so each of them is given the delta structure (kept blocks, bits) of a measured task, the three largest
    measured deltas (labelled as such): area, energy and the scheduler (fast solver, ISAAC chip) on the 8-task dev-length
    trace, without and with the deltas.
-Searched mode: ``mgen compress`` on a searched multi-task model folder, pretrained and trunk bases both profiled;
-the result goes under ``--label`` (default "searched") in ``--out``.
+Searched mode: ``mgen compress`` on a searched multi-task model folder, pretrained and trunk bases both profiled
+per task; the result goes to ``searched.models[--label]`` (default: the folder's name) in ``--out``, with its area,
+energy and dev score as ratios to the independent models (sharing alone, sharing + deltas), ``base_comparison`` and
+the plot updated. Each mode keeps the other's results in ``--out``.
 
 Energy: exact simulator, real dev lengths of the tasks, every request runs every task. Writes ``--out`` (JSON) and a
 PNG beside it. Runtime here: about 40 minutes (2 cores shared with other work).
@@ -186,11 +188,22 @@ def plot(result: dict[str, Any], path: Path) -> None:
             label=f"stage one only, chosen on held-out (E {one['energy_ratio']:.2f}x)")
     ax.plot([both["area_ratio"]], [both["mean_dev_compressed"]], "*", color="tab:red", ms=13,
             label=f"both stages, chosen on held-out (E {both['energy_ratio']:.2f}x)")
+    for (label, entry), color in zip(result.get("searched", {}).get("models", {}).items(), ("tab:green", "tab:purple")):
+        vs = entry.get("versus_independent")
+        if not vs:
+            continue
+        share, both_ = vs["sharing_only"], vs["sharing_and_deltas"]
+        ax.plot([share["area_ratio"], both_["area_ratio"]], [share["mean_dev"], both_["mean_dev"]], "--", color=color,
+                lw=0.8)
+        ax.plot([share["area_ratio"]], [share["mean_dev"]], "D", color=color, ms=7,
+                label=f"searched {label}: sharing only (E {share['energy_ratio']:.2f}x)")
+        ax.plot([both_["area_ratio"]], [both_["mean_dev"]], "P", color=color, ms=10,
+                label=f"searched {label} + compressed deltas (E {both_['energy_ratio']:.2f}x)")
     ax.axhline(ind["mean_dev"] - 1.0, color="tab:red", lw=0.8, ls=":", label="1 point below independent")
     ax.axvline(0.26, color="tab:blue", lw=0.8, ls="--", label="0.26x (ICCAD 2021)")
     ax.set_xlabel("crossbars / independent models' crossbars")
     ax.set_ylabel("mean glue5 dev score")
-    ax.set_title("glue5 on ISAAC: pretrained base + compressed deltas, no retraining\n(E: energy per request vs "
+    ax.set_title("glue5 on ISAAC: base + compressed deltas, no retraining\n(E: energy per request vs "
                  "independent, exact simulator, dev lengths)", fontsize=9)
     ax.legend(fontsize=7, loc="lower right")
     ax.grid(alpha=0.3)
@@ -237,27 +250,54 @@ def run_independent(args, spec, arch) -> dict[str, Any]:
     }
     result["curve"] = curve(Path(args.runs), spec, arch, settings, args.glue_dir, trace)
     result["eight_tasks"] = eight_tasks(spec, arch, both["plan"], args.glue_dir)
-    result["searched"] = {"status": "awaiting the equal-budget sweep: no finished searched glue5 model folder "
-                                    "(params.msgpack + result.json) under runs/search/glue5/models; run this script "
-                                    "with --searched <folder> when one exists"}
-    result["base_comparison"] = {"pretrained": "the only base an independent model has (every unit is private)",
-                                 "trunk": "measured only on searched models (--searched), none finished yet"}
     return result
+
+
+def base_comparison(models: dict[str, dict]) -> dict[str, Any]:
+    """Which base compressed better, per task of every searched model (delta crossbars each base needed within the
+    tolerance; None where its walk found no fraction within it)."""
+    rows = {}
+    for label, entry in models.items():
+        for task, kinds in entry["per_base_kind"].items():
+            if set(kinds) >= {"pretrained", "trunk"}:
+                rows[f"{label}/{task}"] = {kind: kinds[kind]["delta_crossbars"] for kind in ("pretrained", "trunk")} | {
+                    "chosen": entry["base_choice"]["per_task"][task]}
+    return {"pretrained_base": "the pretrained unit, stored once (the only base an independent model has)",
+            "trunk_base": "the searched model's own trunk unit at the same depth, stored anyway",
+            "per_task": rows}
+
+
+def versus_independent(entry: dict[str, Any], independent: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A searched entry's sharing-only and sharing + deltas points as ratios to the independent models."""
+    if not independent:
+        return None
+    comp = entry["compressed"]
+    points = {"sharing_only": (comp["uncompressed_crossbars"], comp["uncompressed_energy_per_request_j"],
+                               comp.get("mean_dev_uncompressed")),
+              "sharing_and_deltas": (comp["crossbars"], comp["energy_per_request_j"], comp.get("mean_dev_compressed"))}
+    out = {label: {"crossbars": xb, "area_ratio": xb / independent["crossbars"],
+                   "energy_ratio": e / independent["energy_per_request_j"],
+                   "mean_dev": dev, "drop": None if dev is None else independent["mean_dev"] - dev}
+           for label, (xb, e, dev) in points.items()}
+    return out | {"independent_crossbars": independent["crossbars"],
+                  "independent_energy_per_request_j": independent["energy_per_request_j"],
+                  "independent_mean_dev": independent["mean_dev"]}
 
 
 def run_searched(args, spec, arch) -> dict[str, Any]:
     from mgen_jax.compress.pipeline import compress_folder
     from mgen_jax.compress.profiler import ProfileSettings
 
-    report = compress_folder(args.searched, Path(args.work) / args.label, spec, arch,
+    label = args.label or Path(args.searched).name
+    report = compress_folder(args.searched, Path(args.work) / label, spec, arch,
                              ProfileSettings(tolerance_points=args.tolerance), glue_dir=args.glue_dir,
-                             evaluate_dev=True, log=log)
+                             evaluate_dev=True, log=log)  # workload: the model's tasks' dev lengths (main checks it)
     per_kind = {}
     for name, kinds in report["tasks_profiled"].items():
         per_kind[name] = {kind: {k: r.get(k) for k in ("chosen_budget_fraction", "delta_crossbars",
                                                           "uncompressed_crossbars", "heldout_score")}
                           for kind, r in kinds.items()}
-    return {"mode": "searched", "folder": str(args.searched), "tasks": report["tasks"],
+    return {"folder": str(args.searched), "tasks": report["tasks"], "workload": report["hardware"]["workload"],
             "branch_points": report["plan"]["branch_points"], "compressed": compression_summary(report),
             "base_choice": report["base_choice"], "per_base_kind": per_kind,
             "sharing_only": {"crossbars": report["hardware"]["uncompressed"]["crossbars"],
@@ -271,7 +311,7 @@ def main() -> None:
     ap.add_argument("--runs", default="runs/baseline", help="folder of fine-tuning runs, one per glue5 task")
     ap.add_argument("--searched", help="a searched multi-task model folder (searched mode)")
     ap.add_argument("--work", default="runs/compress/glue5", help="where the compressed models go (large files)")
-    ap.add_argument("--label", default="searched", help="key of the searched mode's result in --out [searched]")
+    ap.add_argument("--label", help="key of the searched model in --out's searched.models [the folder's name]")
     ap.add_argument("--tolerance", type=float, default=0.5, help="largest held-out drop per task, points [0.5]")
     ap.add_argument("--hw", default="isaac")
     ap.add_argument("--glue-dir")
@@ -282,13 +322,24 @@ def main() -> None:
     from mgen_jax.io import write_json_atomic
 
     out = Path(args.out)
-    if args.searched:  # merged into the independent mode's results
-        result = json.loads(out.read_text()) if out.is_file() else {}
-        result[args.label] = run_searched(args, spec, arch) | {"wall_clock_s": time.perf_counter() - start}
+    previous = json.loads(out.read_text()) if out.is_file() else {}
+    searched = previous.get("searched", {}).get("models", {})  # each mode keeps the other's results
+    if args.searched:
+        label = args.label or Path(args.searched).name
+        entry = run_searched(args, spec, arch) | {"wall_clock_s": time.perf_counter() - start}
+        if previous.get("independent") and previous.get("workload") != entry["workload"]:
+            raise SystemExit(f"{out}: the independent results were simulated on another workload "
+                             f"({previous.get('workload')} vs {entry['workload']}); run both modes alike")
+        entry["versus_independent"] = versus_independent(entry, previous.get("independent"))
+        result = previous | {"searched": {"models": searched | {label: entry}}}
     else:
         result = run_independent(args, spec, arch) | {"wall_clock_s": time.perf_counter() - start}
+        for label, entry in searched.items():
+            entry["versus_independent"] = versus_independent(entry, result["independent"])
+        result["searched"] = {"models": searched}
+    result["base_comparison"] = base_comparison(result["searched"]["models"])
     write_json_atomic(out, result)
-    if not args.searched:
+    if "independent" in result:
         plot(result, out.with_suffix(".png"))
     log(f"wrote {out}")
 
