@@ -259,7 +259,7 @@ def base_comparison(models: dict[str, dict]) -> dict[str, Any]:
     rows = {}
     for label, entry in models.items():
         for task, kinds in entry["per_base_kind"].items():
-            if set(kinds) >= {"pretrained", "trunk"}:
+            if set(kinds) >= {"pretrained", "trunk"} and entry["compressed"]["per_task"][task]["uncompressed_crossbars"]:
                 rows[f"{label}/{task}"] = {kind: kinds[kind]["delta_crossbars"] for kind in ("pretrained", "trunk")} | {
                     "chosen": entry["base_choice"]["per_task"][task]}
     return {"pretrained_base": "the pretrained unit, stored once (the only base an independent model has)",
@@ -316,6 +316,8 @@ def main() -> None:
     ap.add_argument("--hw", default="isaac")
     ap.add_argument("--glue-dir")
     ap.add_argument("--out", default="experiments/results/compress_glue5.json")
+    ap.add_argument("--replot", action="store_true",
+                    help="only recompute the derived fields (ratios, base comparison) and the plot of --out")
     args = ap.parse_args()
     spec, arch = hw.load_spec(args.hw), hw.load_arch("minilm-l6")
     start = time.perf_counter()
@@ -324,7 +326,11 @@ def main() -> None:
     out = Path(args.out)
     previous = json.loads(out.read_text()) if out.is_file() else {}
     searched = previous.get("searched", {}).get("models", {})  # each mode keeps the other's results
-    if args.searched:
+    if args.replot:
+        for entry in searched.values():
+            entry["versus_independent"] = versus_independent(entry, previous.get("independent"))
+        result = previous | {"searched": {"models": searched}}
+    elif args.searched:
         label = args.label or Path(args.searched).name
         entry = run_searched(args, spec, arch) | {"wall_clock_s": time.perf_counter() - start}
         if previous.get("independent") and previous.get("workload") != entry["workload"]:
