@@ -367,6 +367,7 @@ def cmd_compress(args: argparse.Namespace) -> None:
     fields = {k: v for k, v in {
         "tolerance_points": args.tolerance, "budgets": args.budgets, "refine_steps": args.refine_steps,
         "calibration_rows": args.calibration_rows, "bit_levels": args.bit_levels, "base_kinds": args.base,
+        "heldout_confidence": args.confidence,
     }.items() if v is not None}
     settings = ProfileSettings(**fields, bias_correction=not args.no_bias_correction)
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
@@ -512,7 +513,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tolerance", type=_nonnegative_float, help="largest held-out score drop per task, points [0.5]")
     p.add_argument("--budgets", type=_csv(float), help="crossbar budget fractions tried, largest first "
                    "[0.5,0.35,0.25,0.18,0.13,0.09,0.065,0.045,0.03,0.02,0.01,0]")
-    p.add_argument("--refine-steps", type=_nonnegative_int, help="bisection steps after the first failing budget [2]")
+    p.add_argument("--confidence", type=float, help="q in [0.5, 1): a budget passes when the q-quantile of its "
+                   "held-out drop over a paired bootstrap of the rows is within the tolerance [off: the drop itself]")
+    p.add_argument("--refine-steps", type=_nonnegative_int, help="bisection steps after the first failing budget [3]")
     p.add_argument("--calibration-rows", type=_positive_int, help="held-out rows for the block ranking [256]")
     p.add_argument("--bit-levels", type=_csv(int), help="delta bits tried, e.g. 8 for stage one alone [2,4,6,8]")
     p.add_argument("--base", type=_csv(str), help="base kinds tried: pretrained, trunk [every kind the source has]")

@@ -99,7 +99,8 @@ def compress_folder(source: str | Path, out: str | Path, spec: HardwareSpec, arc
         "settings": {"tolerance_points": settings.tolerance_points, "budgets": list(settings.budgets),
                      "refine_steps": settings.refine_steps, "calibration_rows": settings.calibration_rows,
                      "bit_levels": list(settings.levels(spec)), "bias_correction": settings.bias_correction,
-                     "error_feedback": settings.error_feedback},
+                     "error_feedback": settings.error_feedback,
+                     "heldout_confidence": settings.heldout_confidence},
         "chosen_on": "held-out split carved from train (mgen_jax.data.splits); dev is never used to choose",
         "base_choice": result["base_choice"],
         "tasks_profiled": {task: {kind: _record(r) for kind, r in kinds.items()}

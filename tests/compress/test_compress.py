@@ -165,6 +165,43 @@ def test_compress_folder_end_to_end(tiny_runs, tiny_bert_dir, isaac, glue_dir, t
     assert float(cost.expected_crossbars(p, tables)) == hwr["compressed"]["crossbars"]
 
 
+def test_paired_bootstrap_drop_by_hand():
+    """Reference right on all 400 rows, the other model wrong on 20: a resample's drop is 100 K / 400 with K ~
+    Binomial(400, 0.05), so the bootstrap quantiles are the binomial's; equal outputs drop by nothing."""
+    from scipy import stats
+
+    from mgen_jax.compress.profiler import paired_drop_quantile
+    from mgen_jax.data.glue import get_task
+
+    task, n, wrong = get_task("SST-2"), 400, 20
+    labels = np.arange(n) % 2
+    right = np.eye(2)[labels] * 3.0
+    broken = right.copy()
+    broken[:wrong] = right[:wrong, ::-1]
+    assert paired_drop_quantile(task, right, right, labels, 0.9) == 0.0
+    for q in (0.5, 0.9):
+        expected = 100 * stats.binom.ppf(q, n, wrong / n) / n
+        assert abs(paired_drop_quantile(task, right, broken, labels, q) - expected) <= 0.3, q
+    assert paired_drop_quantile(task, right, broken, labels, 0.9) > 100 * wrong / n + 0.5  # stricter than the drop
+
+
+def test_confidence_walk_bounds_the_bootstrap_quantile(tiny_runs, tiny_bert_dir, isaac, glue_dir, tmp_path):
+    import dataclasses
+
+    settings = dataclasses.replace(FAST, heldout_confidence=0.9)
+    report = compress_folder(tiny_runs, tmp_path / "out", isaac, hw.load_arch(tiny_bert_dir), settings,
+                             glue_dir=glue_dir, log=lambda _: None)
+    assert report["settings"]["heldout_confidence"] == 0.9
+    for name in ("RTE", "STS-B"):
+        walk = report["tasks_profiled"][name]["pretrained"]["walk"]
+        assert walk[0]["drop_quantile_points"] == 0.0  # the full budget is exact
+        for step in walk:
+            assert step["passed"] == (step["drop_quantile_points"] <= 3.0)
+    for bad in (0.4, 1.0, True, "high"):
+        with pytest.raises(ConfigError, match="heldout_confidence"):
+            ProfileSettings(heldout_confidence=bad)
+
+
 def _own_crossbars(spec, arch, report):
     """Crossbars of the own unit copies the plan compresses (their uncompressed size)."""
     from mgen_jax.hw.ops import model_parts, part_crossbars
