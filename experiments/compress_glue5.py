@@ -3,6 +3,7 @@
     .venv/bin/python experiments/compress_glue5.py [--runs runs/baseline] [--work runs/compress/glue5]
         [--tolerance 0.5] [--out experiments/results/compress_glue5.json]
     .venv/bin/python experiments/compress_glue5.py --searched <sweep>/models/b_<...> [--work DIR]
+    .venv/bin/python experiments/compress_glue5.py --confidence 0.8 [--runs runs/baseline]
 
 Independent mode (default):
 1. ``mgen compress`` on the five fine-tuned runs (``--runs``/<TASK>): every task's private units over the pretrained
@@ -16,6 +17,10 @@ Independent mode (default):
    here, so each of them is given the delta structure (kept blocks, bits) of a measured task, the three largest
    measured deltas (labelled as such): area, energy and the scheduler (fast solver, ISAAC chip) on the 8-task dev-length
    trace, without and with the deltas.
+Confidence mode (``--confidence q`` without ``--searched``): step 1 again with the walk bounding the q-quantile of each
+budget's held-out drop over a paired bootstrap of the held-out rows (mgen_jax/compress/profiler.py), into
+``--work``/both_q<q>; the result goes to ``heldout_rule_variants["bootstrap q<q>"]`` in ``--out`` (dev evaluated once,
+reported only) and onto the plot.
 Searched mode: ``mgen compress`` on a searched multi-task model folder, pretrained and trunk bases both profiled
 per task; the result goes to ``searched.models[--label]`` (default: the folder's name) in ``--out``, with its area,
 energy and dev score as ratios to the independent models (sharing alone, sharing + deltas), ``base_comparison`` and
@@ -199,6 +204,9 @@ def plot(result: dict[str, Any], path: Path) -> None:
                 label=f"searched {label}: sharing only (E {share['energy_ratio']:.2f}x)")
         ax.plot([both_["area_ratio"]], [both_["mean_dev"]], "P", color=color, ms=10,
                 label=f"searched {label} + compressed deltas (E {both_['energy_ratio']:.2f}x)")
+    for label, variant in result.get("heldout_rule_variants", {}).items():
+        ax.plot([variant["area_ratio"]], [variant["mean_dev_compressed"]], "X", color="tab:brown", ms=10,
+                label=f"both stages, held-out rule: {label} (E {variant['energy_ratio']:.2f}x)")
     ax.axhline(ind["mean_dev"] - 1.0, color="tab:red", lw=0.8, ls=":", label="1 point below independent")
     ax.axvline(0.26, color="tab:blue", lw=0.8, ls="--", label="0.26x (ICCAD 2021)")
     ax.set_xlabel("crossbars / independent models' crossbars")
@@ -284,6 +292,23 @@ def versus_independent(entry: dict[str, Any], independent: dict[str, Any] | None
                   "independent_mean_dev": independent["mean_dev"]}
 
 
+def run_confidence(args, spec, arch) -> dict[str, Any]:
+    from mgen_jax.compress.pipeline import compress_folder
+    from mgen_jax.compress.profiler import BOOTSTRAP_DRAWS, ProfileSettings
+    from mgen_jax.workload.glue import glue_trace
+
+    q = args.confidence
+    folder = Path(args.work) / f"both_q{q:g}"
+    settings = ProfileSettings(tolerance_points=args.tolerance, heldout_confidence=q)
+    report = compress_folder(args.runs, folder, spec, arch, settings, tasks=list(GLUE5), glue_dir=args.glue_dir,
+                             evaluate_dev=True, trace=glue_trace(list(GLUE5), glue_dir=args.glue_dir), log=log)
+    return compression_summary(report) | {"folder": str(folder), "heldout_confidence": q,
+                                          "tolerance_points_heldout": args.tolerance,
+                                          "rule": f"a budget passes when the {q:g}-quantile of its held-out drop over "
+                                                  f"{BOOTSTRAP_DRAWS} paired bootstrap resamples is within "
+                                                  f"{args.tolerance:g} points"}
+
+
 def run_searched(args, spec, arch) -> dict[str, Any]:
     from mgen_jax.compress.pipeline import compress_folder
     from mgen_jax.compress.profiler import ProfileSettings
@@ -316,6 +341,8 @@ def main() -> None:
     ap.add_argument("--hw", default="isaac")
     ap.add_argument("--glue-dir")
     ap.add_argument("--out", default="experiments/results/compress_glue5.json")
+    ap.add_argument("--confidence", type=float, help="confidence mode: the walk bounds this bootstrap quantile of "
+                    "the held-out drop (0.5 <= q < 1)")
     ap.add_argument("--replot", action="store_true",
                     help="only recompute the derived fields (ratios, base comparison) and the plot of --out")
     args = ap.parse_args()
@@ -330,6 +357,10 @@ def main() -> None:
         for entry in searched.values():
             entry["versus_independent"] = versus_independent(entry, previous.get("independent"))
         result = previous | {"searched": {"models": searched}}
+    elif args.confidence is not None and not args.searched:
+        variant = run_confidence(args, spec, arch) | {"wall_clock_s": time.perf_counter() - start}
+        result = previous | {"heldout_rule_variants": previous.get("heldout_rule_variants", {}) |
+                             {f"bootstrap q{args.confidence:g}": variant}}
     elif args.searched:
         label = args.label or Path(args.searched).name
         entry = run_searched(args, spec, arch) | {"wall_clock_s": time.perf_counter() - start}
@@ -340,6 +371,8 @@ def main() -> None:
         result = previous | {"searched": {"models": searched | {label: entry}}}
     else:
         result = run_independent(args, spec, arch) | {"wall_clock_s": time.perf_counter() - start}
+        if previous.get("heldout_rule_variants"):
+            result["heldout_rule_variants"] = previous["heldout_rule_variants"]
         for label, entry in searched.items():
             entry["versus_independent"] = versus_independent(entry, result["independent"])
         result["searched"] = {"models": searched}
