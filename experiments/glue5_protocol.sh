@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The glue5 equal-budget experiment end to end, resumable across sessions and machines:
-#   restore the committed run records -> independent models, seed 0 -> redundancy analysis (held-out probe) ->
-#   the equal-budget sweep (configs/search/glue5.yaml) -> independent models, seeds 1 and 2 -> the sweep again
-#   (its record then holds the 3-seed means) -> results into experiments/results/.
+#   restore the committed run records -> independent models, seeds 0, 1 and 2 -> redundancy analysis of seed 0
+#   (held-out probe) -> the equal-budget sweep (configs/search/glue5.yaml; its record holds the 3-seed means) ->
+#   results into experiments/results/. The independent runs come first: each task is a phase of ~8 minutes, so an
+#   interrupted session loses little (a sweep model is one ~40-minute phase).
 # Every finished phase's JSON files are saved to experiments/run_records/ every 10 minutes and after each stage
 # (experiments/run_records.py), so a later session restores them and trains only what is missing: commit them
 # before a session ends. About 12 hours on 2 CPU cores.
@@ -17,17 +18,14 @@ $PY experiments/run_records.py restore
 ( while sleep 600; do $PY experiments/run_records.py save > /dev/null; done ) &
 SAVER=$!
 trap 'kill $SAVER 2>/dev/null; $PY experiments/run_records.py save' EXIT
-experiments/run_independent.sh 0
+experiments/run_independent.sh 0 1 2
+$PY experiments/run_records.py save
+$PY experiments/collect_baseline.py --runs runs/baseline runs/baseline_seed1 runs/baseline_seed2
 if [ ! -f experiments/run_records/analysis_glue5.done ]; then
   $MGEN analyze --runs runs/baseline --tasks SST-2,CoLA,MRPC,STS-B,RTE --out experiments/results --stem redundancy_glue5
   mkdir -p experiments/run_records && echo "redundancy_glue5.json from runs/baseline (seed 0)" \
     > experiments/run_records/analysis_glue5.done
 fi
 $PY experiments/run_records.py save
-$MGEN sweep --config configs/search/glue5.yaml --out experiments/results
-$PY experiments/run_records.py save
-experiments/run_independent.sh 1 2
-$PY experiments/run_records.py save
-$PY experiments/collect_baseline.py --runs runs/baseline runs/baseline_seed1 runs/baseline_seed2
 $MGEN sweep --config configs/search/glue5.yaml --out experiments/results
 echo "glue5 protocol: done"
