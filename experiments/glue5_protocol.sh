@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The glue5 equal-budget experiment end to end, resumable across sessions and machines:
 #   restore the committed run records -> independent models, seeds 0, 1 and 2 -> redundancy analysis of seed 0
-#   (held-out probe) -> the equal-budget sweep (configs/search/glue5.yaml; its record holds the 3-seed means) ->
+#   (held-out probe) -> the teacher-annealing trial on the 3x tree (configs/search/glue5_bam3x.yaml) -> the
+#   equal-budget sweep (configs/search/glue5.yaml; its record holds the 3-seed means) ->
 #   results into experiments/results/. The independent runs come first: each task is a phase of ~8 minutes, so an
 #   interrupted session loses little (a sweep model is one ~40-minute phase).
 # Every finished phase's JSON files are saved to experiments/run_records/ every 10 minutes and after each stage
@@ -26,6 +27,9 @@ if [ ! -f experiments/run_records/analysis_glue5.done ]; then
   mkdir -p experiments/run_records && echo "redundancy_glue5.json from runs/baseline (seed 0)" \
     > experiments/run_records/analysis_glue5.done
 fi
+$PY experiments/run_records.py save
+# the teacher-annealing trial on the 3x tree (configs/search/glue5_bam3x.yaml: ~50 min, 100 more if it makes a claim)
+$MGEN sweep --config configs/search/glue5_bam3x.yaml --out experiments/results
 $PY experiments/run_records.py save
 $MGEN sweep --config configs/search/glue5.yaml --out experiments/results
 echo "glue5 protocol: done"

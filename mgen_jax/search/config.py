@@ -65,6 +65,9 @@ class SearchConfig:
     # distillation weight falls linearly from distill_weight at the first step to 0 at the last, so that a model first
     # imitates its teachers and ends on the gold labels
     distill_anneal: bool = False
+    # the teachers' folder (<folder>/<TASK>/final_params.msgpack, fine-tuned on the same rows); None = the reference
+    # independent run (independent_runs' first)
+    teacher_run: str | None = None
     # fine-tuning objective sum_t v_t x loss_t (one positive number per task; None = every task 1), for every discrete
     # model alike, baselines included: a task the shared trunk serves badly (glue5: CoLA) can be given more pull
     finetune_task_weights: tuple[float, ...] | None = None
@@ -104,6 +107,10 @@ class SearchConfig:
     budgets_at_baselines: bool = False
     # a uniform-b baseline at the energy of every budget-selected model (the b of nearest energy ratio)
     uniform_at_budgets: bool = False
+    # discrete models given by their branch points (e.g. trees another sweep's budget selection chose), fine-tuned
+    # and evaluated like every other model: a list of {branch_points: [b_1, ..., b_T], label: str, source: str}
+    trees: tuple[dict[str, Any], ...] = ()
+    full_sharing: bool = True  # fine-tune the full-sharing baseline (b = U for every task); heldout task weights need it
     profile_batches: int = 24
     # what ranks the trees: "loss" (the warm-up's mean loss per branch point) or "score" (its held-out main score,
     # smoothed non-increasing in b; needs a held-out split): ModelGenerator.selection_profile
@@ -112,7 +119,7 @@ class SearchConfig:
 
     def __post_init__(self) -> None:
         for name in ("tasks", "buckets", "lambdas", "uniform_branch_points", "heuristic_thresholds", "energy_budgets",
-                     "claim_seeds"):
+                     "claim_seeds", "trees"):
             value = getattr(self, name)
             if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
                 raise ConfigError(f"search config field '{name}' must be a list, got {value!r}")
@@ -134,6 +141,7 @@ class SearchConfig:
             raise ConfigError(f"search config field 'claim_seeds' must hold distinct seeds other than seed "
                               f"({self.seed}), got {list(self.claim_seeds)}")
         self._check_caps_and_budget()
+        self._check_trees()
         if len(self.tasks) < 2:
             raise ConfigError(f"search config '{self.name}': field 'tasks' needs at least two tasks")
         for name in ("max_length", "per_task_batch", "length_window", "checkpoint_every_steps", "profile_batches"):
@@ -164,6 +172,10 @@ class SearchConfig:
         if self.distill_anneal and self.finetune_budget is None:
             raise ConfigError("search config field 'distill_anneal' needs 'finetune_budget' (teacher annealing runs in "
                               "equal-budget fine-tuning)")
+        if self.teacher_run is not None and (not isinstance(self.teacher_run, str) or not self.teacher_run.strip()
+                                             or not self.distill_weight > 0):
+            raise ConfigError(f"search config field 'teacher_run' must name a folder of fine-tuned task models and "
+                              f"needs 'distill_weight' > 0, got {self.teacher_run!r}")
         if self.distill_weight > 0 and self.independent_runs is None:
             raise ConfigError("search config field 'distill_weight' > 0 needs 'independent_runs' (the teachers)")
         if self.max_dev_per_task is not None and (isinstance(self.max_dev_per_task, bool) or
@@ -208,6 +220,11 @@ class SearchConfig:
         if not (isinstance(self.task_weight_min_drop, (int, float)) and math.isfinite(self.task_weight_min_drop)
                 and self.task_weight_min_drop > 0):
             raise ConfigError(f"search config field 'task_weight_min_drop' must be > 0, got {self.task_weight_min_drop!r}")
+        if not isinstance(self.full_sharing, bool):
+            raise ConfigError(f"search config field 'full_sharing' must be true or false, got {self.full_sharing!r}")
+        if isinstance(self.search_task_weights, str) and not self.full_sharing:
+            raise ConfigError("search config field 'search_task_weights: heldout' calibrates on the full-sharing "
+                              "model: it needs 'full_sharing: true'")
         if isinstance(self.search_task_weights, str):
             if self.search_task_weights != "heldout":
                 raise ConfigError(f"search config field 'search_task_weights' must be a list of numbers or 'heldout', "
@@ -236,6 +253,26 @@ class SearchConfig:
                               f"got {self.profile_metric!r}")
         if self.profile_metric == "score" and self.heldout_fraction == 0:
             raise ConfigError("search config field 'profile_metric: score' needs a held-out split (heldout_fraction > 0)")
+
+    def _check_trees(self) -> None:
+        labels = []
+        for i, tree in enumerate(self.trees):
+            field = lambda suffix="": f"search config field 'trees[{i}]{suffix}'"
+            if not isinstance(tree, dict) or not {"branch_points", "label"} <= set(tree) or not set(tree) <= {
+                    "branch_points", "label", "source"}:
+                raise ConfigError(f"{field()} must be a mapping with 'branch_points', 'label' and optionally 'source', "
+                                  f"got {tree!r}")
+            b = tree["branch_points"]
+            if not isinstance(b, (list, tuple)) or len(b) != len(self.tasks) or any(
+                    isinstance(x, bool) or not isinstance(x, int) or x < 0 for x in b):
+                raise ConfigError(f"{field('.branch_points')} must hold one integer >= 0 per task ({len(self.tasks)}), "
+                                  f"got {b!r}")
+            for key in ("label", "source"):
+                if key in tree and (not isinstance(tree[key], str) or not tree[key].strip()):
+                    raise ConfigError(f"{field('.' + key)} must be a non-empty string, got {tree[key]!r}")
+            labels.append(tree["label"])
+        if len(set(labels)) != len(labels):
+            raise ConfigError(f"search config field 'trees': labels must differ, got {labels}")
 
     def _check_caps_and_budget(self) -> None:
         names = [_task(t, "tasks") for t in self.tasks]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -98,6 +99,10 @@ class ModelGenerator:
         if too_deep:
             raise ConfigError(f"search config field 'uniform_branch_points': {too_deep} exceed the model's "
                               f"{self.num_units} units")
+        for i, tree in enumerate(cfg.trees):
+            if max(tree["branch_points"]) > self.num_units:
+                raise ConfigError(f"search config field 'trees[{i}].branch_points': {list(tree['branch_points'])} "
+                                  f"exceed the model's {self.num_units} units")
         self.spec = hw.load_spec(cfg.hw)
         # The workload: every request runs every task, token lengths of the tasks' dev sets (DESIGN.md default).
         self.trace = glue_trace([t.name for t in self.tasks], glue_dir=glue_dir, max_length=cfg.max_length)
@@ -119,7 +124,8 @@ class ModelGenerator:
     # Fields that do not change what a phase computes: a workdir may be reused when only these differ.
     FREE_FIELDS = ("name", "lambdas", "uniform_branch_points", "heuristic_thresholds", "redundancy_file",
                    "checkpoint_every_steps", "energy_budgets", "budgets_at_baselines", "profile_batches",
-                   "uniform_at_budgets", "claim_seeds", "task_weight_min_drop", "profile_metric")
+                   "uniform_at_budgets", "claim_seeds", "task_weight_min_drop", "profile_metric", "trees",
+                   "full_sharing")
     # Fields that only the searches use (the warm-up runs with frozen uniform logits at temperature 1 and its own
     # warmup_sampling): they are checked per search folder, so that the warm-up and the fine-tuned discrete models
     # (baselines included) are kept when only the search settings change.
@@ -128,7 +134,7 @@ class ModelGenerator:
     # Fields that only the discrete models use: checked per model folder.
     FINETUNE_FIELDS = ("finetune_steps", "lr_finetune", "finetune_init", "finetune_own_lr_scale", "distill_weight",
                        "distill_temperature", "distill_anneal", "finetune_task_weights", "finetune_budget",
-                       "finetune_batch_size")
+                       "finetune_batch_size", "teacher_run")
 
     def _defaults(self) -> dict[str, Any]:
         defaults = {f.name: f.default for f in dataclasses.fields(SearchConfig) if f.default is not dataclasses.MISSING}
@@ -245,16 +251,17 @@ class ModelGenerator:
         return streams
 
     # ----- initial parameters ----------------------------------------------------------------------------------
-    def _task_models(self) -> tuple[list[Any], list[Any]]:
-        """Every task's encoder and head: from its independent fine-tuned model (``independent_runs``), or pretrained
-        copies and fresh heads when it is None."""
+    def _task_models(self, folder: str | None = None) -> tuple[list[Any], list[Any]]:
+        """Every task's encoder and head: from its fine-tuned model in ``folder`` (default: the reference independent
+        run, ``independent_runs``' first), or pretrained copies and fresh heads when there is none."""
         encoders, heads = [], []
+        folder = folder or (self.cfg.independent_dirs[0] if self.cfg.independent_dirs else None)
         for i, task in enumerate(self.tasks):
-            if not self.cfg.independent_dirs:
+            if folder is None:
                 encoders.append(self.pretrained.params)
                 heads.append(self.model.init_head(jax.random.PRNGKey(self.cfg.seed * 1000 + i)))
                 continue
-            path = Path(self.cfg.independent_dirs[0]) / task.name / "final_params.msgpack"
+            path = Path(folder) / task.name / "final_params.msgpack"
             if not path.is_file():
                 raise ConfigError(f"{path} not found: fine-tune the independent {task.name} model first "
                                   f"(mgen finetune), or set independent_runs: null")
@@ -275,19 +282,23 @@ class ModelGenerator:
         return self.model.from_encoders(self.pretrained.params, *self._task_models())
 
     def teachers(self) -> Any:
-        """The independently fine-tuned models, whole (their own embeddings), as distillation teachers."""
+        """The independently fine-tuned models (``teacher_run``, default the reference run), whole (their own
+        embeddings), as distillation teachers."""
         if self._teachers is None:
-            self._teachers = self.model.separate_params(*self._task_models())
+            self._teachers = self.model.separate_params(*self._task_models(self.cfg.teacher_run))
         return self._teachers
 
     def teacher_outputs(self) -> list[np.ndarray]:
         """Every task's teacher outputs [N_t, max_labels] on its training rows (``data.train[t]``): its independent
-        model of the reference folder (``independent_runs``' first), dropout off. Computed once per work folder and
-        kept in teachers/<task>.npy (the work folder's settings pin the independent runs and the rows), so that
-        distillation at equal budget costs no teacher forward pass per step."""
+        model of the reference folder (``independent_runs``' first) or of ``teacher_run``, dropout off. Computed once
+        per work folder and teacher folder and kept in teachers/<task>.npy (teachers/<teacher_run as a name>/<task>.npy;
+        the work folder's settings pin the independent runs and the rows), so that distillation at equal budget costs
+        no teacher forward pass per step."""
         if self._teacher_outputs is not None:
             return self._teacher_outputs
         folder = self.workdir / "teachers"
+        if self.cfg.teacher_run is not None:
+            folder = folder / re.sub(r"[^A-Za-z0-9_.-]+", "_", self.cfg.teacher_run.strip("/"))
         outputs, forward = [], None
         for t, task in enumerate(self.tasks):
             path = folder / f"{task.name}.npy"
@@ -575,7 +586,7 @@ class ModelGenerator:
         record = self.describe(b, metrics, heldout) | info | {
             "seed": seed, "finetune_init": cfg.finetune_init, "finetune_own_lr_scale": cfg.finetune_own_lr_scale,
             "distill_weight": cfg.distill_weight, "distill_temperature": cfg.distill_temperature,
-            "distill_anneal": cfg.distill_anneal,
+            "distill_anneal": cfg.distill_anneal, "teacher_run": cfg.teacher_run if cfg.distill_weight > 0 else None,
             "finetune_task_weights": None if cfg.finetune_task_weights is None else list(cfg.finetune_task_weights),
             "finetune_wall_clock_s": wall, "eval_wall_clock_s": time.perf_counter() - clock}
         write_json_atomic(result, record)

@@ -4,6 +4,8 @@ discrete model, a Pareto plot.
 Baselines (each fine-tuned with the same recipe from the same starting weights): full sharing (b = U), uniform branch
 points (every task at the same b), the analysis-driven heuristic (task t shares the leading units whose CKA to the
 pretrained model is at least a threshold), and the independent models as separately fine-tuned (issue 3's runs).
+Trees given in the config (``trees``: e.g. another sweep's selections, trained here with another recipe) are
+fine-tuned and recorded the same way, as kind "given".
 """
 
 from __future__ import annotations
@@ -177,7 +179,7 @@ def run_sweep(gen: ModelGenerator, out_dir: str | Path) -> dict[str, Any]:
     search_wall = json.loads((gen.workdir / "warmup" / "result.json").read_text())["wall_clock_s"]
     u = gen.num_units
     t = len(gen.tasks)
-    baselines = [("full sharing", "full sharing (b = U)", [u] * t, None)]
+    baselines = [("full sharing", "full sharing (b = U)", [u] * t, None)] if cfg.full_sharing else []
     baselines += [("uniform", f"uniform b={b}", [b] * t, None) for b in cfg.uniform_branch_points]
     if cfg.redundancy_file and cfg.heuristic_thresholds:
         path = Path(cfg.redundancy_file)
@@ -187,10 +189,12 @@ def run_sweep(gen: ModelGenerator, out_dir: str | Path) -> dict[str, Any]:
         baselines += [("heuristic", f"heuristic CKA>={th:g}",
                        heuristic_branch_points(redundancy, [x.name for x in gen.tasks], th), None)
                       for th in cfg.heuristic_thresholds]
+    baselines += [("given", tree["label"], list(tree["branch_points"]), tree.get("source")) for tree in cfg.trees]
     if cfg.finetune_budget is not None:
         finetune = ("equal budget: every task the examples its independent model saw" if cfg.finetune_budget ==
                     "independent" else "per-task budget") + f" ({cfg.finetune_init} init, lr {cfg.lr_finetune:g}" + (
-            f", distillation from the independent models, weight {cfg.distill_weight:g}"
+            f", distillation from the independent models"
+            + (f" of {cfg.teacher_run}" if cfg.teacher_run else "") + f", weight {cfg.distill_weight:g}"
             + (" annealed linearly to 0" if cfg.distill_anneal else "") + f" at temperature {cfg.distill_temperature:g}"
             if cfg.distill_weight > 0 else "") + ")"
     else:
@@ -202,7 +206,8 @@ def run_sweep(gen: ModelGenerator, out_dir: str | Path) -> dict[str, Any]:
     # keeps them.
     for kind, label, b, why in baselines:
         record = gen.finetune_and_evaluate(b, warm)
-        baseline_points.append(record | {"kind": kind, "label": label, "obtained": f"{label}, {finetune}"})
+        baseline_points.append(record | {"kind": kind, "label": label,
+                                         "obtained": f"{label}{f' ({why})' if why else ''}, {finetune}"})
     if cfg.search_task_weights == "heldout":
         gen.calibrate(baseline_points[0], warm)
     for lam in cfg.lambdas:
@@ -316,7 +321,8 @@ def plot_pareto(record: dict[str, Any], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     styles = {"search": ("o", "tab:red"), "budget": ("D", "tab:orange"), "full sharing": ("X", "black"),
-              "uniform": ("s", "tab:blue"), "heuristic": ("^", "tab:green"), "independent": ("*", "tab:purple")}
+              "uniform": ("s", "tab:blue"), "heuristic": ("^", "tab:green"), "given": ("v", "tab:brown"),
+              "independent": ("*", "tab:purple")}
     style_of = lambda p: "budget" if p.get("method") == "budget" else p["kind"]
     fig, ax = plt.subplots(figsize=(7, 4.8))
     for kind, (marker, color) in styles.items():

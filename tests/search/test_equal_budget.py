@@ -183,6 +183,15 @@ def test_budgets_in_examples_or_epochs(tmp_path, tiny_bert_dir, glue_dir):
     ({"finetune_init": "scratch"}, "finetune_init"),
     ({"distill_anneal": True}, "needs 'distill_weight' > 0"), ({"distill_anneal": "yes"}, "distill_anneal"),
     ({"distill_anneal": True, "distill_weight": 1.0, "finetune_budget": None}, "needs 'finetune_budget'"),
+    ({"trees": [{"branch_points": [1, 2, 3], "label": "x"}]}, r"trees\[0\].branch_points"),
+    ({"trees": [{"branch_points": [1, -1], "label": "x"}]}, r"trees\[0\].branch_points"),
+    ({"trees": [{"branch_points": [1, 2]}]}, r"trees\[0\]"), ({"trees": [[1, 2]]}, r"trees\[0\]"),
+    ({"trees": [{"branch_points": [1, 2], "label": "x", "lambda": 1}]}, r"trees\[0\]"),
+    ({"trees": [{"branch_points": [1, 2], "label": ""}]}, r"trees\[0\].label"),
+    ({"trees": [{"branch_points": [1, 2], "label": "x"}, {"branch_points": [0, 2], "label": "x"}]}, "labels must differ"),
+    ({"full_sharing": False}, "needs 'full_sharing: true'"),
+    ({"full_sharing": "no", "search_task_weights": None}, "full_sharing"),
+    ({"teacher_run": "runs/x"}, "needs 'distill_weight' > 0"), ({"teacher_run": "", "distill_weight": 1.0}, "teacher_run"),
 ])
 def test_protocol_fields_are_checked(change, words, tiny_bert_dir):
     with pytest.raises(ConfigError, match=words):
@@ -239,6 +248,46 @@ def test_teacher_annealing_at_equal_budget(tmp_path, tiny_bert_dir, glue_dir, in
         real = rows[weights > 0]
         assert np.all(np.isin(real[:, 0], teacher[task][:, 0]))
     assert [f.stat().st_mtime_ns for f in files] == stamps  # the second generator read the cache
+
+
+def test_given_trees_and_another_teacher_run(tmp_path, tiny_bert_dir, glue_dir, independent_runs):
+    """A tree given in the config (e.g. another sweep's budget selection, here trained with teacher annealing) is
+    fine-tuned at the same budget as every other model and recorded with its source (and alone: no full-sharing
+    baseline); the teachers come from ``teacher_run`` (here the seed-1 runs, not the reference seed 0), cached apart
+    from the reference's; a tree deeper than the model is a clear error before any training."""
+    from mgen_jax.model.bert import BertConfig, SequenceClassifier
+    from mgen_jax.train.checkpoint import restore_checkpoint
+    from mgen_jax.train.finetune import make_predict, predict
+    from mgen_jax.train.parallel import data_mesh
+
+    tree = {"branch_points": [1, 0], "label": "given b=1,0", "source": "chosen elsewhere"}
+    cfg = _config(tiny_bert_dir, independent_runs[:1], distill_weight=1.0, distill_anneal=True, warmup_steps=0,
+                  energy_budgets=[], uniform_at_budgets=False, search_task_weights=None, claim_seeds=[], trees=[tree],
+                  teacher_run=str(independent_runs[1]), full_sharing=False)
+    gen = ModelGenerator(cfg, tmp_path / "work", glue_dir=glue_dir, progress=False)
+    record = run_sweep(gen, tmp_path / "out")
+    assert sorted(p["kind"] for p in record["points"]) == ["given", "independent"]  # full_sharing: false
+    given = [p for p in record["points"] if p["kind"] == "given"]
+    assert len(given) == 1 and given[0]["branch_points"] == [1, 0] and given[0]["label"] == "given b=1,0"
+    assert "chosen elsewhere" in given[0]["obtained"] and "distillation" in given[0]["obtained"]
+    assert str(independent_runs[1]) in given[0]["obtained"] and given[0]["teacher_run"] == str(independent_runs[1])
+    assert not list((tmp_path / "work" / "teachers").glob("*.npy"))  # the reference's cache place stays free
+    bert = BertConfig.from_hf(json.loads((tiny_bert_dir / "config.json").read_text()))
+    for t, task in enumerate(gen.tasks):
+        [cached] = (tmp_path / "work" / "teachers").glob(f"*/{task.name}.npy")
+        module = SequenceClassifier(bert, task.num_labels, cfg.pooling)
+        out = {run: predict(make_predict(module), restore_checkpoint(run / task.name / "final_params.msgpack", None),
+                            gen.data.train[t], 8, BUCKETS, data_mesh()) for run in independent_runs}
+        np.testing.assert_allclose(np.load(cached)[:, : task.num_labels], out[independent_runs[1]], rtol=1e-4,
+                                   atol=1e-5)
+        assert not np.allclose(out[independent_runs[0]], out[independent_runs[1]], atol=1e-3)
+    assert given[0]["examples_seen"] == {t: json.loads((independent_runs[0] / t / "summary.json").read_text())[
+        "train_examples_seen"] for t in TASKS}
+    assert (tmp_path / "work" / "models" / "b_1-0" / "result.json").is_file()
+    assert record["config"]["trees"] == [tree]
+    deep = _config(tiny_bert_dir, independent_runs[:1], trees=[tree | {"branch_points": [1, gen.num_units + 1]}])
+    with pytest.raises(ConfigError, match=r"trees\[0\].branch_points.*exceed"):
+        ModelGenerator(deep, tmp_path / "work2", glue_dir=glue_dir, progress=False)
 
 
 def test_claim_is_the_most_efficient_discrete_model_within_one_heldout_point():
