@@ -9,8 +9,9 @@ independent fine-tuning run) or ``result.json`` (a warm-up, a search, a fine-tun
 workdir's own ``settings.json`` and ``task_weights_heldout.json``. ``restore`` copies them back where runs/ lacks them
 (it never overwrites). A sweep with ``finetune_init: pretrained`` and no lambda searches resumes from these files
 alone: finished models are read from their result.json, the selection from the cached held-out loss profile, and only
-the models still missing are trained (mgen_jax/search/sweep.py). An interrupted phase's checkpoint is not carried: it
-starts again.
+the models still missing are trained (mgen_jax/search/sweep.py). A distillation sweep's teacher outputs
+(``teachers/**.npy``: a few hundred kB of logits on the training rows) are carried too, so that its models train in a
+later session without the teachers' weights. An interrupted phase's checkpoint is not carried: it starts again.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ def record_files(runs: Path) -> list[Path]:
         for name in SWEEP_FILES:
             if (workdir / name).is_file():
                 keep.add(workdir / name)
+        keep.update(f for f in (workdir / "teachers").rglob("*.npy") if f.stat().st_size <= MAX_BYTES)
     rel = (p.relative_to(runs) for p in keep)
     return sorted(p for p in rel if "jax_cache" not in p.parts and not (p.parts[0] == "search" and p.parts[1] in SCRATCH))
 
