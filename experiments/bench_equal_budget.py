@@ -100,6 +100,7 @@ def main() -> None:
         print(f"wrote {args.out}")
         return
 
+    load_before = os.getloadavg()  # 1, 5, 15 min: near 0 on a quiet machine
     schedule = interleave([s.steps for s in streams])
     index = task_steps(schedule, len(streams))
     picks = np.sort(np.random.default_rng(0).choice(len(schedule), size=min(args.sample, len(schedule)), replace=False))
@@ -170,7 +171,8 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "jax": jax.__version__,
                     "backend": jax.default_backend(), "devices": len(jax.devices())},
         "timed_steps": len(batches), "schedule_steps": total_steps, "compile_s": compile_s, "rows": rows_out,
-        "note": "timed while other work may share the 2 cores: compare rows, not absolute seconds",
+        "load_average_before": list(load_before), "load_average_after": list(os.getloadavg()),
+        "note": "the load averages say whether other work shared the cores; compare rows before absolute seconds",
     })
     print(f"wrote {args.out}")
 
