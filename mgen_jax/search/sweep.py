@@ -159,8 +159,13 @@ def _warm_start(gen: ModelGenerator):
     resume from its result files alone (experiments/run_records.py carries them across machines)."""
     cfg = gen.cfg
     needs_profile = bool(cfg.energy_budgets or cfg.budgets_at_baselines)
-    finished = (gen.workdir / "warmup" / "result.json").exists() and (gen.profile_ready() or not needs_profile)
+    result = gen.workdir / "warmup" / "result.json"
+    finished = result.exists() and (gen.profile_ready() or not needs_profile)
     if finished and not cfg.lambdas and cfg.finetune_init == "pretrained":
+        return None
+    if cfg.warmup_steps == 0 and not needs_profile and not cfg.lambdas and cfg.finetune_init == "pretrained":
+        # nothing reads warm-up weights: no warm-up at all (the independent runs' weights are not needed either)
+        write_json_atomic(result, {"steps": 0, "wall_clock_s": 0.0})
         return None
     warm = gen.warmup()
     if needs_profile:

@@ -253,15 +253,21 @@ def test_teacher_annealing_at_equal_budget(tmp_path, tiny_bert_dir, glue_dir, in
 def test_given_trees_and_another_teacher_run(tmp_path, tiny_bert_dir, glue_dir, independent_runs):
     """A tree given in the config (e.g. another sweep's budget selection, here trained with teacher annealing) is
     fine-tuned at the same budget as every other model and recorded with its source (and alone: no full-sharing
-    baseline); the teachers come from ``teacher_run`` (here the seed-1 runs, not the reference seed 0), cached apart
-    from the reference's; a tree deeper than the model is a clear error before any training."""
+    baseline, no warm-up); the teachers come from ``teacher_run`` (here the seed-1 runs, not the reference seed 0),
+    cached apart from the reference's, so the reference run needs only its result files (no weights); a tree deeper
+    than the model is a clear error before any training."""
     from mgen_jax.model.bert import BertConfig, SequenceClassifier
     from mgen_jax.train.checkpoint import restore_checkpoint
     from mgen_jax.train.finetune import make_predict, predict
     from mgen_jax.train.parallel import data_mesh
 
     tree = {"branch_points": [1, 0], "label": "given b=1,0", "source": "chosen elsewhere"}
-    cfg = _config(tiny_bert_dir, independent_runs[:1], distill_weight=1.0, distill_anneal=True, warmup_steps=0,
+    reference = tmp_path / "records"  # the reference run as experiments/run_records.py carries it: no weights
+    for task in TASKS:
+        (reference / task).mkdir(parents=True)
+        for name in ("config.json", "summary.json"):
+            shutil.copyfile(independent_runs[0] / task / name, reference / task / name)
+    cfg = _config(tiny_bert_dir, [reference], distill_weight=1.0, distill_anneal=True, warmup_steps=0,
                   energy_budgets=[], uniform_at_budgets=False, search_task_weights=None, claim_seeds=[], trees=[tree],
                   teacher_run=str(independent_runs[1]), full_sharing=False)
     gen = ModelGenerator(cfg, tmp_path / "work", glue_dir=glue_dir, progress=False)
@@ -281,7 +287,7 @@ def test_given_trees_and_another_teacher_run(tmp_path, tiny_bert_dir, glue_dir, 
         np.testing.assert_allclose(np.load(cached)[:, : task.num_labels], out[independent_runs[1]], rtol=1e-4,
                                    atol=1e-5)
         assert not np.allclose(out[independent_runs[0]], out[independent_runs[1]], atol=1e-3)
-    assert given[0]["examples_seen"] == {t: json.loads((independent_runs[0] / t / "summary.json").read_text())[
+    assert given[0]["examples_seen"] == {t: json.loads((reference / t / "summary.json").read_text())[
         "train_examples_seen"] for t in TASKS}
     assert (tmp_path / "work" / "models" / "b_1-0" / "result.json").is_file()
     assert record["config"]["trees"] == [tree]
