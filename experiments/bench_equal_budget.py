@@ -11,7 +11,8 @@
    (lazy AdamW over the trunk, own units and heads), every shape compiled first, the variants in alternating order
    (host load moves timings by up to 1.7x). The projection of one model's fine-tuning is the mean step time x the
    number of steps, compile and evaluation excluded.
-Runtime here: about 10 minutes (most of it compiling 3 step variants per padded length).
+Runtime here: 10-18 minutes (most of it compiling 4 step variants per padded length; 750 s of compilation on a slow
+hour).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from tqdm import tqdm
 
 from mgen_jax.data.glue import get_task
 from mgen_jax.data.pipeline import BatchStream, collate, encode_split
@@ -144,7 +146,7 @@ def main() -> None:
         variants[f"equal budget b={branch}"] = lambda t, b, branch=branch: run_budget(t, b, branch)
     start = time.perf_counter()
     seen = set()
-    for t, _, b in batches:  # compile every (task, shape) first
+    for t, _, b in tqdm(batches, desc="compile (task, shape) pairs", unit="batch"):  # compile each shape first
         key = (t, b["input_ids"].shape)
         if key not in seen:
             seen.add(key)
@@ -153,7 +155,7 @@ def main() -> None:
     compile_s = time.perf_counter() - start
     print(f"compiled {len(seen)} (task, shape) pairs in {compile_s:.0f} s", flush=True)
     seconds = {name: 0.0 for name in variants}
-    for t, _, b in batches:  # alternate the variants step by step
+    for t, _, b in tqdm(batches, desc="time the variants", unit="step"):  # alternate the variants step by step
         for name, fn in variants.items():
             clock = time.perf_counter()
             fn(t, b)
