@@ -340,7 +340,8 @@ def plot_pareto(record: dict[str, Any], path: Path) -> Path:
                 markersize=9 if kind == "independent" else 7, label=label, alpha=0.9)
         for p in pts:
             tags = {"search": f"λ={p.get('lambda', 0):g}", "budget": f"≤{p.get('budget', 0):.2f}",
-                    "full sharing": "b=U", "independent": ""}
+                    "full sharing": "b=U", "independent": "",
+                    "given": "b=" + ",".join(str(b) for b in p["branch_points"])}
             tag = tags.get(kind, p["label"].split()[-1])
             offset = (4, -10) if kind == "budget" else (4, 4)  # budget tags below, lambda tags above the line
             ax.annotate(tag, (p["energy_ratio"], p["mean_score"]), textcoords="offset points", xytext=offset, fontsize=7)
@@ -361,7 +362,7 @@ def plot_pareto(record: dict[str, Any], path: Path) -> Path:
     ax.set_ylabel("mean dev score (main metric x 100)")
     budget = record.get("config", {}).get("finetune_budget")
     ax.set_title(f"{record['model']} on {record['hw']}: {', '.join(record['tasks'])}"
-                 + (" (every model at the independent models' training budget)" if budget == "independent" else ""),
+                 + ("\n(every model at the independent models' training budget)" if budget == "independent" else ""),
                  fontsize=9)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
