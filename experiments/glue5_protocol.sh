@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The glue5 equal-budget experiment end to end, resumable across sessions and machines:
-#   restore the committed run records -> independent models, seeds 0, 1 and 2 -> redundancy analysis of seed 0
+#   restore the committed run records -> independent models, seeds 0, 1 and 2 (table: baseline_glue5.json) ->
+#   redundancy analysis of seed 0
 #   (held-out probe) -> the teacher-annealing trial on the 3x tree (configs/search/glue5_bam3x.yaml) -> the
 #   equal-budget sweep (configs/search/glue5.yaml; its record holds the 3-seed means) ->
 #   results into experiments/results/. The independent runs come first: each task is a phase of ~8 minutes, so an
@@ -21,7 +22,9 @@ SAVER=$!
 trap 'kill $SAVER 2>/dev/null; $PY experiments/run_records.py save' EXIT
 experiments/run_independent.sh 0 1 2
 $PY experiments/run_records.py save
-$PY experiments/collect_baseline.py --runs runs/baseline runs/baseline_seed1 runs/baseline_seed2
+# the three held-out-protocol seeds; baseline_independent.json keeps the earlier runs (recipe study, glue8)
+$PY experiments/collect_baseline.py --runs runs/baseline runs/baseline_seed1 runs/baseline_seed2 \
+  --out experiments/results/baseline_glue5.json
 if [ ! -f experiments/run_records/analysis_glue5.done ]; then
   $MGEN analyze --runs runs/baseline --tasks SST-2,CoLA,MRPC,STS-B,RTE --out experiments/results --stem redundancy_glue5
   mkdir -p experiments/run_records && echo "redundancy_glue5.json from runs/baseline (seed 0)" \
