@@ -425,11 +425,13 @@ def cmd_search(args: argparse.Namespace) -> None:
 def cmd_sweep(args: argparse.Namespace) -> None:
     from mgen_jax.search.sweep import run_sweep, summary_table
 
-    record = run_sweep(_generator(args), args.out)
+    record = run_sweep(_generator(args), args.out, report_only=args.report_only)
     if args.json:
         print(json.dumps(record, indent=2))
         return
     print(summary_table(record))
+    if record["pending"]:
+        print(f"partial: {len(record['pending'])} model(s) still to train: " + "; ".join(record["pending"]))
     goal = record["goal_3x_within_1_point"] or {}
     if record.get("claim"):
         claim = record["claim"]
@@ -538,6 +540,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--lambda", dest="lam", type=_nonnegative_float, required=True, help="weight of the energy term")
         else:
             p.add_argument("--out", default="experiments/results", help="results folder [experiments/results]")
+            p.add_argument("--report-only", action="store_true", help="train nothing: write the record and plot of "
+                           "the models finished so far, the others listed as pending")
         p.set_defaults(func=func)
     return parser
 

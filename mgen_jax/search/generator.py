@@ -546,6 +546,13 @@ class ModelGenerator:
         suffix = "" if seed is None or seed == self.cfg.seed else f"_seed{seed}"
         return self.workdir / "models" / ("b_" + "-".join(map(str, b)) + suffix)
 
+    def model_finished(self, b: Sequence[int], seed: int | None = None) -> bool:
+        """Has the discrete model with branch points ``b`` (training seed ``seed``) been fine-tuned and evaluated?"""
+        return (self.model_dir(b, seed) / "result.json").exists()
+
+    def search_finished(self, lam: float) -> bool:
+        return (self.workdir / f"search_lambda_{_fmt(lam)}" / "result.json").exists()
+
     def finetune_and_evaluate(self, branch_points: Sequence[int], warm_params, *, seed: int | None = None
                               ) -> dict[str, Any]:
         """Fine-tune the discrete model (from the weights ``finetune_init`` names, for the budget

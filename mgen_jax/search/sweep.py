@@ -6,6 +6,10 @@ points (every task at the same b), the analysis-driven heuristic (task t shares 
 pretrained model is at least a threshold), and the independent models as separately fine-tuned (issue 3's runs).
 Trees given in the config (``trees``: e.g. another sweep's selections, trained here with another recipe) are
 fine-tuned and recorded the same way, as kind "given".
+
+A sweep takes hours to days; ``report_only`` writes the record of what has finished so far without training anything
+(``"complete": false`` and the ``pending`` models in the record, "partial" in the plot's title), so that a long sweep
+can be read, plotted and tabulated while it runs or between sittings.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
@@ -68,9 +72,15 @@ def _beats(search: Sequence[dict], baseline: dict) -> dict[str, Any]:
     }
 
 
-def _budget_points(gen: ModelGenerator, warm, baseline_points: Sequence[dict], finetune: str) -> list[dict[str, Any]]:
+ModelFn = Callable[..., Optional[dict]]  # (branch points, label, seed=None) -> the model's record, None if pending
+
+
+def _budget_points(gen: ModelGenerator, warm, baseline_points: Sequence[dict], finetune: str, model: ModelFn
+                   ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """One fine-tuned model per distinct tree that budget selection picks: for every budget of energy_budgets and,
-    with budgets_at_baselines, every baseline's energy ratio strictly between full sharing's and 1."""
+    with budgets_at_baselines, every baseline's energy ratio strictly between full sharing's and 1. Returns the
+    finished models' records and, for the trees still to train (report_only), their label and cost-model energy
+    ratio (what the uniform baselines are matched to)."""
     cfg = gen.cfg
     budgets = {float(x): "energy_budgets" for x in cfg.energy_budgets}
     if cfg.budgets_at_baselines:
@@ -79,13 +89,19 @@ def _budget_points(gen: ModelGenerator, warm, baseline_points: Sequence[dict], f
             if least < p["energy_ratio"] < 1.0:
                 budgets.setdefault(p["energy_ratio"], f"energy of {p['label']}")
     by_tree: dict[tuple[int, ...], dict[str, Any]] = {}
+    waiting: dict[tuple[int, ...], dict[str, Any]] = {}
     for budget in sorted(budgets, reverse=True):
         sel = gen.select_within_budget(budget, warm)
         key = tuple(sel["branch_points"])
+        if key in waiting:
+            continue
         if key in by_tree:  # a smaller budget picked the same tree: one model, every budget listed
             by_tree[key]["budgets"].append({"budget": budget, "source": budgets[budget]})
             continue
-        record = gen.finetune_and_evaluate(sel["branch_points"], warm)
+        record = model(sel["branch_points"], f"budget {budget:.4f}")
+        if record is None:
+            waiting[key] = {"label": f"budget {budget:.4f}", "energy_ratio": sel["cost_model_energy_ratio"]}
+            continue
         weights = "search_task_weights" if cfg.search_task_weights else "unit task weights"
         by_tree[key] = record | {
             "kind": "search", "method": "budget", "label": f"budget {budget:.4f}", "budget": budget,
@@ -96,7 +112,7 @@ def _budget_points(gen: ModelGenerator, warm, baseline_points: Sequence[dict], f
                         f"{cfg.warmup_steps}-step {cfg.warmup_sampling} warm-up on {sel['profile_batches']} held-out "
                         f"batches, {finetune}",
         }
-    return list(by_tree.values())
+    return list(by_tree.values()), list(waiting.values())
 
 
 def _uniform_at_budgets(gen: ModelGenerator, budget_points: Sequence[dict], taken: set) -> list[tuple]:
@@ -115,12 +131,14 @@ def _uniform_at_budgets(gen: ModelGenerator, budget_points: Sequence[dict], take
     return out
 
 
-def _claim(gen: ModelGenerator, points: Sequence[dict], independent: dict | None, warm) -> dict[str, Any] | None:
+def _claim(gen: ModelGenerator, points: Sequence[dict], independent: dict | None, model: ModelFn
+           ) -> dict[str, Any] | None:
     """The headline model, chosen on the held-out split: the most efficient discrete model of the sweep (a searched
     tree or a baseline tree such as full sharing: every one is a model the generator can output, trained with the
     same recipe) whose held-out mean score is within 1 point of the reference independent run's (the first folder,
     so that the choice never waits for the other seeds), fine-tuned again with every claim seed; its dev mean over
-    the seeds against the independent models' is the claim."""
+    the seeds against the independent models' is the claim. A seed still to train (report_only) leaves the claim
+    ``"complete": false`` with no dev mean."""
     cfg = gen.cfg
     if independent is None or not independent.get("seeds") or not cfg.independent_dirs:
         return None
@@ -133,14 +151,22 @@ def _claim(gen: ModelGenerator, points: Sequence[dict], independent: dict | None
         return {"chosen_on": "heldout", "model": None, "heldout_bar": bar,
                 "note": "no discrete model is within 1 held-out point of the independent models"}
     chosen = max(candidates, key=lambda p: (p["efficiency"], p["heldout_mean_score"]))
-    runs = [chosen] + [gen.finetune_and_evaluate(chosen["branch_points"], warm, seed=s) for s in cfg.claim_seeds]
+    runs = [chosen] + [model(chosen["branch_points"], f"{chosen['label']}, claim seed {s}", seed=s)
+                       for s in cfg.claim_seeds]
+    if any(r is None for r in runs):
+        return {"chosen_on": "heldout", "complete": False, "label": chosen["label"], "kind": chosen["kind"],
+                "branch_points": chosen["branch_points"], "heldout_bar": bar,
+                "heldout_mean_score": chosen["heldout_mean_score"], "efficiency": chosen["efficiency"],
+                "energy_ratio": chosen["energy_ratio"], "seeds_finished": [r["seed"] for r in runs if r is not None],
+                "seeds_pending": [s for s, r in zip(cfg.claim_seeds, runs[1:]) if r is None],
+                "note": "provisional: chosen among the models finished so far; no dev mean before every seed is in"}
     tasks = [t.name for t in gen.tasks]
     mean_scores = {t: float(np.mean([r["scores"][t] for r in runs])) for t in tasks}
     mean = float(np.mean(list(mean_scores.values())))
     per_seed = [float(r["mean_score"]) for r in runs]
     ref_seeds = [float(r["mean_score"]) for r in independent["seeds"]]
     return {
-        "chosen_on": "heldout", "label": chosen["label"], "kind": chosen["kind"],
+        "chosen_on": "heldout", "complete": True, "label": chosen["label"], "kind": chosen["kind"],
         "branch_points": chosen["branch_points"],
         "heldout_bar": bar, "heldout_mean_score": chosen["heldout_mean_score"],
         "efficiency": chosen["efficiency"], "energy_ratio": chosen["energy_ratio"],
@@ -153,7 +179,7 @@ def _claim(gen: ModelGenerator, points: Sequence[dict], independent: dict | None
     }
 
 
-def _warm_start(gen: ModelGenerator):
+def _warm_start(gen: ModelGenerator, report_only: bool = False):
     """The warm-up's weights, or None when nothing left needs them: with ``finetune_init: pretrained`` and no lambda
     searches, the weights serve only the loss profile, so a finished warm-up with its profile cached lets the sweep
     resume from its result files alone (experiments/run_records.py carries them across machines)."""
@@ -161,6 +187,9 @@ def _warm_start(gen: ModelGenerator):
     needs_profile = bool(cfg.energy_budgets or cfg.budgets_at_baselines)
     result = gen.workdir / "warmup" / "result.json"
     finished = result.exists() and (gen.profile_ready() or not needs_profile)
+    if report_only and not finished:
+        raise ConfigError(f"nothing to report yet in {gen.workdir}: the warm-up" + (" and its loss profile" if
+                          needs_profile else "") + " have not finished (run the sweep without report-only first)")
     if finished and not cfg.lambdas and cfg.finetune_init == "pretrained":
         return None
     if cfg.warmup_steps == 0 and not needs_profile and not cfg.lambdas and cfg.finetune_init == "pretrained":
@@ -173,12 +202,21 @@ def _warm_start(gen: ModelGenerator):
     return warm
 
 
-def run_sweep(gen: ModelGenerator, out_dir: str | Path) -> dict[str, Any]:
+def run_sweep(gen: ModelGenerator, out_dir: str | Path, *, report_only: bool = False) -> dict[str, Any]:
+    """Train what is missing (each phase resumes from its checkpoint), then write search_<name>.json and its plot.
+    ``report_only``: train nothing; the record holds the finished models and lists the others as pending."""
     cfg = gen.cfg
     start = time.perf_counter()
     out = Path(out_dir)
     _check_writable(out)
-    warm = _warm_start(gen)
+    warm = _warm_start(gen, report_only)
+    pending: list[str] = []
+
+    def model(b: Sequence[int], label: str, seed: int | None = None) -> dict[str, Any] | None:
+        if report_only and not gen.model_finished(b, seed):
+            pending.append(f"{label} (b = {','.join(map(str, b))})")
+            return None
+        return gen.finetune_and_evaluate(b, warm, seed=seed)
     points: list[dict[str, Any]] = []
     baseline_points: list[dict[str, Any]] = []
     search_wall = json.loads((gen.workdir / "warmup" / "result.json").read_text())["wall_clock_s"]
@@ -210,14 +248,23 @@ def run_sweep(gen: ModelGenerator, out_dir: str | Path) -> dict[str, Any]:
     # Baselines first: they do not depend on the search settings, so a sweep interrupted during the searches
     # keeps them.
     for kind, label, b, why in baselines:
-        record = gen.finetune_and_evaluate(b, warm)
+        record = model(b, label)
+        if record is None:
+            continue
         baseline_points.append(record | {"kind": kind, "label": label,
                                          "obtained": f"{label}{f' ({why})' if why else ''}, {finetune}"})
-    if cfg.search_task_weights == "heldout":
-        gen.calibrate(baseline_points[0], warm)
+    full_sharing = next((p for p in baseline_points if p["kind"] == "full sharing"), None)
+    weights_ready = cfg.search_task_weights != "heldout" or full_sharing is not None
+    if cfg.search_task_weights == "heldout" and full_sharing is not None:
+        gen.calibrate(full_sharing, warm)
     for lam in cfg.lambdas:
+        if report_only and not (weights_ready and gen.search_finished(lam)):
+            pending.append(f"search lambda={lam:g} and its discrete model")
+            continue
         found = gen.search(lam, warm)
-        record = gen.finetune_and_evaluate(found["branch_points"], warm)
+        record = model(found["branch_points"], f"search lambda={lam:g}")
+        if record is None:
+            continue
         search_wall += found["wall_clock_s"] + record["finetune_wall_clock_s"]
         points.append(record | {
             "kind": "search", "method": "lambda", "label": f"search lambda={lam:g}", "lambda": lam,
@@ -227,12 +274,18 @@ def run_sweep(gen: ModelGenerator, out_dir: str | Path) -> dict[str, Any]:
                         f"after a shared {cfg.warmup_steps}-step {cfg.warmup_sampling} warm-up), argmax branch "
                         f"points, {finetune}",
         })
-    budget_points = _budget_points(gen, warm, baseline_points, finetune)
+    if weights_ready:
+        budget_points, budget_waiting = _budget_points(gen, warm, baseline_points, finetune, model)
+    else:  # report_only: the held-out task weights wait for the full-sharing model
+        budget_points, budget_waiting = [], []
+        pending += [f"budget {x:.4f} (its tree waits for the full-sharing model)" for x in cfg.energy_budgets]
     points += budget_points
     if cfg.uniform_at_budgets:
         taken = {tuple(p["branch_points"]) for p in baseline_points}
-        for kind, label, b, why in _uniform_at_budgets(gen, budget_points, taken):
-            record = gen.finetune_and_evaluate(b, warm)
+        for kind, label, b, why in _uniform_at_budgets(gen, budget_points + budget_waiting, taken):
+            record = model(b, label)
+            if record is None:
+                continue
             baseline_points.append(record | {"kind": kind, "label": label, "obtained": f"{label} ({why}), {finetune}"})
     searched = {tuple(p["branch_points"]) for p in points if p.get("method") == "lambda"}
     search_wall += sum(p["finetune_wall_clock_s"] for p in points
@@ -253,7 +306,9 @@ def run_sweep(gen: ModelGenerator, out_dir: str | Path) -> dict[str, Any]:
     for p in points:
         if p["kind"] != "search":
             p["versus_search"] = _beats(search, p)
-    claim = _claim(gen, points, independent, warm) if gen.data.has_heldout else None
+    claim = _claim(gen, points, independent, model) if gen.data.has_heldout else None
+    if claim is not None and claim.get("model", True) is None and pending:
+        claim["note"] += " among the models finished so far"
     reference = independent or next((p for p in points if p["kind"] == "uniform" and set(p["branch_points"]) == {0}), None)
     goal = None
     if reference is not None:
@@ -262,7 +317,10 @@ def run_sweep(gen: ModelGenerator, out_dir: str | Path) -> dict[str, Any]:
             "reference": reference["label"], "reference_mean_score": reference["mean_score"],
             "best_efficiency_within_1_point": max((p["efficiency"] for p in within), default=None),
         }
-        if claim is not None and claim.get("model", True) is not None:
+        if claim is not None and claim.get("model", True) is not None and not claim.get("complete", True):
+            goal |= {"judged_on": "pending: the held-out-chosen model's claim seeds are still to train", "met": None,
+                     "models": []}
+        elif claim is not None and claim.get("model", True) is not None:
             goal |= {"judged_on": f"the held-out-chosen model's dev mean over {len(claim['seeds'])} seed(s) against "
                                   f"the independent models' over {len(claim['independent_seeds'])}",
                      "met": bool(claim["efficiency"] >= 3.0 and claim["drop_points"] <= 1.0),
@@ -293,7 +351,8 @@ def run_sweep(gen: ModelGenerator, out_dir: str | Path) -> dict[str, Any]:
         "dev": "evaluated once per final model, after training; reported only",
     }
     record = {
-        "name": cfg.name, "tasks": [x.name for x in gen.tasks], "model": cfg.model, "hw": cfg.hw,
+        "name": cfg.name, "complete": not pending, "pending": pending,
+        "tasks": [x.name for x in gen.tasks], "model": cfg.model, "hw": cfg.hw,
         "workload": gen.trace.description, "independent_energy_per_request_j": gen.independent_energy_j(),
         "config": cfg.to_dict(), "selection": selection, "points": points, "claim": claim,
         "task_weights": gen.task_weights() if budget_points or cfg.lambdas else None,
@@ -361,9 +420,10 @@ def plot_pareto(record: dict[str, Any], path: Path) -> Path:
     ax.set_xlabel("energy per request / independent models (exact simulator, real dev lengths)")
     ax.set_ylabel("mean dev score (main metric x 100)")
     budget = record.get("config", {}).get("finetune_budget")
+    pending = len(record.get("pending", []))
     ax.set_title(f"{record['model']} on {record['hw']}: {', '.join(record['tasks'])}"
-                 + ("\n(every model at the independent models' training budget)" if budget == "independent" else ""),
-                 fontsize=9)
+                 + ("\n(every model at the independent models' training budget)" if budget == "independent" else "")
+                 + (f"\npartial: {pending} model(s) still to train" if pending else ""), fontsize=9)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()

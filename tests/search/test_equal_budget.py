@@ -143,6 +143,50 @@ def test_equal_budget_sweep(tmp_path, tiny_bert_dir, glue_dir, independent_runs,
     dev = lambda r: [p["mean_score"] for p in r["points"] if p["kind"] != "independent"]
     assert dev(record) != dev(record2)  # the dev scores did change: the test could fail
 
+    # 5. report_only trains nothing: the finished models as recorded, the missing ones listed as pending
+    assert record["complete"] is True and record["pending"] == []
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("report_only trained a model")
+
+    monkeypatch.setattr(generator.ModelGenerator, "_finetune_budget", no_training)
+    work3 = tmp_path / "work3"
+    shutil.copytree(tmp_path / "work", work3)
+    result_in = lambda b, seed=None: work3 / gen.model_dir(b, seed).relative_to(tmp_path / "work") / "result.json"
+    claim = record["claim"]
+    assert claim.get("model", True) is not None  # this config's claim: budget 0.6 (same seed, same choice)
+    result_in(claim["branch_points"], claim["seeds"][1]).unlink()  # the claim's second seed is still to train
+    partial = run_sweep(ModelGenerator(cfg, work3, glue_dir=glue_dir, progress=False), tmp_path / "out3",
+                        report_only=True)
+    assert partial["complete"] is False and len(partial["pending"]) == 1 and "claim seed" in partial["pending"][0]
+    assert [(p["label"], p["mean_score"]) for p in partial["points"]] == [(p["label"], p["mean_score"])
+                                                                           for p in record["points"]]
+    assert partial["claim"]["label"] == claim["label"] and partial["claim"]["complete"] is False
+    assert partial["claim"]["seeds_pending"] == [claim["seeds"][1]] and "dev_mean_score" not in partial["claim"]
+    assert partial["goal_3x_within_1_point"]["met"] is None
+    assert not result_in(claim["branch_points"], claim["seeds"][1]).exists()
+    budget = next(p for p in record["points"] if p.get("method") == "budget")
+    result_in(budget["branch_points"]).unlink()  # and a budget model
+    partial = run_sweep(ModelGenerator(cfg, work3, glue_dir=glue_dir, progress=False), tmp_path / "out3",
+                        report_only=True)
+    assert any(x.startswith(budget["label"]) for x in partial["pending"]), partial["pending"]
+    assert {p["label"]: p["mean_score"] for p in partial["points"]} == {  # (and any model of the same tree)
+        p["label"]: p["mean_score"] for p in record["points"]
+        if p["branch_points"] != budget["branch_points"] or p["kind"] == "independent"}
+    assert not result_in(budget["branch_points"]).exists()
+    assert (tmp_path / "out3" / "search_tiny_budget.png").is_file()
+    for p in (work3 / "models").glob("*/result.json"):  # nothing at all finished: full sharing waits too
+        p.unlink()
+    empty = run_sweep(ModelGenerator(cfg, work3, glue_dir=glue_dir, progress=False), tmp_path / "out3",
+                      report_only=True)
+    assert [p["kind"] for p in empty["points"]] == ["independent"] and empty["claim"]["model"] is None
+    assert "finished so far" in empty["claim"]["note"]
+    assert any(x.startswith("full sharing") for x in empty["pending"])
+    assert any("waits for the full-sharing model" in x for x in empty["pending"])
+    with pytest.raises(ConfigError, match="nothing to report yet"):
+        run_sweep(ModelGenerator(cfg, tmp_path / "work4", glue_dir=glue_dir, progress=False), tmp_path / "out4",
+                  report_only=True)
+
 
 def test_budget_needs_matching_runs(tmp_path, tiny_bert_dir, glue_dir, independent_runs):
     with pytest.raises(ConfigError, match="heldout_max_rows"):
