@@ -19,7 +19,11 @@ export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-runs/jax_cache}
 $PY experiments/run_records.py restore
 ( while sleep 600; do $PY experiments/run_records.py save > /dev/null; done ) &
 SAVER=$!
-trap 'kill $SAVER 2>/dev/null; $PY experiments/run_records.py save' EXIT
+# on exit (done, failed or stopped with kill) also the sweep's record so far: search_glue5.{json,png} with the models still
+# to train listed as pending (nothing is trained; skipped before the sweep's warm-up has finished)
+trap 'kill $SAVER 2>/dev/null; $PY experiments/run_records.py save
+      $MGEN sweep --config configs/search/glue5.yaml --out experiments/results --report-only --no-progress \
+        > /dev/null 2>&1 || true' EXIT
 experiments/run_independent.sh 0 1 2
 $PY experiments/run_records.py save
 # the three held-out-protocol seeds; baseline_independent.json keeps the earlier runs (recipe study, glue8)
