@@ -367,10 +367,18 @@ def test_claim_is_the_most_efficient_discrete_model_within_one_heldout_point():
     points = [point("full sharing", "full", 5.0, 69.1, 99.0), point("search", "budget", 3.0, 70.5, 10.0),
               point("search", "cheap", 6.0, 68.9, 99.0), dict(point("independent", "ind", 1.0, 99.0, 99.0))]
     gen = Gen()
-    claim = _claim(gen, points, independent, None)
+    model_of = lambda g: lambda b, label, seed=None: g.finetune_and_evaluate(b, None, seed)
+    claim = _claim(gen, points, independent, model_of(gen))
     assert claim["label"] == "full" and claim["kind"] == "full sharing" and claim["heldout_bar"] == 69.0
-    assert gen.trained == [((5,), 1), ((5,), 2)]
+    assert gen.trained == [((5,), 1), ((5,), 2)] and claim["complete"] is True
     assert claim["dev_mean_score"] == pytest.approx((99.0 + 61.0 + 62.0) / 3)
     assert claim["independent_dev_mean_score"] == 63.0 and claim["drop_points"] == pytest.approx(63.0 - 74.0)
+    # report_only: a claim seed still to train leaves the claim provisional, without a dev mean
+    later = Gen()
+    partial = _claim(later, points, independent, lambda b, label, seed=None: None if seed == 2 else
+                     later.finetune_and_evaluate(b, None, seed))
+    assert partial["label"] == "full" and partial["complete"] is False and "dev_mean_score" not in partial
+    assert partial["seeds_finished"] == [0, 1] and partial["seeds_pending"] == [2]
     points[0]["heldout_mean_score"] = 68.0  # now out of reach: the next most efficient within the bar
-    assert _claim(Gen(), points, independent, None)["label"] == "budget"
+    other = Gen()
+    assert _claim(other, points, independent, model_of(other))["label"] == "budget"

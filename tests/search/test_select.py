@@ -119,11 +119,17 @@ def test_budget_points_at_baselines_one_model_per_tree():
         finetune_and_evaluate=lambda b, warm: tuned.append(b) or {"branch_points": b, "energy_ratio": 0.4})
     baselines = [{"label": "full", "energy_ratio": 0.2}, {"label": "u4", "energy_ratio": 0.7},
                  {"label": "h", "energy_ratio": 0.5}, {"label": "u0", "energy_ratio": 1.0}]
-    points = _budget_points(gen, None, baselines, "3 fine-tuning steps")
-    assert tuned == [[1, 1], [2, 2]] and [p["branch_points"] for p in points] == [[1, 1], [2, 2]]
+    model = lambda b, label, seed=None: gen.finetune_and_evaluate(b, None)
+    points, waiting = _budget_points(gen, None, baselines, "3 fine-tuning steps", model)
+    assert tuned == [[1, 1], [2, 2]] and [p["branch_points"] for p in points] == [[1, 1], [2, 2]] and waiting == []
     assert points[0]["budgets"] == [{"budget": 0.9, "source": "energy_budgets"}]
     assert points[1]["budgets"] == [{"budget": 0.7, "source": "energy of u4"}, {"budget": 0.5, "source": "energy of h"}]
     assert all(p["kind"] == "search" and p["method"] == "budget" for p in points)
+    # report_only: a tree still to train (the model function gives None) is listed once, at its first budget
+    pending = lambda b, label, seed=None: None if b == [2, 2] else model(b, label)
+    points, waiting = _budget_points(gen, None, baselines, "3 fine-tuning steps", pending)
+    assert [p["branch_points"] for p in points] == [[1, 1]]
+    assert waiting == [{"label": "budget 0.7000", "energy_ratio": 0.7}]
 
 
 @pytest.mark.parametrize("field,value", [("energy_budgets", [1.5]), ("energy_budgets", [0.0]),
