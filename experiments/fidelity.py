@@ -4,6 +4,8 @@ whether budget selection picks other trees on the other preset.
 
     .venv/bin/python experiments/fidelity.py [--sweep experiments/results/search_glue5_steps200.json]
         [--runs runs/baseline] [--examples 256] [--remeasure] [--out experiments/results/fidelity.json]
+    .venv/bin/python experiments/fidelity.py --sweep experiments/results/search_glue5.json \
+        --out experiments/results/fidelity_equal_budget.json    # the equal-budget sweep (needs its run records)
 
 1. Densities: every crossbar matrix's inputs of each independently fine-tuned glue5 model (``--runs``/<TASK>/
    final_params.msgpack; tasks without one are skipped and listed) on the first ``--examples`` rows of the task's
@@ -16,7 +18,9 @@ whether budget selection picks other trees on the other preset.
 3. Energy per request (exact simulator, GLUE dev lengths, every request runs every task) of the independent, fully
    shared and budget-selected trees of ``--sweep`` on isaac and rram-32nm-sar, each with and without data dependence.
 4. Sensitivity: d(energy ratio)/d(energy per action) from the cost model, as elasticities.
-5. Budget selection (search/select.py) re-run with the same loss profile and weights on every configuration.
+5. Budget selection (search/select.py) re-run on every configuration with what the sweep ranked trees by (its loss
+   or held-out score profile and its task weights: ``selection_inputs``); on the sweep's own preset it must pick the
+   sweep's trees.
 
 Writes ``--out`` (JSON) and a PNG beside it. Runtime here: about 15 minutes with measuring (2 busy cores), 1 without.
 """
@@ -265,6 +269,34 @@ def sweep_trees(sweep: dict) -> tuple[dict[str, list[int]], list[dict]]:
     return trees, budgets
 
 
+def selection_inputs(args: argparse.Namespace, sweep: dict) -> tuple[np.ndarray, str, list[float], str]:
+    """What the sweep ranked trees by, to re-run its budget selection on other presets: (profile [U + 1, T], its
+    source, task weights, their source). A sweep with ``profile_metric: score`` (the equal-budget sweep) ranked by the
+    warm-up's held-out score drops (the workdir's warmup/loss_profile_heldout.json, made non-increasing as the
+    sweep did) with the held-out-calibrated weights of its record; earlier sweeps by the 200-step study's loss
+    profile (``--profile``) with their config's weights or ``--weights``."""
+    from mgen_jax.search.select import score_drop_profile
+
+    config = sweep["config"]
+    if config.get("profile_metric") == "score":
+        path = Path(args.workdir or f"runs/search/{config['name']}") / "warmup" / "loss_profile_heldout.json"
+        if not path.is_file():
+            raise SystemExit(f"{path} is missing: the sweep's warm-up profile (restore the run records with "
+                             "experiments/run_records.py restore, or pass --workdir)")
+        drops, _ = score_drop_profile(np.asarray(json.loads(path.read_text())["mean_score"], dtype=np.float64))
+        weights = sweep.get("task_weights")
+        if not isinstance(weights, list) or len(weights) != len(sweep["tasks"]):
+            raise SystemExit(f"{args.sweep}: field 'task_weights' must list one weight per task, got {weights!r}")
+        return (drops, f"{path} ['mean_score'], drops from b = 0 made non-increasing (as the sweep ranked)",
+                [float(w) for w in weights], f"{args.sweep} task_weights (held-out calibration)")
+    profile = np.asarray(json.loads(Path(args.profile).read_text())["profiles"][PROFILE_KEY]["mean_loss"])
+    weights = config.get("search_task_weights")
+    if isinstance(weights, list):
+        return profile, f"{args.profile} [{PROFILE_KEY!r}]", weights, f"{args.sweep} config search_task_weights"
+    return profile, f"{args.profile} [{PROFILE_KEY!r}]", json.loads(Path(args.weights).read_text())["weights"], \
+        args.weights
+
+
 def budget_on(spec_ratio, budget: dict, sweep: dict) -> float:
     """The budget on another configuration: a fixed ratio stays; 'energy of <baseline>' becomes that baseline's
     ratio there."""
@@ -296,12 +328,7 @@ def analyse(args: argparse.Namespace, density_path: Path) -> dict:
     trace = glue_trace(tasks, max_length=sweep["config"].get("max_length", 128), glue_dir=args.glue_dir)
     workload = cost.workload_from_trace(trace)
     trees, budgets = sweep_trees(sweep)
-    profile = np.asarray(json.loads(Path(args.profile).read_text())["profiles"][PROFILE_KEY]["mean_loss"])
-    weights = sweep["config"].get("search_task_weights")
-    weights_source = f"{args.sweep} config search_task_weights"
-    if not isinstance(weights, list):
-        weights = json.loads(Path(args.weights).read_text())["weights"]
-        weights_source = args.weights
+    profile, profile_source, weights, weights_source = selection_inputs(args, sweep)
     all_trees = all_branch_points(len(tasks), arch.num_units)
     loss = estimated_loss(profile, weights, all_trees)
 
@@ -366,7 +393,7 @@ def analyse(args: argparse.Namespace, density_path: Path) -> dict:
                              for i in order]
         print(f"  {name}: {time.perf_counter() - t0:.0f} s")
     return {"sweep": args.sweep, "tasks": tasks, "workload": trace.description, "trees": trees,
-            "profile": f"{args.profile} [{PROFILE_KEY!r}]", "task_weights": weights, "task_weights_source": weights_source,
+            "profile": profile_source, "task_weights": weights, "task_weights_source": weights_source,
             "energy_per_request": energies, "budget_selection": selection, "sensitivity": sensitivity,
             "unit_energy_over_mean_of_its_kind_independent": unit_profile}
 
@@ -467,6 +494,8 @@ def main() -> None:
     parser.add_argument("--profile", default="experiments/results/warmup_profile_glue5.json")
     parser.add_argument("--weights", default="experiments/results/task_weights_glue5.json",
                         help="task weights, used when the sweep's config has none")
+    parser.add_argument("--workdir", help="the sweep's run folder, for a sweep that ranked by held-out score "
+                        "[runs/search/<config name>]")
     parser.add_argument("--runs", default="runs/baseline", help="folder of the independent models <TASK>/")
     parser.add_argument("--examples", type=int, default=256, help="held-out rows per task")
     parser.add_argument("--densities", default="experiments/results/input_density_minilm-l6_glue5.json")
@@ -498,6 +527,11 @@ def main() -> None:
     }
     print("analysing the sweep's trees")
     record.update(analyse(args, density_path))
+    own = record["budget_selection"].get(json.loads(Path(args.sweep).read_text()).get("hw"), [])
+    record["own_preset_reproduces_sweep"] = not any(r["changed"] for r in own)
+    if not record["own_preset_reproduces_sweep"]:
+        print("warning: on the sweep's own preset the re-run selection picks other trees than the sweep did: the "
+              "profile or task weights are not the ones it ranked by (--profile, --weights, --workdir)")
     record["wall_clock_s"] = round(time.perf_counter() - start, 1)
     out = Path(args.out)
     write_json_atomic(out, record)
