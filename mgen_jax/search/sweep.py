@@ -138,7 +138,7 @@ def _claim(gen: ModelGenerator, points: Sequence[dict], independent: dict | None
     same recipe) whose held-out mean score is within 1 point of the reference independent run's (the first folder,
     so that the choice never waits for the other seeds), fine-tuned again with every claim seed; its dev mean over
     the seeds against the independent models' is the claim. A seed still to train (report_only) leaves the claim
-    ``"complete": false`` with no dev mean."""
+    ``"complete": false`` with no dev mean (its ``finetune_wall_clock_s`` counts the claim seeds finished so far)."""
     cfg = gen.cfg
     if independent is None or not independent.get("seeds") or not cfg.independent_dirs:
         return None
@@ -159,6 +159,7 @@ def _claim(gen: ModelGenerator, points: Sequence[dict], independent: dict | None
                 "heldout_mean_score": chosen["heldout_mean_score"], "efficiency": chosen["efficiency"],
                 "energy_ratio": chosen["energy_ratio"], "seeds_finished": [r["seed"] for r in runs if r is not None],
                 "seeds_pending": [s for s, r in zip(cfg.claim_seeds, runs[1:]) if r is None],
+                "finetune_wall_clock_s": float(sum(r["finetune_wall_clock_s"] for r in runs[1:] if r is not None)),
                 "note": "provisional: chosen among the models finished so far; no dev mean before every seed is in"}
     tasks = [t.name for t in gen.tasks]
     mean_scores = {t: float(np.mean([r["scores"][t] for r in runs])) for t in tasks}
@@ -335,7 +336,7 @@ def run_sweep(gen: ModelGenerator, out_dir: str | Path, *, report_only: bool = F
     walls = [p.get("finetune_wall_clock_s", 0.0) for p in points if p["kind"] != "independent"]
     sweep_total = json.loads((gen.workdir / "warmup" / "result.json").read_text())["wall_clock_s"] + sum(walls) + (
         gen.warmup_profile(warm)["wall_clock_s"] if budget_points else 0.0) + (
-        claim["finetune_wall_clock_s"] if claim and claim.get("runs") is not None else 0.0) + sum(
+        claim.get("finetune_wall_clock_s", 0.0) if claim else 0.0) + sum(
         json.loads((gen.workdir / f"search_lambda_{_fmt(lam)}" / "result.json").read_text())["wall_clock_s"]
         for lam in cfg.lambdas)
     selection = {

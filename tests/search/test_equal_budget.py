@@ -379,6 +379,7 @@ def test_claim_is_the_most_efficient_discrete_model_within_one_heldout_point():
                      later.finetune_and_evaluate(b, None, seed))
     assert partial["label"] == "full" and partial["complete"] is False and "dev_mean_score" not in partial
     assert partial["seeds_finished"] == [0, 1] and partial["seeds_pending"] == [2]
+    assert claim["finetune_wall_clock_s"] == 4.0 and partial["finetune_wall_clock_s"] == 2.0  # seeds trained so far
     points[0]["heldout_mean_score"] = 68.0  # now out of reach: the next most efficient within the bar
     other = Gen()
     assert _claim(other, points, independent, model_of(other))["label"] == "budget"
