@@ -432,14 +432,24 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     print(summary_table(record))
     if record["pending"]:
         print(f"partial: {len(record['pending'])} model(s) still to train: " + "; ".join(record["pending"]))
-    goal = record["goal_3x_within_1_point"] or {}
-    if record.get("claim"):
-        claim = record["claim"]
-        if claim.get("dev_mean_score") is not None:
-            print(f"headline ({claim['chosen_on']}-chosen {claim['label']}, {len(claim['seeds'])} seeds): "
-                  f"{claim['efficiency']:.2f}x at {claim['drop_points']:+.2f} points below the independent models "
-                  f"({len(claim['independent_seeds'])} seeds); goal met: {goal.get('met')}")
+    line = headline_line(record)
+    if line:
+        print(line)
     print(f"wrote {args.out}/search_{record['name']}.json and .png", file=sys.stderr)
+
+
+def headline_line(record: dict) -> str | None:
+    """One line on the sweep's claim (efficiency, dev points above or below the independent models), or None
+    while the claim has no dev mean yet."""
+    claim = record.get("claim") or {}
+    if claim.get("dev_mean_score") is None:
+        return None
+    goal = record.get("goal_3x_within_1_point") or {}
+    drop = claim["drop_points"]
+    side = "below" if drop >= 0 else "above"
+    return (f"headline ({claim['chosen_on']}-chosen {claim['label']}, {len(claim['seeds'])} seeds): "
+            f"{claim['efficiency']:.2f}x at {abs(drop):.2f} points {side} the independent models' dev mean "
+            f"({len(claim['independent_seeds'])} seeds); goal met: {goal.get('met')}")
 
 
 def _version() -> str:

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from mgen_jax.cli import main
+from mgen_jax.cli import headline_line, main
 
 REQUIRED = ("energy_per_request_j", "breakdown_per_request_j", "crossbars", "area_mm2", "latency_per_request_s")
 
@@ -85,3 +85,15 @@ def test_schedule_command_compares_solvers(capsys):
         results[m]["energy_per_request_j"] for m in ("request-major", "task-major"))
     code, _, err = _run(capsys, "schedule", "--tasks", "2", "--tokens", "8", "--buffer-bytes", "0")
     assert code == 2 and "buffer" in err
+
+
+def test_headline_line_says_above_or_below():
+    claim = {"chosen_on": "heldout", "label": "budget 0.5000", "seeds": [0, 1, 2], "efficiency": 2.044,
+             "independent_seeds": [0, 1, 2], "dev_mean_score": 69.79}
+    goal = {"met": False}
+    above = headline_line({"claim": claim | {"drop_points": -0.55}, "goal_3x_within_1_point": goal})
+    below = headline_line({"claim": claim | {"drop_points": 1.25}, "goal_3x_within_1_point": goal})
+    assert "2.04x at 0.55 points above" in above and "3 seeds" in above and "goal met: False" in above
+    assert "1.25 points below" in below
+    assert headline_line({"claim": claim | {"dev_mean_score": None}}) is None
+    assert headline_line({"claim": None}) is None

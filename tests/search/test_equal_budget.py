@@ -181,6 +181,7 @@ def test_equal_budget_sweep(tmp_path, tiny_bert_dir, glue_dir, independent_runs,
                       report_only=True)
     assert [p["kind"] for p in empty["points"]] == ["independent"] and empty["claim"]["model"] is None
     assert "finished so far" in empty["claim"]["note"]
+    assert empty["goal_3x_within_1_point"]["met"] is False and "held-out bar" in empty["goal_3x_within_1_point"]["judged_on"]
     assert any(x.startswith("full sharing") for x in empty["pending"])
     assert any("waits for the full-sharing model" in x for x in empty["pending"])
     with pytest.raises(ConfigError, match="nothing to report yet"):
