@@ -328,14 +328,12 @@ def run_sweep(gen: ModelGenerator, out_dir: str | Path, *, report_only: bool = F
                      "models": [claim["label"]] if claim["efficiency"] >= 3.0 and claim["drop_points"] <= 1.0 else [],
                      "note": "best_efficiency_within_1_point is read off single-seed dev scores after the fact: "
                              "reported, not a claim"}
+        elif claim is not None:  # the held-out rule chose nothing: dev may not meet the goal in its place
+            goal |= {"judged_on": "held-out selection: no model passed the held-out bar", "met": False, "models": []}
         else:
             ok = [p for p in search if p["efficiency"] >= 3.0 and reference["mean_score"] - p["mean_score"] <= 1.0]
-            if claim is not None:  # the held-out rule chose nothing: dev may not meet the goal in its place
-                goal |= {"judged_on": "held-out selection: no model passed the held-out bar", "met": False,
-                         "models": []}
-            else:
-                goal |= {"judged_on": "single-seed dev scores (no held-out claim: that needs independent runs and a "
-                                      "held-out split)", "met": bool(ok), "models": [p["label"] for p in ok]}
+            goal |= {"judged_on": "single-seed dev scores (no held-out claim: that needs independent runs and a "
+                                  "held-out split)", "met": bool(ok), "models": [p["label"] for p in ok]}
     walls = [p.get("finetune_wall_clock_s", 0.0) for p in points if p["kind"] != "independent"]
     sweep_total = json.loads((gen.workdir / "warmup" / "result.json").read_text())["wall_clock_s"] + sum(walls) + (
         gen.warmup_profile(warm)["wall_clock_s"] if budget_points else 0.0) + (
