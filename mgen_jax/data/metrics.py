@@ -48,11 +48,21 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float:
 _METRICS = {"accuracy": accuracy, "f1": f1_binary, "mcc": matthews_corrcoef, "pearson": pearson, "spearman": spearman}
 
 
+def predictions(task: GlueTask, outputs: np.ndarray) -> np.ndarray:
+    """[N] predictions from model outputs ([N, C] logits, or [N] / [N, 1] scores for regression): class ids, or
+    scores for a regression task."""
+    outputs = np.asarray(outputs, dtype=np.float64)
+    return outputs.reshape(-1) if task.is_regression else np.argmax(outputs, axis=-1)
+
+
+def prediction_metrics(task: GlueTask, pred: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """All metrics of ``task`` from its [N] predictions (``predictions``)."""
+    return {name: _METRICS[name](pred, labels) for name in task.metrics}
+
+
 def task_metrics(task: GlueTask, outputs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     """All metrics of ``task`` from model outputs ([N, C] logits, or [N] / [N, 1] scores for regression)."""
-    outputs = np.asarray(outputs, dtype=np.float64)
-    pred = outputs.reshape(-1) if task.is_regression else np.argmax(outputs, axis=-1)
-    return {name: _METRICS[name](pred, labels) for name in task.metrics}
+    return prediction_metrics(task, predictions(task, outputs), labels)
 
 
 def main_score(task: GlueTask, metrics: dict[str, float]) -> float:

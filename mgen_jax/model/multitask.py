@@ -198,6 +198,23 @@ class MultiTaskModel:
         return self.head.apply({"params": view["head"]}, x, batch["attention_mask"], deterministic=deterministic,
                                rngs=rngs)
 
+    def relaxed_view_forward(self, view, p_u, batch, *, deterministic: bool = True, rng=None) -> jax.Array:
+        """Outputs [B, max_labels] of one task's relaxed model on its batch [B, L], from its ``task_view``: unit u
+        passes p_u[u] x trunk_u(h) + (1 - p_u[u]) x own_u(h) (both paths run). With p_u one-hot in value (a
+        straight-through sample) it equals ``view_forward`` at that branch point."""
+        rng = jax.random.PRNGKey(0) if rng is None else rng
+        rngs = None if deterministic else {"dropout": rng}
+        x = self.embeddings.apply({"params": view["embeddings"]}, batch["input_ids"], batch["token_type_ids"],
+                                  deterministic=deterministic, rngs=rngs)
+        bias = attention_bias(batch["attention_mask"], x.dtype)
+        for u in range(self.cfg.num_units):
+            key, r = f"unit_{u}", jax.random.fold_in(rng, u + 1)
+            trunk = self._unit(u, view["trunk"][key], x, bias, deterministic, r)
+            own = self._unit(u, view["own"][key], x, bias, deterministic, r)
+            x = p_u[u] * trunk + (1.0 - p_u[u]) * own
+        return self.head.apply({"params": view["head"]}, x, batch["attention_mask"], deterministic=deterministic,
+                               rngs=rngs)
+
     def task_forward(self, params, task, branch_point, batch, *, deterministic: bool = True, rng=None) -> jax.Array:
         """Outputs [B, max_labels] of one task (a traced index) on its own batch [B, L] in the discrete model."""
         return self.view_forward(self.task_view(params, task), branch_point, batch, deterministic=deterministic,

@@ -115,9 +115,16 @@ class SearchConfig:
     # what ranks the trees: "loss" (the warm-up's mean loss per branch point) or "score" (its held-out main score,
     # smoothed non-increasing in b; needs a held-out split): ModelGenerator.selection_profile
     profile_metric: str = "loss"
+    # the gradient search in one run inside the training budget (search/gradient.py: GradientSettings): energy
+    # targets, seeds, estimator, the share of the budget spent searching, the logits' and multiplier's steps
+    gradient: Any = None
     seed: int = 0
 
     def __post_init__(self) -> None:
+        from mgen_jax.search.gradient import GradientSettings
+
+        if not isinstance(self.gradient, GradientSettings):
+            object.__setattr__(self, "gradient", GradientSettings.from_mapping(self.gradient))
         for name in ("tasks", "buckets", "lambdas", "uniform_branch_points", "heuristic_thresholds", "energy_budgets",
                      "claim_seeds", "trees"):
             value = getattr(self, name)

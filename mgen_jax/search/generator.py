@@ -30,6 +30,7 @@ from mgen_jax.data.glue import get_task
 from mgen_jax.data.metrics import main_score
 from mgen_jax.data.pipeline import BatchStream, collate
 from mgen_jax.errors import ConfigError
+from mgen_jax.data.predictions import PREDICTIONS, write_predictions
 from mgen_jax.io import clean_partial_files, write_bytes_atomic, write_json_atomic
 from mgen_jax.model.multitask import MultiTaskModel
 from mgen_jax.model.pretrained import load_pretrained
@@ -125,7 +126,7 @@ class ModelGenerator:
     FREE_FIELDS = ("name", "lambdas", "uniform_branch_points", "heuristic_thresholds", "redundancy_file",
                    "checkpoint_every_steps", "energy_budgets", "budgets_at_baselines", "profile_batches",
                    "uniform_at_budgets", "claim_seeds", "task_weight_min_drop", "profile_metric", "trees",
-                   "full_sharing")
+                   "full_sharing", "gradient")
     # Fields that only the searches use (the warm-up runs with frozen uniform logits at temperature 1 and its own
     # warmup_sampling): they are checked per search folder, so that the warm-up and the fine-tuned discrete models
     # (baselines included) are kept when only the search settings change.
@@ -584,21 +585,32 @@ class ModelGenerator:
             params, wall, info = self._finetune_mixed(directory, start, b)
         else:
             params, wall, info = self._finetune_budget(directory, start, b, seed)
-        save_checkpoint(directory / "params.msgpack", params)
-        clock = time.perf_counter()
-        params = self._replicate(params)
-        heldout = evaluate_discrete(self.predict, params, self.data, b, self.eval_batch, "heldout", self._shard) \
-            if self.data.has_heldout else None
-        metrics = evaluate_discrete(self.predict, params, self.data, b, self.eval_batch, "dev", self._shard)  # once
-        record = self.describe(b, metrics, heldout) | info | {
+        record = self.evaluate(directory, b, params) | info | {
             "seed": seed, "finetune_init": cfg.finetune_init, "finetune_own_lr_scale": cfg.finetune_own_lr_scale,
             "distill_weight": cfg.distill_weight, "distill_temperature": cfg.distill_temperature,
             "distill_anneal": cfg.distill_anneal, "teacher_run": cfg.teacher_run if cfg.distill_weight > 0 else None,
             "finetune_task_weights": None if cfg.finetune_task_weights is None else list(cfg.finetune_task_weights),
-            "finetune_wall_clock_s": wall, "eval_wall_clock_s": time.perf_counter() - clock}
+            "finetune_wall_clock_s": wall}
         write_json_atomic(result, record)
         _drop_checkpoint(directory)
         return record
+
+    def evaluate(self, directory: Path, b: Sequence[int], params) -> dict[str, Any]:
+        """Save a trained discrete model's weights (``params.msgpack``), evaluate it on the held-out split and once on
+        dev, write every row's prediction (``predictions.json``: what a paired bootstrap resamples) and return its
+        ``describe`` record with ``eval_wall_clock_s``."""
+        save_checkpoint(directory / "params.msgpack", params)
+        clock = time.perf_counter()
+        params = self._replicate(params)
+        rows = {}
+        heldout = None
+        if self.data.has_heldout:
+            heldout, rows["heldout"] = evaluate_discrete(self.predict, params, self.data, b, self.eval_batch,
+                                                         "heldout", self._shard, with_predictions=True)
+        metrics, rows["dev"] = evaluate_discrete(self.predict, params, self.data, b, self.eval_batch, "dev",
+                                                 self._shard, with_predictions=True)  # once
+        write_predictions(directory / PREDICTIONS, rows)
+        return self.describe(b, metrics, heldout) | {"eval_wall_clock_s": time.perf_counter() - clock}
 
     def _finetune_mixed(self, directory: Path, params, b: list[int]):
         """``finetune_steps`` steps of mixed batches (per_task_batch examples of every task), the recipe before
@@ -642,31 +654,18 @@ class ModelGenerator:
         streams = self.budget_streams(seed)
         steps = [s.steps for s in streams]
         schedule = interleave(steps)
-        index = task_steps(schedule, len(self.tasks))
         total = len(schedule)
         lr = warmup_linear_schedule(cfg.lr_finetune, total, warmup_ratio=cfg.warmup_ratio)
         mesh = self.mesh
         for stream in streams:
             check_batch(stream.batch_size, mesh, "the fine-tuning batch size")
-        tx = budget_optimizer(cfg.weight_decay)
-        if self._budget_step is None:  # one compiled step (per padded length) for every tree and seed
-            self._budget_step = make_budget_step(self.model, self.tasks, tx, own_lr_scale=cfg.finetune_own_lr_scale,
-                                                 distill_temperature=cfg.distill_temperature if distill else None)
-        fn = self._budget_step
+        tx, fn = self.budget_step()
         dropout_key = self._replicate(jax.random.PRNGKey(seed + 5))
         state = init_budget_state(params, tx)
         b_arr = np.asarray(b, np.int32)
         recent: dict[int, list[float]] = {t: [] for t in range(len(self.tasks))}
 
-        def batch_fn(k):
-            t = int(schedule[k])
-            idx, length = streams[t].batch(int(index[k]))
-            batch = collate(self.data.train[t], idx, length, streams[t].batch_size)
-            batch["labels"] = batch["labels"].astype(np.float32)
-            if distill:  # the teacher's outputs on these rows (padding rows: zeros, weight 0)
-                batch["teacher"] = np.zeros((streams[t].batch_size, self.model.max_labels), np.float32)
-                batch["teacher"][: len(idx)] = teacher[t][idx]
-            return shard_batch(batch, mesh)
+        batch_fn = self.budget_batches(streams, schedule, teacher)
 
         def step(state, batch, k):
             t = int(schedule[k])
@@ -694,6 +693,35 @@ class ModelGenerator:
             "lr_finetune": cfg.lr_finetune, "padding_fraction": 1 - real / padded, "real_tokens": real,
             "real_tokens_per_s": real / wall if wall > 0 else None, "devices": len(jax.devices()),
         }
+
+    def budget_step(self):
+        """(tx, step): the equal-budget optimizer and its jitted step (``make_budget_step``; distillation when
+        ``distill_weight`` > 0), built once: one compiled step (per padded length) serves every tree and seed."""
+        cfg = self.cfg
+        tx = budget_optimizer(cfg.weight_decay)
+        if self._budget_step is None:
+            self._budget_step = make_budget_step(
+                self.model, self.tasks, tx, own_lr_scale=cfg.finetune_own_lr_scale,
+                distill_temperature=cfg.distill_temperature if cfg.distill_weight > 0 else None)
+        return tx, self._budget_step
+
+    def budget_batches(self, streams: Sequence[BatchStream], schedule: np.ndarray,
+                       teacher: Sequence[np.ndarray] | None = None) -> Callable[[int], dict]:
+        """k -> global step k's batch of an equal-budget run (task ``schedule[k]``'s next batch of its stream), on the
+        devices; with ``teacher`` (every task's teacher outputs on its training rows) also the rows' teacher outputs."""
+        index = task_steps(schedule, len(self.tasks))
+
+        def batch_fn(k):
+            t = int(schedule[k])
+            idx, length = streams[t].batch(int(index[k]))
+            batch = collate(self.data.train[t], idx, length, streams[t].batch_size)
+            batch["labels"] = batch["labels"].astype(np.float32)
+            if teacher is not None:  # the teacher's outputs on these rows (padding rows: zeros, weight 0)
+                batch["teacher"] = np.zeros((streams[t].batch_size, self.model.max_labels), np.float32)
+                batch["teacher"][: len(idx)] = teacher[t][idx]
+            return shard_batch(batch, self.mesh)
+
+        return batch_fn
 
     def describe(self, b: Sequence[int], metrics: dict[str, dict[str, float]],
                  heldout: dict[str, dict[str, float]] | None = None) -> dict[str, Any]:

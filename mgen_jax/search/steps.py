@@ -13,7 +13,7 @@ from flax import struct
 
 from mgen_jax import cost, hw
 from mgen_jax.data.glue import GlueTask
-from mgen_jax.data.metrics import task_metrics
+from mgen_jax.data.metrics import prediction_metrics, predictions
 from mgen_jax.errors import ConfigError
 from mgen_jax.model.bert import BertConfig
 from mgen_jax.model.multitask import MultiTaskModel
@@ -217,10 +217,11 @@ def _to_device(batch, put):
 
 
 def evaluate_discrete(predict, params, data, branch_points, batch_size: int = 64,
-                      split: str = "dev", put=None) -> dict[str, dict[str, float]]:
+                      split: str = "dev", put=None, *, with_predictions: bool = False):
     """Metrics of every task of the discrete model ``branch_points`` on ``split`` ("dev" or "heldout"); ``put``
-    places a host batch on the devices (default: the default device)."""
-    results = {}
+    places a host batch on the devices (default: the default device). With ``with_predictions``: (metrics,
+    {task: {"pred": [N] class ids or scores, "labels": [N]}}), the rows a paired bootstrap resamples."""
+    results, rows = {}, {}
     for t, task in enumerate(data.tasks):
         dev = data.split(split)[t]
         outputs = np.zeros((len(dev), task.num_labels), dtype=np.float32)
@@ -228,8 +229,10 @@ def evaluate_discrete(predict, params, data, branch_points, batch_size: int = 64
             out = to_host(predict(params, jnp.int32(t), jnp.int32(branch_points[t]),
                                   _to_device({k: v for k, v in batch.items() if k != "labels"}, put)))
             outputs[idx] = out[: len(idx), : task.num_labels]
-        results[task.name] = task_metrics(task, outputs, dev.labels)
-    return results
+        pred = predictions(task, outputs)
+        results[task.name] = prediction_metrics(task, pred, dev.labels)
+        rows[task.name] = {"pred": pred, "labels": np.asarray(dev.labels)}
+    return (results, rows) if with_predictions else results
 
 
 def expected_branch_points(logits: jax.Array) -> np.ndarray:

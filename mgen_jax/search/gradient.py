@@ -1,0 +1,353 @@
+"""The gradient search in one run, inside the training budget (DESIGN.md section 6, issue 31).
+
+A run trains the multi-task model's weights and its branch-point logits together, then the tree they settle on, on
+exactly the examples each task's independent model saw (``finetune_budget: independent``): the global schedule of
+one-task batches of equal-budget fine-tuning (search/budget.py) is cut in two.
+
+1. **Search** (the first ``search_fraction`` of the N steps). At step k, task t = schedule[k]: a branch point b ~
+   q_t = softmax(z_t) is drawn and the weights take an equal-budget step of that discrete model (lazy
+   per-task AdamW, as fine-tuning); the logits take a natural-gradient step on the Lagrangian of
+   search/constrained.py, and the multiplier mu a projected dual-ascent step toward the energy target r. The logits' gradient comes from one of
+   two estimators:
+   - ``enumerate``: the exact gradient of E_{q_t}[loss_t(b)] on the first ``logit_rows`` rows of the batch: the
+     task's loss at every b = 0..U (``MultiTaskModel.every_branch_point_task_forward``, dropout off; U + U(U+1)/2
+     unit passes instead of U);
+   - ``straight-through``: a Gumbel straight-through sample of b on the same rows (both paths of every unit run, so
+     that the gradient reaches every logit): biased, one sample.
+2. **Tree.** b_t = argmax z_t; ``repair_tree`` makes it feasible if its exact energy exceeds r (recorded).
+3. **Training goes on** from the search's weights and optimizer state with the tree fixed, for the rest of the N
+   steps (no restart, no separate warm-up), then the held-out and (once) dev evaluation.
+
+Each part runs in its own folder of the run (search/, finetune/) with the resumable loop (train/loop.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import struct
+
+from mgen_jax import cost
+from mgen_jax.errors import ConfigError
+from mgen_jax.io import write_json_atomic
+from mgen_jax.search.budget import BudgetState, init_budget_state, interleave, single_task_loss
+from mgen_jax.search.constrained import (
+    MU_FLOOR, check_target, dual_step_size, dual_update, energy_ratio, feasible_range, lagrangian, natural_step,
+    read_estimate, repair_tree, temperature, tree_ratio, update_estimate,
+)
+from mgen_jax.train.checkpoint import restore_checkpoint
+from mgen_jax.train.optim import warmup_linear_schedule
+from mgen_jax.train.parallel import replicate
+
+ESTIMATORS = ("enumerate", "straight-through")
+
+
+@dataclasses.dataclass(frozen=True)
+class GradientSettings:
+    """The ``gradient`` section of a search config: what the one-run search does, and where."""
+
+    energy_targets: tuple[float, ...] = ()  # energy per request / the independent models', each a run
+    seeds: tuple[int, ...] = (0,)  # training seeds of every target's run
+    estimator: str = "enumerate"  # the logits' gradient: "enumerate" (exact expectation) or "straight-through"
+    search_fraction: float = 0.2  # share of the training budget (global steps) spent searching
+    logit_rows: int = 8  # rows of each batch the logits' gradient reads
+    lr_logits: float = 0.1  # the logits' natural-gradient step (search/constrained.py: natural_step)
+    dual_step: float = 2.0  # eta: mu's step per unit of constraint violation
+    dual_settle_fraction: float = 0.02  # eta_k = eta / (1 + k / (this x search steps))
+    dual_tolerance: float = 0.1  # mu "converged": its range over the last tenth of the search is at most this
+    # x max(1, its mean there)
+    temperature_start: float = 1.0  # the entropy weight tau of the logits' objective (search/constrained.py)
+    temperature_end: float = 0.01
+    anneal_fraction: float = 0.75  # tau falls over this share of the search steps, then stays at temperature_end
+    task_weights: tuple[float, ...] | None = None  # w_t of sum_t w_t E[loss_t]; None = every task 1
+    loss_memory: float = 0.97  # moving-average factor per task step of each task's loss at every branch point
+
+    def __post_init__(self) -> None:
+        field = lambda name: f"search config field 'gradient.{name}'"
+        for name in ("energy_targets", "seeds"):
+            value = getattr(self, name)
+            if not isinstance(value, (list, tuple)):
+                raise ConfigError(f"{field(name)} must be a list, got {value!r}")
+            object.__setattr__(self, name, tuple(value))
+        for x in self.energy_targets:
+            if isinstance(x, bool) or not isinstance(x, (int, float)) or not (math.isfinite(x) and 0 < x <= 1):
+                raise ConfigError(f"{field('energy_targets')} must hold energy ratios in (0, 1], got {x!r}")
+        if not self.seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in self.seeds) \
+                or len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"{field('seeds')} must hold distinct integers >= 0, got {list(self.seeds)}")
+        if self.estimator not in ESTIMATORS:
+            raise ConfigError(f"{field('estimator')} must be one of {ESTIMATORS}, got {self.estimator!r}")
+        for name, low, high in (("search_fraction", 0.0, 1.0), ("dual_settle_fraction", 0.0, 10.0),
+                                ("lr_logits", 0.0, 10.0), ("dual_step", 0.0, 1e6), ("dual_tolerance", 0.0, 1e6),
+                                ("temperature_start", 0.0, 100.0), ("temperature_end", 0.0, 100.0),
+                                ("anneal_fraction", 0.0, 1.0), ("loss_memory", -1e-9, 0.999)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low < value <= high:
+                raise ConfigError(f"{field(name)} must be in ({low:g}, {high:g}], got {value!r}")
+        if self.lr_logits * self.temperature_start > 1:
+            raise ConfigError(f"{field('lr_logits')} x temperature_start must be at most 1 (the logits' step "
+                              f"shrinks them by that factor), got {self.lr_logits} x {self.temperature_start}")
+        if self.temperature_end > self.temperature_start:
+            raise ConfigError(f"{field('temperature_end')} ({self.temperature_end}) must be at most "
+                              f"temperature_start ({self.temperature_start})")
+        if isinstance(self.logit_rows, bool) or not isinstance(self.logit_rows, int) or self.logit_rows < 1:
+            raise ConfigError(f"{field('logit_rows')} must be a positive integer, got {self.logit_rows!r}")
+        if self.task_weights is not None:
+            weights = tuple(self.task_weights) if isinstance(self.task_weights, (list, tuple)) else None
+            if not weights or any(isinstance(w, bool) or not isinstance(w, (int, float)) or not
+                                  (math.isfinite(w) and w > 0) for w in weights):
+                raise ConfigError(f"{field('task_weights')} must hold positive numbers, got {self.task_weights!r}")
+            object.__setattr__(self, "task_weights", weights)
+
+    @classmethod
+    def from_mapping(cls, values: Any) -> "GradientSettings":
+        if values is None:
+            return cls()
+        if not isinstance(values, dict):
+            raise ConfigError(f"search config field 'gradient' must be a mapping, got {type(values).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"search config field 'gradient' has unknown keys {unknown}; known: {sorted(known)}")
+        return cls(**values)
+
+    def run_settings(self) -> dict[str, Any]:
+        """What one run's result depends on (targets and seeds name the run's folder instead)."""
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()
+                if k not in ("energy_targets", "seeds")}
+
+
+@struct.dataclass
+class LogitState:
+    logits: jax.Array  # [T, U + 1] branch-point logits z
+    mu: jax.Array  # the Lagrange multiplier of the energy constraint
+    loss_estimate: jax.Array  # [T, U + 1] moving average of every task's loss at every branch point
+    loss_count: jax.Array  # [T] steps of each task seen by the estimate
+
+    @classmethod
+    def zeros(cls, num_tasks: int, num_units: int) -> "LogitState":
+        shape = (num_tasks, num_units + 1)
+        return cls(jnp.zeros(shape, jnp.float32), jnp.float32(MU_FLOOR), jnp.zeros(shape, jnp.float32),
+                   jnp.zeros((num_tasks,), jnp.int32))
+
+
+@struct.dataclass
+class SearchState:
+    step: jax.Array
+    budget: BudgetState  # weights and their lazy per-task AdamW state (search/budget.py)
+    logit: LogitState
+
+
+def make_logit_step(model, tasks, energy, settings: GradientSettings, target: float, search_steps: int, *,
+                    every_b_losses=None):
+    """step(logit_state, params, batch, task, k, rng) -> (logit_state, b, info): on task ``task``'s batch, update
+    its loss estimate at every branch point, then take one natural-gradient step of every task's logits and one
+    dual-ascent step of mu (search/constrained.py); b ~ softmax(z_task) is the branch point the weights train on at
+    this step (drawn before the update). ``info``: (energy ratio E(q)/E0, tau, the task's expected loss under q).
+    ``every_b_losses(params, task, batch) -> [U + 1]`` replaces the model's losses at every branch point (the
+    enumerate estimator; tests plant a known loss table through it)."""
+    rows = settings.logit_rows
+    ratio_fn = lambda q: energy_ratio(q, energy.tables, energy.workload, energy.independent_j)
+    settle = max(1.0, settings.dual_settle_fraction * search_steps)
+    anneal_steps = max(1, int(round(settings.anneal_fraction * search_steps)))
+    weights = jnp.asarray(settings.task_weights or (1.0,) * energy.tables.head_coef.shape[0], jnp.float32)
+    memory = settings.loss_memory
+
+    def model_losses(params, task, batch):
+        out = model.every_branch_point_task_forward(params, task, batch)  # [U + 1, m, C]
+        return jax.vmap(lambda o: single_task_loss(tasks, o, batch, task))(out)
+
+    every_b_losses = every_b_losses or model_losses
+
+    def st_loss(sample, params, task, batch):
+        """The task's loss at a straight-through sample (one-hot in value; its gradient is the sample's cost)."""
+        p_u = cost.branch_probs_from_dist(sample[None])[0]
+        view = model.task_view(jax.lax.stop_gradient(params), task)
+        return single_task_loss(tasks, model.relaxed_view_forward(view, p_u, batch), batch, task)
+
+    def step(state: LogitState, params, batch, task, k, rng):
+        sub = jax.tree.map(lambda x: x[:rows], batch)
+        tau = temperature(k, anneal_steps, settings.temperature_start, settings.temperature_end)
+        logits = state.logits
+        q = jax.nn.softmax(logits, axis=-1)
+        gumbel = jax.random.gumbel(rng, (logits.shape[1],))
+        b = jnp.argmax(logits[task] + gumbel).astype(jnp.int32)  # a sample of q_task
+        if settings.estimator == "enumerate":
+            costs = jax.lax.stop_gradient(every_b_losses(params, task, sub))
+            expected = jnp.sum(q[task] * costs)
+        else:  # the gradient of the loss in the one-hot sample: first-order cost of every branch point
+            hard = jax.nn.one_hot(b, logits.shape[-1], dtype=logits.dtype)
+            expected, costs = jax.value_and_grad(st_loss)(hard, params, task, sub)
+        estimate, count = update_estimate(state.loss_estimate, state.loss_count, task, costs, memory)
+        loss_tb = read_estimate(estimate, count, memory)
+        (_, ratio), c = jax.value_and_grad(lagrangian, has_aux=True)(q, loss_tb, weights, state.mu, ratio_fn)
+        logits = natural_step(logits, c, settings.lr_logits, tau)
+        mu = dual_update(state.mu, ratio, target, dual_step_size(k, settings.dual_step, settle))
+        return LogitState(logits, mu, estimate, count), b, (ratio, tau, expected)
+
+    return jax.jit(step)
+
+
+def mu_converged(tail: Sequence[float], tolerance: float) -> bool:
+    """Has mu settled: is its range over ``tail`` (the last tenth of the search) at most tolerance x max(1, mean)?"""
+    tail = np.asarray(tail, np.float64)
+    return bool(tail.max() - tail.min() <= tolerance * max(1.0, float(np.abs(tail).mean())))
+
+
+def run_dir(gen, target: float, seed: int) -> Path:
+    return gen.workdir / "gradient" / f"r{_fmt(target)}_seed{seed}"
+
+
+def _fmt(x: float) -> str:
+    return f"{x:g}".replace(".", "p")
+
+
+def run_finished(gen, target: float, seed: int) -> bool:
+    return (run_dir(gen, target, seed) / "result.json").exists()
+
+
+def target_range(gen) -> tuple[float, float]:
+    """(least, greatest) energy target this model, tasks and workload can meet: (full sharing's ratio, 1)."""
+    e = gen.energy
+    return feasible_range(e.tables, e.workload, e.independent_j, len(gen.tasks))
+
+
+def gradient_run(gen, target: float, seed: int, settings: GradientSettings) -> dict[str, Any]:
+    """One run of the gradient search at energy target ``target`` with training seed ``seed`` (``gen``: the
+    experiment's ModelGenerator: model, data, budgets, energy model, run folder). Resumes from its folder; returns
+    the discrete model's record (held-out and dev metrics, exact energy) with the search's outcome under
+    ``"search"``."""
+    cfg = gen.cfg
+    if cfg.finetune_budget != "independent" or cfg.finetune_init != "pretrained":
+        raise ConfigError("the gradient search runs inside the equal training budget: it needs finetune_budget: "
+                          "independent and finetune_init: pretrained")
+    if cfg.distill_weight > 0:
+        raise ConfigError("the gradient search does not distil (distill_weight must be 0)")
+    low, high = target_range(gen)
+    target = check_target(target, low, high)
+    directory = run_dir(gen, target, seed)
+    result_path = directory / "result.json"
+    gen._check_phase_folder(directory, settings.run_settings() | gen.finetune_settings() | {
+        "energy_target": target, "seed": seed}, "gradient run folder")
+    if result_path.exists():
+        return json.loads(result_path.read_text())
+    streams = gen.budget_streams(seed)
+    steps = [s.steps for s in streams]
+    schedule = interleave(steps)
+    total = len(schedule)
+    search_steps = min(total, max(1, int(round(settings.search_fraction * total))))
+    if settings.task_weights is not None and len(settings.task_weights) != len(gen.tasks):
+        raise ConfigError(f"search config field 'gradient.task_weights' needs one weight per task "
+                          f"({len(gen.tasks)}), got {len(settings.task_weights)}")
+    lr = warmup_linear_schedule(cfg.lr_finetune, total, warmup_ratio=cfg.warmup_ratio)
+    tx, budget_fn = gen.budget_step()
+    logit_fn = make_logit_step(gen.model, gen.tasks, gen.energy, settings, target, search_steps)
+    dropout_key = gen._replicate(jax.random.PRNGKey(seed + 5))
+    sample_key = jax.random.PRNGKey(seed * 7919 + 11)
+    batch_fn = gen.budget_batches(streams, schedule)
+    units = gen.num_units
+    start = SearchState(jnp.asarray(0, jnp.int32), init_budget_state(gen.pretrained_params(seed), tx),
+                        LogitState.zeros(len(gen.tasks), units))
+
+    def search_step(state: SearchState, batch, k):
+        t = int(schedule[k])
+        logit, b, info = logit_fn(state.logit, state.budget.params, batch, jnp.int32(t), jnp.int32(k),
+                                  jax.random.fold_in(sample_key, k))
+        budget, loss = budget_fn(state.budget, batch, jnp.int32(t), b, jnp.float32(lr(k)), dropout_key)
+        return SearchState(budget.step, budget, logit), (t, loss, b) + info + (logit.mu,)
+
+    recent: dict[int, list[float]] = {t: [] for t in range(len(gen.tasks))}
+
+    def observe_search(k, outputs):
+        t, loss, b, ratio, tau, expected, mu = outputs
+        recent[t] = (recent[t] + [float(loss)])[-20:]
+        return {"loss": float(loss), "task": gen.tasks[t].name, "b": int(b), "energy_ratio": float(ratio),
+                "tau": float(tau), "mu": float(mu), "expected_loss": float(expected)} | {
+            f"loss_{x.name}": float(np.mean(recent[i])) for i, x in enumerate(gen.tasks) if recent[i]}
+
+    mean_b = lambda state: {"mean_b": float(np.mean(
+        np.asarray(jax.nn.softmax(state.logit.logits, axis=-1)) @ np.arange(units + 1)))}
+    place = lambda s: replicate(s, gen.mesh)
+    search_dir = directory / "search"
+    search_file = directory / "search.json"
+    if search_file.exists():
+        found = json.loads(search_file.read_text())
+        state = restore_checkpoint(search_dir / "checkpoint.msgpack", start)  # the search's last state
+        search_wall = found["wall_clock_s"]
+    else:
+        state, search_wall = gen._loop(search_dir, start, search_steps, batch_fn, search_step,
+                                       f"gradient search r={target:g} seed {seed}", observe_search, mean_b, place)
+        found = _discretise(gen, state, target, search_dir, settings, search_steps)
+        found |= {"steps": search_steps, "total_steps": total, "wall_clock_s": search_wall}
+        write_json_atomic(search_file, found)
+    b_arr = np.asarray(found["branch_points"], np.int32)
+
+    def train_step(state: BudgetState, batch, k):
+        t = int(schedule[k])
+        state, loss = budget_fn(state, batch, jnp.int32(t), jnp.int32(b_arr[t]), jnp.float32(lr(k)), dropout_key)
+        return state, (t, loss)
+
+    def observe_train(k, outputs):
+        t, loss = outputs
+        recent[t] = (recent[t] + [float(loss)])[-20:]
+        return {"loss": float(loss), "task": gen.tasks[t].name} | {
+            f"loss_{x.name}": float(np.mean(recent[i])) for i, x in enumerate(gen.tasks) if recent[i]}
+
+    budget_state, train_wall = gen._loop(directory / "finetune", state.budget, total, batch_fn, train_step,
+                                         f"gradient run r={target:g} seed {seed}: b={list(map(int, b_arr))}",
+                                         observe_train, place=place)
+    tokens = [s.tokens() for s in streams]
+    real, padded = sum(r for r, _ in tokens), sum(p for _, p in tokens)
+    record = gen.evaluate(directory, b_arr.tolist(), budget_state.params) | {
+        "seed": seed, "energy_target": target, "search": found, "settings": settings.run_settings(),
+        "finetune_steps": total, "finetune_budget": cfg.finetune_budget, "lr_finetune": cfg.lr_finetune,
+        "examples_seen": {t.name: s.examples() for t, s in zip(gen.tasks, streams)},
+        "steps_per_task": {t.name: s.steps for t, s in zip(gen.tasks, streams)},
+        "batch_size_per_task": {t.name: s.batch_size for t, s in zip(gen.tasks, streams)},
+        "padding_fraction": 1 - real / padded, "real_tokens": real, "finetune_init": cfg.finetune_init,
+        "search_wall_clock_s": search_wall, "train_wall_clock_s": train_wall,
+        "finetune_wall_clock_s": search_wall + train_wall, "devices": len(jax.devices()),
+    }
+    write_json_atomic(result_path, record)
+    for folder in (search_dir, directory / "finetune"):
+        (folder / "checkpoint.msgpack").unlink(missing_ok=True)
+    return record
+
+
+def _discretise(gen, state: SearchState, target: float, search_dir: Path, settings: GradientSettings,
+                search_steps: int) -> dict[str, Any]:
+    """The search's outcome: argmax tree, its exact energy ratio, the repair if it exceeds the target, the final
+    distribution, and mu's trajectory (from the search's metrics) with its convergence test."""
+    e = gen.energy
+    logits = np.asarray(jax.device_get(state.logit.logits), np.float64)
+    argmax = [int(b) for b in logits.argmax(axis=1)]
+    ratio_of = lambda b: tree_ratio(b, e.tables, e.workload, e.independent_j)
+    tree, moves = repair_tree(argmax, logits, target, ratio_of)
+    q = np.asarray(jax.nn.softmax(jnp.asarray(logits), axis=-1))
+    trace = [json.loads(line) for line in (search_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    mu_trace = [(r["step"], r["mu"]) for r in trace if "mu" in r]
+    tail = [mu for step, mu in mu_trace if step >= 0.9 * search_steps] or [float(state.logit.mu)]
+    return {
+        "argmax_branch_points": argmax, "argmax_energy_ratio": ratio_of(argmax), "repaired": bool(moves),
+        "repair_moves": moves, "branch_points": tree, "energy_ratio": ratio_of(tree), "energy_target": target,
+        "logits": logits.tolist(), "final_distribution": q.tolist(),
+        "max_prob": [float(x) for x in q.max(axis=1)], "mu": float(state.logit.mu),
+        "loss_estimate": np.asarray(jax.device_get(read_estimate(state.logit.loss_estimate, state.logit.loss_count,
+                                                                 settings.loss_memory))).tolist(),
+        "mu_trace": [[int(s), float(m)] for s, m in mu_trace],
+        "mu_last_tenth_range": float(max(tail) - min(tail)),
+        "mu_converged": mu_converged(tail, settings.dual_tolerance),
+        "expected_energy_ratio_final": float(energy_ratio(jnp.asarray(q), e.tables, e.workload, e.independent_j)),
+        "estimator": settings.estimator, "note": "tree = argmax of the logits" + (
+            "; its energy exceeded the target, so repair_tree moved it to a feasible tree (search/constrained.py)"
+            if moves else ""),
+    }

@@ -1,0 +1,194 @@
+"""The gradient search in one run (search/gradient.py, search/constrained.py): the constrained logits' optimizer on
+planted loss tables, and the whole run on a tiny random BERT and real GLUE rows (budgets, target, resume, seeds)."""
+
+import itertools
+import json
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mgen_jax import cost
+from mgen_jax.errors import ConfigError
+from mgen_jax.search import ModelGenerator
+from mgen_jax.search.constrained import check_target, repair_tree, temperature, tree_ratio
+from mgen_jax.search.gradient import (
+    GradientSettings, LogitState, gradient_run, make_logit_step, mu_converged, run_dir, target_range,
+)
+from mgen_jax.search.judge import format_efficiency
+
+from test_equal_budget import _config, _independent, TASKS  # noqa: E402  (tests/search is on sys.path)
+
+
+def test_format_efficiency_never_rounds_across_a_goal():
+    assert format_efficiency(0.33383) == "2.996x"
+    assert format_efficiency(1 / 2.99996) == "2.99996x"  # not "3.000x"
+    assert format_efficiency(1 / 4.39999) == "4.39999x"  # not "4.400x"
+    assert format_efficiency(0.5) == "2.000x" and format_efficiency(1 / 3.0004) == "3.000x"
+    with pytest.raises(ValueError):
+        format_efficiency(0.0)
+
+
+def test_check_target_prints_the_feasible_range():
+    assert check_target("0.5", 0.2, 1.0) == 0.5
+    for bad in (0.1, 1.5, "half", float("nan"), True):
+        with pytest.raises(ConfigError, match=r"\[0\.20000, 1\]"):
+            check_target(bad, 0.2, 1.0)
+
+
+def test_gradient_settings_name_the_field():
+    with pytest.raises(ConfigError, match="gradient.estimator"):
+        GradientSettings(estimator="reinforce")
+    with pytest.raises(ConfigError, match="gradient.search_fraction"):
+        GradientSettings(search_fraction=0.0)
+    with pytest.raises(ConfigError, match="unknown keys"):
+        GradientSettings.from_mapping({"searchfraction": 0.2})
+
+
+# ----- the constrained optimizer on planted loss tables ----------------------------------------------------------
+U = 4  # the tiny BERT's units: two layers
+
+
+@pytest.fixture(scope="module")
+def tiny_energy():
+    """The cost model of a 2-layer, 3-task model on a fixed 32-token workload: EnergyModel-like tuple."""
+    from mgen_jax import hw
+    from mgen_jax.search.steps import EnergyModel
+
+    arch = hw.BertArch("tiny", num_layers=2, hidden=96, num_heads=4, ffn=200)
+    spec = hw.load_spec("isaac")
+    tables = cost.build_tables(spec, arch, (2, 2, 1))
+    workload = cost.fixed_workload(3, tokens=32)
+    zero = jnp.zeros((3, U))
+    return EnergyModel(arch, tables, workload, float(cost.expected_energy(zero, tables, workload).total_j))
+
+
+# task 0 gains from sharing (its loss falls with b), task 1 loses (rises with b), task 2 is indifferent
+PLANTED = np.array([[0.60, 0.55, 0.50, 0.45, 0.40],
+                    [0.30, 0.34, 0.40, 0.52, 0.70],
+                    [0.50, 0.50, 0.50, 0.50, 0.50]], np.float32)
+
+
+def _best_by_enumeration(energy, target):
+    best = None
+    for b in itertools.product(range(U + 1), repeat=3):
+        ratio = tree_ratio(b, energy.tables, energy.workload, energy.independent_j)
+        loss = sum(PLANTED[t, x] for t, x in enumerate(b))
+        if ratio <= target and (best is None or loss < best[0] - 1e-9):
+            best = (loss, list(b), ratio)
+    return best
+
+
+def _planted_search(energy, target, steps=1500, seed=0, noise=0.05, planted=PLANTED, **changes):
+    """Drive make_logit_step (the real logits' step) with the planted table plus batch noise in place of the
+    model's losses; tasks' batches in turn. Returns (argmax tree, its ratio, mu trace, final logits)."""
+    settings = GradientSettings(**changes)
+    table = jnp.asarray(planted)
+
+    def losses(params, task, batch):
+        return table[task] + noise * batch["noise"]
+
+    step = make_logit_step(None, None, energy, settings, target, steps, every_b_losses=losses)
+    state = LogitState.zeros(3, U)
+    rng = np.random.default_rng(seed)
+    mus = []
+    for k in range(steps):
+        batch = {"noise": jnp.asarray(rng.standard_normal(U + 1), jnp.float32)}
+        state, _, _ = step(state, None, batch, jnp.int32(k % 3), jnp.int32(k), jax.random.PRNGKey(k))
+        mus.append(float(state.mu))
+    tree = [int(b) for b in np.asarray(state.logits).argmax(axis=1)]
+    return tree, tree_ratio(tree, energy.tables, energy.workload, energy.independent_j), np.asarray(mus), state.logits
+
+
+@pytest.mark.parametrize("target", [0.75, 0.55, 0.45])
+def test_constrained_logits_find_the_planted_best_tree(tiny_energy, target):
+    loss, best, best_ratio = _best_by_enumeration(tiny_energy, target)
+    argmax, _, mus, logits = _planted_search(tiny_energy, target)
+    ratio_of = lambda b: tree_ratio(b, tiny_energy.tables, tiny_energy.workload, tiny_energy.independent_j)
+    tree, _ = repair_tree(argmax, np.asarray(logits), target, ratio_of)
+    assert tree == best, (argmax, tree, best)
+    assert ratio_of(tree) <= target * 1.01  # the target is met (within 1 %)
+    assert mu_converged(mus[int(0.9 * len(mus)):], GradientSettings().dual_tolerance)
+    assert best[0] == U and best[1] < U  # the planted shape: the gaining task shares all, the losing one less
+
+
+def test_without_the_losses_it_is_not_found(tiny_energy):
+    """The test can fail: with a flat loss table (the logits driven by energy alone) the losing task is not kept
+    apart."""
+    _, best, _ = _best_by_enumeration(tiny_energy, 0.55)
+    argmax, _, _, _ = _planted_search(tiny_energy, 0.55, planted=np.full_like(PLANTED, 0.5))
+    assert argmax != best
+
+
+def test_repair_moves_an_infeasible_tree_to_the_nearest_feasible_one(tiny_energy):
+    ratio_of = lambda b: tree_ratio(b, tiny_energy.tables, tiny_energy.workload, tiny_energy.independent_j)
+    logits = np.zeros((3, U + 1))
+    logits[0, [0, 3]] = [5.0, 4.0]  # task 0: b = 0 preferred, b = 3 a close second
+    logits[1, 3] = 5.0  # task 1 sits at b = 3
+    logits[2, 0] = 5.0
+    target = ratio_of([3, 3, 0]) + 1e-6  # sharing needs two tasks on the trunk: [0, 3, 0] costs what [0, 0, 0] does
+    assert ratio_of([0, 3, 0]) > target
+    tree, moves = repair_tree([0, 3, 0], logits, target, ratio_of)
+    assert tree == [3, 3, 0] and len(moves) == 1 and moves[0]["task"] == 0
+    assert repair_tree([3, 3, 0], logits, target, ratio_of) == ([3, 3, 0], [])
+    least = ratio_of([U] * 3)
+    assert ratio_of(repair_tree([0, 0, 0], logits, least, ratio_of)[0]) <= least * (1 + 1e-6)
+
+
+def test_temperature_anneals_geometrically():
+    assert float(temperature(0, 11, 1.0, 0.01)) == pytest.approx(1.0)
+    assert float(temperature(5, 11, 1.0, 0.01)) == pytest.approx(0.1, rel=1e-5)
+    assert float(temperature(10, 11, 1.0, 0.01)) == pytest.approx(0.01, rel=1e-5)
+
+
+# ----- the one run on a tiny BERT ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def independent_runs(tmp_path_factory, tiny_bert_dir, glue_dir):
+    root = tmp_path_factory.mktemp("independent")
+    _independent(root / "seed0", tiny_bert_dir, glue_dir, 0)
+    return [root / "seed0"]
+
+
+def _gen(tmp_path, tiny_bert_dir, glue_dir, runs, **gradient):
+    settings = {"search_fraction": 0.5, "logit_rows": 4, "lr_logits": 0.2} | gradient
+    cfg = _config(tiny_bert_dir, runs, energy_budgets=[], uniform_at_budgets=False, search_task_weights=None,
+                  claim_seeds=[], gradient=settings)
+    return ModelGenerator(cfg, tmp_path, glue_dir=glue_dir, progress=False)
+
+
+def test_one_run_spends_the_budget_meets_the_target_and_resumes(tmp_path, tiny_bert_dir, glue_dir, independent_runs):
+    gen = _gen(tmp_path / "a", tiny_bert_dir, glue_dir, independent_runs)
+    low, high = target_range(gen)
+    target = low + 0.3 * (high - low)
+    record = gradient_run(gen, target, 0, gen.cfg.gradient)
+    seen = {t: json.loads((independent_runs[0] / t / "summary.json").read_text())["train_examples_seen"] for t in TASKS}
+    assert record["examples_seen"] == seen  # search and training together: exactly the independent budgets
+    assert record["finetune_steps"] == 21 and record["search"]["steps"] == 10  # 16 + 5 steps; half searching
+    assert record["energy_ratio"] <= target * (1 + 1e-6)  # exact simulator
+    assert record["search"]["energy_ratio"] == pytest.approx(record["energy_ratio"], rel=1e-5)
+    assert (run_dir(gen, target, 0) / "predictions.json").is_file()
+    assert not list(run_dir(gen, target, 0).rglob("checkpoint.msgpack"))
+
+    # interrupted during the search, and again during training: the same tree and weights as the straight run
+    from mgen_jax.search.generator import Interrupted
+    from mgen_jax.train.checkpoint import restore_checkpoint
+
+    for stop in (4, 14):
+        gen2 = _gen(tmp_path / "b", tiny_bert_dir, glue_dir, independent_runs)
+        gen2.interrupt_at = stop
+        with pytest.raises(Interrupted):
+            gradient_run(gen2, target, 0, gen2.cfg.gradient)
+    gen2 = _gen(tmp_path / "b", tiny_bert_dir, glue_dir, independent_runs)
+    resumed = gradient_run(gen2, target, 0, gen2.cfg.gradient)
+    assert resumed["branch_points"] == record["branch_points"]
+    assert resumed["search"]["logits"] == record["search"]["logits"]
+    a = restore_checkpoint(run_dir(gen, target, 0) / "params.msgpack", None)
+    b = restore_checkpoint(run_dir(gen2, target, 0) / "params.msgpack", None)
+    jax.tree.map(np.testing.assert_array_equal, a, b)
+    assert resumed["metrics"] == record["metrics"]
+
+    # another seed draws other batches and samples; an infeasible target is refused with the range
+    with pytest.raises(ConfigError, match="not feasible"):
+        gradient_run(gen, low * 0.9, 0, gen.cfg.gradient)
