@@ -5,7 +5,10 @@ writer: the others skip the write and wait for it at a barrier, so that every pr
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
+import reprlib
 import sys
 import tempfile
 from pathlib import Path
@@ -13,7 +16,10 @@ from typing import Any, Callable, TypeVar
 
 T = TypeVar("T")
 
-TEMP_MARK = ".partial-"  # in the name of every temporary file ``_atomic`` writes: ``clean_partial_files`` finds them
+# Every temporary file ``_atomic`` writes is named ``.<target name>.mgen-partial-<8 random characters><suffix>`` (the
+# suffix kept: matplotlib picks the format from it); ``clean_partial_files`` deletes only names of exactly that form.
+TEMP_MARK = ".mgen-partial-"
+_TEMP_NAME = re.compile(r"\..+" + re.escape(TEMP_MARK) + r"[a-z0-9_]{8}(\.[A-Za-z0-9]{1,8})?")
 
 
 def prepare_output(path: str | Path, what: str = "output") -> Path:
@@ -33,6 +39,30 @@ def prepare_output(path: str | Path, what: str = "output") -> Path:
     if not os.access(path.parent, os.W_OK):
         raise ConfigError(f"{what} {path}: its folder {path.parent} is not writable")
     return path
+
+
+MAX_NAME_CHARS = 120
+_BAD_NAME_CHARS = re.compile(r"[/\\\x00-\x1f\x7f:*?\"<>|]")
+
+
+def check_name(name: Any, what: str) -> str:
+    """``name`` if it can be used as one file or folder name inside a folder: a non-empty string of at most
+    MAX_NAME_CHARS characters, no path separator, control character or character Windows forbids, and not starting
+    with '.' (so not '.', '..' or a hidden file); ConfigError naming ``what`` otherwise. Every name that becomes part
+    of a path (a config's name, a file stem, a preset's name) goes through here, so that no output lands outside
+    its folder."""
+    from mgen_jax.errors import ConfigError
+
+    if not isinstance(name, str) or not name or len(name) > MAX_NAME_CHARS or name.startswith(".") or \
+            name != name.strip() or _BAD_NAME_CHARS.search(name):
+        raise ConfigError(f"{what} {describe_value(name)} is not a plain name: use 1 to {MAX_NAME_CHARS} characters, "
+                          "no '/', '\\', control or :*?\"<>| characters, not starting with '.' or a space")
+    return name
+
+
+def path_inside(folder: str | Path, name: str, what: str) -> Path:
+    """``folder / name`` for a name that passes ``check_name`` (the result cannot leave ``folder``)."""
+    return Path(folder) / check_name(name, what)
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -84,7 +114,7 @@ def _atomic_here(path: str | Path, write: Callable[[str], None]) -> Path:
     flush the folder), so that a crash leaves either the old file or the new one. A temporary file left by a kill
     carries ``TEMP_MARK`` in its name; ``clean_partial_files`` removes it."""
     path = prepare_output(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}{TEMP_MARK}", suffix=path.suffix or ".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}{TEMP_MARK}", suffix=path.suffix or ".tmp")
     os.close(fd)
     try:
         write(tmp)
@@ -105,20 +135,31 @@ def _umask() -> int:
     return mask
 
 
-def clean_partial_files(directory: str | Path) -> list[Path]:
-    """Delete the temporary files that an interrupted atomic write left in ``directory`` and below (a checkpoint
-    killed mid-write leaves hundreds of MB); returns what was removed. Runs call it before they start."""
-    return one_writer(f"clean {directory}", lambda: _clean_partial_files_here(Path(directory)), [])
+def is_partial_file(path: str | Path) -> bool:
+    """Whether ``path``'s name is one that ``_atomic`` gives its temporary files (and nothing else)."""
+    return bool(_TEMP_NAME.fullmatch(Path(path).name))
 
 
-def _clean_partial_files_here(directory: Path) -> list[Path]:
-    if not directory.is_dir():
+def clean_partial_files(directory: str | Path, *, recursive: bool = True) -> list[Path]:
+    """Delete the temporary files that an interrupted atomic write left in ``directory`` (and, ``recursive``, in its
+    subfolders; a checkpoint killed mid-write leaves hundreds of MB); returns what was removed. Only this module's own
+    temporary names are touched (``is_partial_file``), never a user's file, never a link. Call it only while holding
+    the folder's lock (``mgen_jax.workfolder.claim_work_folder``): another run's temporary file may be in flight."""
+    return one_writer(f"clean {directory}", lambda: _clean_partial_files_here(Path(directory), recursive), [])
+
+
+def _clean_partial_files_here(directory: Path, recursive: bool) -> list[Path]:
+    if not directory.is_dir() or directory.is_symlink():
         return []
     removed = []
-    for tmp in directory.rglob(f".*{TEMP_MARK}*"):
-        if tmp.is_file():
-            tmp.unlink(missing_ok=True)
-            removed.append(tmp)
+    for folder, subfolders, files in os.walk(directory):  # links to folders are not followed
+        for name in files:
+            tmp = Path(folder) / name
+            if is_partial_file(tmp) and not tmp.is_symlink():
+                tmp.unlink(missing_ok=True)
+                removed.append(tmp)
+        if not recursive:
+            break
     return removed
 
 
@@ -165,8 +206,112 @@ def truncate_jsonl(path: str | Path, keep: Callable[[dict], bool]) -> None:
     write_text_atomic(path, "".join(f"{line}\n" for line in kept))
 
 
-def read_text_file(path: str | Path, what: str) -> str:
-    """A UTF-8 text file; ConfigError naming it if it is missing, a folder, unreadable or not UTF-8."""
+MAX_TEXT_BYTES = 1 << 20  # a config, preset or other YAML file, 1 MiB
+MAX_JSON_BYTES = 256 << 20  # a JSON record or state file, 256 MiB
+MAX_ITEMS = 100_000  # elements of one YAML document, every alias expanded (a "billion laughs" stops here)
+MAX_DEPTH = 100  # nesting of lists and mappings in a YAML or JSON document
+MAX_INT_BITS = 53  # integers in configs and flags: |value| <= 2**53 (exact as a float too)
+
+
+def describe_value(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to at most ``limit`` characters, with the type and size of what was cut: safe for a value
+    of any size (a YAML alias bomb, a 10 MB string, an integer of a million digits) in an error message."""
+    short = reprlib.Repr()
+    short.maxlevel, short.maxlist, short.maxtuple, short.maxdict, short.maxset = 2, 4, 4, 4, 4
+    short.maxstring, short.maxlong, short.maxother = limit, 40, limit
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        return f"an integer of {value.bit_length():,} bits"
+    try:
+        text = short.repr(value)
+    except Exception:  # a value whose repr fails (or is itself unbounded)
+        text = f"<{type(value).__name__}>"
+    if isinstance(value, (list, tuple, dict, set)) and len(value) > 4:
+        text += f" ({type(value).__name__} of {len(value):,} items)"
+    elif isinstance(value, str) and len(value) > limit:
+        text += f" ({len(value):,} characters)"
+    return text if len(text) <= limit + 40 else text[: limit] + "..."
+
+
+def check_bounded(value: Any, what: str, *, max_items: int = MAX_ITEMS, max_depth: int = MAX_DEPTH) -> Any:
+    """``value`` (a parsed YAML or JSON document) if it has at most ``max_items`` elements, counting every reference
+    to a shared (aliased) list or mapping again, and at most ``max_depth`` levels of nesting; ConfigError naming
+    ``what`` otherwise. Stops counting at the limit, so a document that would expand to 9**10 elements costs at most
+    ``max_items`` steps."""
+    from mgen_jax.errors import ConfigError
+
+    count = 0
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (list, tuple, dict)):
+            if depth >= max_depth:
+                raise ConfigError(f"{what}: nested deeper than {max_depth} levels")
+            children = list(item.keys()) + list(item.values()) if isinstance(item, dict) else item
+            count += len(children)
+            if count > max_items:
+                raise ConfigError(f"{what}: more than {max_items:,} elements (with its aliases expanded); "
+                                  "a config never needs that many")
+            stack.extend((child, depth + 1) for child in children)
+    return value
+
+
+def check_finite(value: Any, what: str) -> Any:
+    """``value`` (a result about to be written or printed: nested dicts, lists and numbers) if every number in it is
+    finite; ConfigError naming the first field that is not (NaN or infinity would make invalid JSON and meaningless
+    tables and plots). Results are small; the walk is not bounded."""
+    from mgen_jax.errors import ConfigError
+
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        key, item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend((f"{key}.{k}" if key else str(k), v) for k, v in reversed(list(item.items())))
+        elif isinstance(item, (list, tuple)):
+            stack.extend((f"{key}[{i}]", v) for i, v in reversed(list(enumerate(item))))
+        elif isinstance(item, float) or type(item).__module__ == "numpy":
+            try:
+                finite = math.isfinite(float(item))
+            except (TypeError, ValueError):
+                continue
+            if not finite:
+                raise ConfigError(f"{what} field '{key}' is {float(item)}: a hardware, model or workload value is "
+                                  "too large for a finite result")
+    return value
+
+
+def _parse(parse: Callable[[], Any], what: str, kind: str) -> Any:
+    from mgen_jax.errors import ConfigError
+
+    try:
+        return parse()
+    except RecursionError:
+        raise ConfigError(f"{what}: not valid {kind} (nested too deeply)") from None
+    except ValueError as exc:  # JSON syntax (JSONDecodeError), an integer of more than 4,300 digits, ...
+        raise ConfigError(f"{what}: not valid {kind} ({describe_value(str(exc), 200)})") from None
+
+
+def parse_yaml(text: str, what: str) -> Any:
+    """``yaml.safe_load(text)`` (never a Python tag), bounded: ConfigError naming ``what`` for a syntax error, a
+    document nested deeper than MAX_DEPTH or larger than MAX_ITEMS elements (aliases expanded)."""
+    import yaml
+
+    from mgen_jax.errors import ConfigError
+
+    try:
+        value = _parse(lambda: yaml.safe_load(text), what, "YAML")
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{what}: not valid YAML ({describe_value(str(exc), 300)})") from None
+    return check_bounded(value, what)
+
+
+def parse_json(text: str, what: str) -> Any:
+    """``json.loads(text)``; ConfigError naming ``what`` if it is malformed or nested deeper than Python allows."""
+    return _parse(lambda: json.loads(text), what, "JSON")
+
+
+def read_text_file(path: str | Path, what: str, *, max_bytes: int = MAX_TEXT_BYTES) -> str:
+    """A UTF-8 text file of at most ``max_bytes``; ConfigError naming it if it is missing, a folder, too large,
+    unreadable or not UTF-8."""
     from mgen_jax.errors import ConfigError
 
     path = Path(path)
@@ -175,39 +320,42 @@ def read_text_file(path: str | Path, what: str) -> str:
     if path.is_dir():
         raise ConfigError(f"{what} {path} is a folder, not a file")
     try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{what} {path}: not UTF-8 text (bad byte at offset {exc.start})") from None
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise ConfigError(f"{what} {path}: {size:,} bytes, more than the {max_bytes:,} such a file may hold")
+        with open(path, "rb") as handle:
+            data = handle.read(max_bytes + 1)  # a file that grows (or a pipe) is cut at the limit too
     except OSError as exc:
         raise ConfigError(f"{what} {path}: cannot be read ({exc.strerror or exc})") from None
+    if len(data) > max_bytes:
+        raise ConfigError(f"{what} {path}: more than the {max_bytes:,} bytes such a file may hold")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{what} {path}: not UTF-8 text (bad byte at offset {exc.start})") from None
 
 
 def read_json_file(path: str | Path, what: str) -> dict[str, Any]:
     """A JSON file holding an object; ConfigError naming it if it is missing, malformed or not an object."""
     from mgen_jax.errors import ConfigError
 
-    text = read_text_file(path, what)
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{what} {path}: not valid JSON ({exc})") from None
+    text = read_text_file(path, what, max_bytes=MAX_JSON_BYTES)
+    value = parse_json(text, f"{what} {path}")
     if not isinstance(value, dict):
         raise ConfigError(f"{what} {path}: expected a JSON object, found {type(value).__name__}")
     return value
 
 
 def read_config_yaml(path: str | Path, what: str) -> dict[str, Any]:
-    """A YAML file holding a mapping; ConfigError naming the file if it is missing or malformed."""
-    import yaml
-
+    """A YAML file holding a mapping; ConfigError naming the file if it is missing, malformed, too large or not a
+    mapping."""
     from mgen_jax.errors import ConfigError
 
     path = Path(path)
     text = read_text_file(path, what)
-    try:
-        values = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{what} {path}: not valid YAML ({exc})") from exc
+    values = parse_yaml(text, f"{what} {path}")
+    if values is None:
+        return {}
     if not isinstance(values, dict):
         raise ConfigError(f"{what} {path}: expected a mapping of field: value")
     return values
@@ -236,7 +384,6 @@ class _Mismatch(Exception):
 def _coerce(value: Any, tp: Any) -> Any:
     """``value`` as type ``tp`` (YAML's scalars, lists and mappings), or _Mismatch. A float accepts an integer and
     numeric text such as YAML's 1e-4 string, never a bool, NaN or infinity."""
-    import math
     import types
     import typing
 
@@ -267,7 +414,7 @@ def _coerce(value: Any, tp: Any) -> Any:
             return value
         raise _Mismatch
     if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) <= 2**MAX_INT_BITS:
             return value
         raise _Mismatch
     if tp is float:
@@ -276,6 +423,8 @@ def _coerce(value: Any, tp: Any) -> Any:
                 value = float(value)
             except ValueError:
                 raise _Mismatch from None
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**MAX_INT_BITS:
+            raise _Mismatch
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             return float(value) if isinstance(value, float) else value
         raise _Mismatch
@@ -284,6 +433,12 @@ def _coerce(value: Any, tp: Any) -> Any:
             return value
         raise _Mismatch
     return value
+
+
+def _has_huge_int(value: Any) -> bool:
+    if isinstance(value, (list, tuple)):
+        return any(_has_huge_int(v) for v in value[:1000])
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**MAX_INT_BITS
 
 
 def check_field_types(cls: Any, values: dict[str, Any], *, source: str, what: str,
@@ -301,8 +456,9 @@ def check_field_types(cls: Any, values: dict[str, Any], *, source: str, what: st
             out[name] = _coerce(value, hints[name])
         except _Mismatch:
             where = (field_sources or {}).get(name, f"in {source}")
-            raise ConfigError(f"{what} field '{name}' must be {_describe(hints[name])}, got {value!r} "
-                              f"({where})") from None
+            size = " (integers are limited to 2**53 in size)" if _has_huge_int(value) else ""
+            raise ConfigError(f"{what} field '{name}' must be {_describe(hints[name])}{size}, got "
+                              f"{describe_value(value)} ({where})") from None
     return out
 
 
@@ -317,11 +473,13 @@ def build_config(cls: Any, values: dict[str, Any], *, source: str, what: str, re
     from mgen_jax.errors import ConfigError
 
     fields = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(str(k) for k in values if k not in fields)
+    unknown = sorted(describe_value(k, 60) if not isinstance(k, str) or len(k) > 60 else k
+                     for k in values if k not in fields)
     if unknown:
         flagged = [k for k in unknown if k in (field_sources or {})]
         where = f"{what} (from the command line)" if flagged and len(flagged) == len(unknown) else f"{what} {source}"
-        raise ConfigError(f"{where}: unknown field(s) {unknown}; known: {fields}")
+        raise ConfigError(f"{where}: unknown field(s) {unknown[:10]}{' ...' if len(unknown) > 10 else ''}; "
+                          f"known: {fields}")
     missing = [k for k in required if k not in values]
     if missing:
         raise ConfigError(f"{what} {source}: missing field(s) {missing}")

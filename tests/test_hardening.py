@@ -281,6 +281,7 @@ train_and_evaluate(cfg, sys.argv[2], glue_dir=sys.argv[3], progress=False)
 
 @pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="needs /proc to name the file being written")
 def test_kill_during_checkpoint_write(tmp_path, glue_dir, tiny_bert_dir):
+    from mgen_jax.io import is_partial_file
     from mgen_jax.train import train_and_evaluate
     from mgen_jax.train.checkpoint import restore_checkpoint
 
@@ -290,12 +291,12 @@ def test_kill_during_checkpoint_write(tmp_path, glue_dir, tiny_bert_dir):
     killed = subprocess.run([sys.executable, "-c", KILLER, repr(values), str(tmp_path / "cut"), str(glue_dir)],
                             cwd=REPO, capture_output=True, text=True)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
-    leftovers = [p for p in (tmp_path / "cut").iterdir() if ".partial-" in p.name]
+    leftovers = [p for p in (tmp_path / "cut").iterdir() if is_partial_file(p)]
     assert leftovers, "the kill should have left the checkpoint's temporary file"
     from mgen_jax.train import FinetuneConfig
 
     resumed = train_and_evaluate(FinetuneConfig(**values), tmp_path / "cut", glue_dir=glue_dir, progress=False)
-    assert not [p for p in (tmp_path / "cut").iterdir() if ".partial-" in p.name]
+    assert not [p for p in (tmp_path / "cut").iterdir() if is_partial_file(p)]
     whole = train_and_evaluate(FinetuneConfig(**values), tmp_path / "whole", glue_dir=glue_dir, progress=False)
     assert resumed["metrics"] == whole["metrics"]
     a = restore_checkpoint(tmp_path / "cut" / "final_params.msgpack", None)

@@ -9,7 +9,11 @@ from typing import Any, Mapping
 from mgen_jax.data.pipeline import DEFAULT_BUCKETS
 from mgen_jax.data.splits import HeldoutSpec
 from mgen_jax.errors import ConfigError
-from mgen_jax.io import build_config, read_config_yaml
+from mgen_jax.io import build_config, describe_value, read_config_yaml
+
+
+MAX_TOKENS = 65_536  # max_length and every bucket: far beyond any BERT's positions, refused before any allocation
+MAX_BATCH = 65_536  # batch_size and eval_batch_size
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +63,9 @@ class FinetuneConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"finetune config field '{name}' must be a positive integer, got {value!r}")
+        for name, limit in (("max_length", MAX_TOKENS), ("batch_size", MAX_BATCH), ("eval_batch_size", MAX_BATCH)):
+            if getattr(self, name) > limit:
+                raise ConfigError(f"finetune config field '{name}' must be <= {limit:,}, got {getattr(self, name):,}")
         for name in ("max_train_examples", "max_dev_examples"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
@@ -77,10 +84,13 @@ class FinetuneConfig:
             raise ConfigError(f"finetune config field 'pooling' must be 'mean' or 'cls', got {self.pooling!r}")
         if self.hidden_dropout is not None and not 0 <= self.hidden_dropout < 1:
             raise ConfigError(f"finetune config field 'hidden_dropout' must be in [0, 1), got {self.hidden_dropout!r}")
+        if self.buckets and not 1 <= min(self.buckets) <= max(self.buckets) <= MAX_TOKENS:
+            raise ConfigError(f"finetune config field 'buckets' must lie in 1..{MAX_TOKENS:,} tokens, got "
+                              f"{min(self.buckets)}..{max(self.buckets)}")
         if not self.buckets or list(self.buckets) != sorted(self.buckets) or self.buckets[-1] < self.max_length:
             raise ConfigError(
                 f"finetune config field 'buckets' must be increasing and end at >= max_length ({self.max_length}), "
-                f"got {list(self.buckets)}"
+                f"got {describe_value(list(self.buckets))}"
             )
 
     @property

@@ -102,8 +102,15 @@ def predict(predict_fn: Callable, params: Any, data: EncodedSplit, batch_size: i
     return np.stack(outputs)
 
 
+def eval_batch_size(cfg: FinetuneConfig, rows: int, mesh) -> int:
+    """``cfg.eval_batch_size``, or fewer when the split is smaller (a batch is padded to its size, so a batch larger
+    than the split only allocates padding): the split's rows rounded up to a multiple of the devices."""
+    devices = mesh.devices.size
+    return min(cfg.eval_batch_size, max(1, -(-rows // devices)) * devices)
+
+
 def evaluate(predict_fn, params, data: EncodedSplit, cfg: FinetuneConfig, mesh) -> dict[str, float]:
-    outputs = predict(predict_fn, params, data, cfg.eval_batch_size, cfg.buckets, mesh)
+    outputs = predict(predict_fn, params, data, eval_batch_size(cfg, len(data), mesh), cfg.buckets, mesh)
     return task_metrics(data.task, outputs, data.labels)
 
 
@@ -132,16 +139,71 @@ def init_params(module: SequenceClassifier, encoder_params: Any, cfg: FinetuneCo
     return params
 
 
+# Config fields that do not change what a run computes: a work folder may be resumed with other values of these.
+FREE_FIELDS = ("checkpoint_every_steps",)
+MAX_STEPS = 2**31 - 1  # the train state counts steps in an int32
+
+
+def run_settings(cfg: FinetuneConfig, train: EncodedSplit) -> dict[str, Any]:
+    """What a fine-tuning work folder's ``settings.json`` records: every config field that changes the result (the
+    task by its canonical name) and the digest of the training rows (the same config on other data is another run)."""
+    settings = {k: v for k, v in cfg.to_dict().items() if k not in FREE_FIELDS}
+    settings["task"] = get_task(cfg.task).name
+    settings["train_rows_digest"] = train.rows_digest
+    return settings
+
+
+def _settings_defaults() -> dict[str, Any]:
+    """Defaults of FinetuneConfig fields, for a settings file written before a field existed."""
+    defaults = {f.name: f.default for f in dataclasses.fields(FinetuneConfig) if f.default is not dataclasses.MISSING}
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in defaults.items()}
+
+
+def _adopt_legacy_settings(workdir: Path) -> None:
+    """A folder written before settings.json existed: its config.json holds the same record; copy it, so that the
+    guard compares against it. A folder with a checkpoint or results but neither file is not ours to resume."""
+    from mgen_jax.workfolder import SETTINGS_FILE, read_state_json
+
+    if (workdir / SETTINGS_FILE).exists():
+        return
+    started = [name for name in (CHECKPOINT, "final_params.msgpack", "summary.json") if (workdir / name).exists()]
+    if not started:
+        return
+    if not (workdir / "config.json").exists():
+        raise ConfigError(f"fine-tuning work folder {workdir} holds {started[0]} but no record of the run that wrote "
+                          "it (settings.json, config.json): move it away or use another --workdir")
+    record = read_state_json(workdir / "config.json", ("config", "task"))
+    if not isinstance(record["config"], dict):
+        raise ConfigError(f"state file {workdir / 'config.json'}: field 'config' is not a mapping")
+    legacy = {k: v for k, v in record["config"].items() if k not in FREE_FIELDS}
+    legacy["task"] = record["task"]
+    legacy["train_rows_digest"] = record.get("train_rows_digest")
+    write_json_atomic(workdir / SETTINGS_FILE, legacy)
+
+
 def train_and_evaluate(
     cfg: FinetuneConfig, workdir: str | Path, *, glue_dir: str | Path | None = None, progress: bool = True,
     stop_at_step: int | None = None,
 ) -> dict[str, Any]:
     """Fine-tune, evaluate and write results to ``workdir``; resumes from ``workdir/checkpoint.msgpack`` if present.
 
+    The folder is locked for the run (a second process on it gets a ConfigError) and carries the run's settings
+    (``run_settings``): a run with other settings is refused, never resumed from this one's checkpoint.
     ``stop_at_step`` stops the run (after checkpointing) at that step, as an interruption would; calling again resumes.
     Returns the summary (also written to summary.json), or the partial state's info when stopped early.
     """
+    from mgen_jax.workfolder import lock_work_folder
+
     workdir = Path(workdir)
+    get_task(cfg.task)
+    with lock_work_folder(workdir, "fine-tuning work folder"):
+        return _train_and_evaluate(cfg, workdir, glue_dir=glue_dir, progress=progress, stop_at_step=stop_at_step)
+
+
+def _train_and_evaluate(cfg: FinetuneConfig, workdir: Path, *, glue_dir, progress: bool,
+                        stop_at_step: int | None) -> dict[str, Any]:
+    from mgen_jax.workfolder import check_settings
+
     task = get_task(cfg.task)
     mesh = data_mesh()
     check_batch(cfg.batch_size, mesh)
@@ -154,16 +216,25 @@ def train_and_evaluate(
     if cfg.max_length > bert.max_position:
         raise ConfigError(f"max_length {cfg.max_length} exceeds the model's {bert.max_position} positions")
     train, heldout, dev = prepare_data(cfg, pretrained.tokenizer, glue_dir)
+    if cfg.batch_size > len(train):
+        raise ConfigError(f"finetune config field 'batch_size' ({cfg.batch_size:,}) exceeds the {len(train):,} "
+                          f"training rows of {task.name} (a batch is padded to its size)")
     module = SequenceClassifier(bert, task.num_labels, cfg.pooling)
 
     stream = BatchStream.for_epochs(train.lengths, cfg.batch_size, cfg.epochs, buckets=cfg.buckets, seed=cfg.seed,
                                     bucketing=cfg.bucketing)
     steps_per_epoch, total_steps = stream.steps_per_epoch, stream.steps
+    if total_steps > MAX_STEPS:
+        raise ConfigError(f"finetune config field 'epochs' ({cfg.epochs:g}) makes {total_steps:,} steps, more than "
+                          f"the {MAX_STEPS:,} a run can count")
+
+    _adopt_legacy_settings(workdir)
+    check_settings(workdir, run_settings(cfg, train), "fine-tuning work folder", defaults=_settings_defaults())
+    clean_partial_files(workdir, recursive=False)  # what a kill during an atomic write left (the lock is ours)
     tx = make_optimizer(cfg, total_steps)
     params = init_params(module, pretrained.params, cfg, bert)
     state = TrainState(jnp.asarray(0, jnp.int32), params, tx.init(params))
 
-    clean_partial_files(workdir)  # what a kill during an atomic write left behind
     if not (workdir / CHECKPOINT).exists():
         write_json_atomic(workdir / "config.json", {
             "config": cfg.to_dict(), "task": task.name, "model_dir": str(pretrained.directory.name),

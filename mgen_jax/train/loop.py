@@ -13,7 +13,6 @@ run with TrainingError naming the first bad step, before anything is checkpointe
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any, Callable, NamedTuple
 from tqdm.auto import tqdm
 
 from mgen_jax.errors import ConfigError, TrainingError
-from mgen_jax.io import append_jsonl, truncate_jsonl, write_json_atomic
+from mgen_jax.io import append_jsonl, describe_value, truncate_jsonl, write_json_atomic
 from mgen_jax.train.checkpoint import restore_checkpoint, save_checkpoint
 from mgen_jax.train.parallel import is_main_process, to_host
 
@@ -74,8 +73,15 @@ class LoopResult(NamedTuple):
 
 def previous_wall_clock_s(directory: Path) -> float:
     """Seconds the earlier attempts trained, up to their last checkpoint (0 for a fresh run)."""
+    from mgen_jax.workfolder import read_state_json, state_file_error
+
     path = Path(directory) / WALL_CLOCK
-    return float(json.loads(path.read_text())["seconds"]) if path.exists() else 0.0
+    if not path.exists():
+        return 0.0
+    seconds = read_state_json(path, ("seconds",))["seconds"]
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds < math.inf:
+        raise state_file_error(path, f"field 'seconds' must be a finite number >= 0, got {describe_value(seconds)}")
+    return float(seconds)
 
 
 def _check_finite(values: dict[str, Any], step: int, settings: LoopSettings, checkpoint: Path) -> None:
