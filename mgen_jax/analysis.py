@@ -12,8 +12,6 @@ High CKA / low change means a unit that the tasks could share: the analysis-driv
 
 from __future__ import annotations
 
-import json
-
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -25,7 +23,7 @@ from mgen_jax.data.glue import get_task
 from mgen_jax.data.splits import HeldoutSpec, train_and_heldout
 from mgen_jax.data.pipeline import collate, encode_split
 from mgen_jax.errors import ConfigError
-from mgen_jax.io import save_figure_atomic, write_json_atomic
+from mgen_jax.io import describe_value, save_figure_atomic, write_json_atomic
 from mgen_jax.model.bert import BertConfig, BertEncoder
 from mgen_jax.model.pretrained import load_pretrained
 from mgen_jax.train.checkpoint import restore_checkpoint
@@ -89,9 +87,11 @@ def analyze(
 ) -> dict[str, Any]:
     """The redundancy record of fine-tuned encoders ``task_params`` (task name -> encoder parameter tree), probed
     on ``heldout`` rows (the runs' own held-out split: never trained on)."""
+    tasks = list(task_params)
+    if len(tasks) < 2:  # a pairwise CKA of one model with itself would read 1.0
+        raise ConfigError(f"the redundancy analysis compares task models: give at least two tasks, got {tasks}")
     base = load_pretrained(model)
     cfg = base.config
-    tasks = list(task_params)
     batches = probe_batches(tasks, base.tokenizer, per_task=per_task, max_length=max_length, glue_dir=glue_dir,
                             heldout=heldout)
     reps = {"pretrained": unit_representations(cfg, base.params, batches)}
@@ -107,8 +107,7 @@ def analyze(
             for j in range(i + 1, len(tasks)):
                 m[i, j] = m[j, i] = linear_cka(reps[a][u], reps[tasks[j]][u])
         pairwise.append(m.tolist())
-    mean_pairwise = [float(np.mean(np.asarray(m)[~np.eye(len(tasks), dtype=bool)])) if len(tasks) > 1 else 1.0
-                     for m in pairwise]
+    mean_pairwise = [float(np.mean(np.asarray(m)[~np.eye(len(tasks), dtype=bool)])) for m in pairwise]
     return {
         "model": model, "tasks": tasks, "units": units, "probe": f"{per_task} seeded held-out examples per task ({heldout.to_dict()}), "
         f"{int(sum(b['attention_mask'].sum() for b in batches))} real tokens", "relative_weight_change": change,
@@ -159,19 +158,45 @@ def load_task_encoders(run_dir: Path, tasks: Sequence[str]) -> dict[str, Any]:
         path = Path(run_dir) / task / "final_params.msgpack"
         if not path.is_file():
             raise ConfigError(f"no fine-tuned model for {task}: {path} not found (run mgen finetune first)")
-        params[task] = restore_checkpoint(path, None)["encoder"]
+        tuned = restore_checkpoint(path, None)
+        if not isinstance(tuned, dict) or not isinstance(tuned.get("encoder"), dict):
+            raise ConfigError(f"{path}: not a fine-tuned model (no 'encoder' parameters)")
+        params[task] = tuned["encoder"]
     return params
 
 
 def run_analysis(run_dir: Path, tasks: Sequence[str], out_dir: Path, *, glue_dir=None, per_task: int = 64,
                  stem: str = "redundancy") -> dict[str, Any]:
-    heldout = HeldoutSpec()
-    config = Path(run_dir) / tasks[0] / "config.json"
-    if config.is_file():  # probe the runs' own held-out split
-        run = json.loads(config.read_text())["config"]
-        if "heldout_fraction" in run:
-            heldout = HeldoutSpec(run["heldout_fraction"], run["heldout_max_rows"], run["heldout_seed"])
-    record = analyze(load_task_encoders(run_dir, tasks), per_task=per_task, glue_dir=glue_dir, heldout=heldout)
+    """The redundancy record of the runs ``run_dir/<TASK>`` (at least two distinct tasks), written to
+    ``out_dir/<stem>.json`` and ``.png``. The pretrained model and the held-out split are the runs' own (their
+    config.json; the runs must agree on both)."""
+    from mgen_jax.io import check_name, prepare_output
+    from mgen_jax.workfolder import read_state_json
+
+    check_name(stem, "--stem")
+    names = [get_task(t).name for t in tasks]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"--tasks names a task twice: {names}")
+    if len(names) < 2:
+        raise ConfigError(f"the redundancy analysis compares task models: give at least two tasks, got {names}")
+    for suffix in (".json", ".png"):  # before any model is loaded
+        prepare_output(Path(out_dir) / f"{stem}{suffix}")
+    records = {}
+    for name in names:
+        config = Path(run_dir) / name / "config.json"
+        if config.is_file():  # probe the runs' own held-out split, with their own pretrained model
+            run = read_state_json(config, ("config",))["config"]
+            if not isinstance(run, dict):
+                raise ConfigError(f"state file {config}: field 'config' is not a mapping")
+            records[name] = (run.get("model", "minilm-l6"), (run.get("heldout_fraction"), run.get("heldout_max_rows"),
+                                                             run.get("heldout_seed")))
+    if len(set(records.values())) > 1:
+        raise ConfigError(f"the runs in {run_dir} differ in their pretrained model or held-out split: "
+                          f"{describe_value(records, 200)}")
+    model, split = next(iter(records.values()), ("minilm-l6", (None, None, None)))
+    heldout = HeldoutSpec(*split) if split[0] is not None else HeldoutSpec()
+    record = analyze(load_task_encoders(run_dir, names), model=model, per_task=per_task, glue_dir=glue_dir,
+                     heldout=heldout)
     write_json_atomic(Path(out_dir) / f"{stem}.json", record)
     plot_redundancy(record, Path(out_dir) / f"{stem}.png")
     return record

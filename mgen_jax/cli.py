@@ -42,15 +42,18 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
         "--branch-points", default="0",
         help="b1,...,bT (task t shares units 1..b_t), or one value for every task; 0 = independent, U = full sharing",
     )
-    p.add_argument("--tokens", type=_positive_int, help="fixed token count per request (default: real GLUE dev lengths)")
+    p.add_argument("--tokens", type=_positive_int, help="fixed token count per request, at most the model's "
+                   "positions (default: real GLUE dev lengths)")
     p.add_argument("--length-tasks", help="GLUE tasks whose dev sets give the lengths [the --tasks names]")
-    p.add_argument("--max-length", type=_positive_int, default=128, help="truncation of real lengths, tokens [128]")
+    p.add_argument("--max-length", type=_positive_int, help="truncation of real lengths, tokens, at most the "
+                   f"model's positions [{DEFAULT_MAX_LENGTH}]")
     p.add_argument("--glue-dir", help="GLUE TSV folder [$MGEN_GLUE_DIR or ../shared/data/glue]")
     p.add_argument("--task-subsets", help='task-set distribution, e.g. "SST-2+CoLA:0.5,MRPC:0.5" [every task]')
-    p.add_argument("--seed", type=_nonnegative_int, default=0,
-                   help="seed for drawing task sets per request of real lengths [0]")
-    p.add_argument("--requests", type=_positive_int, default=10_000,
-                   help="with --tokens and --task-subsets: requests, task sets in exact proportion [10000]")
+    p.add_argument("--seed", type=_nonnegative_int,
+                   help="with real lengths and --task-subsets: seed for drawing each request's task set [0]")
+    p.add_argument("--requests", type=_positive_int,
+                   help=f"with --tokens and --task-subsets: requests (at most {MAX_REQUESTS:,}), task sets in exact "
+                   f"proportion [{DEFAULT_REQUESTS:,}]")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--input-densities", help="measured input bit densities (JSON, experiments/fidelity.py) for a "
                    "preset with data_dependent_inputs [the preset's input_bit_density_default]")
@@ -59,8 +62,13 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def _typed(kind: type, test, words: str):
-    """An argparse type: ``kind(text)`` that must pass ``test``; a bad value exits 2 naming the flag."""
+    """An argparse type: ``kind(text)`` that must pass ``test``; a bad value exits 2 naming the flag (and the value,
+    cut to a few dozen characters)."""
+    from mgen_jax.io import describe_value
+
     def parse(text: str):
+        if len(text) > 40:  # no number needs more; int() of a million digits is slow and refused anyway
+            raise argparse.ArgumentTypeError(f"{describe_value(text, 40)} is not {words}")
         try:
             value = kind(text)
         except ValueError:
@@ -71,27 +79,27 @@ def _typed(kind: type, test, words: str):
     return parse
 
 
-_positive_int = _typed(int, lambda v: v >= 1, "an integer >= 1")
-_nonnegative_int = _typed(int, lambda v: v >= 0, "an integer >= 0")
+_INT_LIMIT = 2**53  # integer flags: far beyond any count or seed, and exact as a float
+_positive_int = _typed(int, lambda v: 1 <= v <= _INT_LIMIT, "an integer in 1..2**53")
+_nonnegative_int = _typed(int, lambda v: 0 <= v <= _INT_LIMIT, "an integer in 0..2**53")
 _positive_float = _typed(float, lambda v: math.isfinite(v) and v > 0, "a finite number > 0")
 _nonnegative_float = _typed(float, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0")
 
 
 def _overrides(items: Sequence[str] | None) -> dict[str, Any]:
     """``--set field=value`` pairs (the value read as YAML: 3, 1e-4, [0.5, 0.25], null, text) -> {field: value}."""
-    import yaml
-
     from mgen_jax.errors import ConfigError
+    from mgen_jax.io import MAX_TEXT_BYTES, describe_value, parse_yaml
 
     out: dict[str, Any] = {}
     for item in items or []:
         field, sep, text = item.partition("=")
         if not sep or not field.strip():
-            raise ConfigError(f"--set {item!r}: expected field=value")
-        try:
-            out[field.strip()] = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"--set {item!r}: the value is not valid YAML ({exc})") from None
+            raise ConfigError(f"--set {describe_value(item)}: expected field=value")
+        if len(text) > MAX_TEXT_BYTES:
+            raise ConfigError(f"--set {describe_value(field.strip(), 60)}: the value has {len(text):,} characters, "
+                              f"more than the {MAX_TEXT_BYTES:,} a config file may hold")
+        out[field.strip()] = parse_yaml(text, f"--set {describe_value(field.strip(), 60)}: the value")
     return out
 
 
@@ -100,32 +108,43 @@ def _parse_tasks(text: str) -> tuple[tuple[str, ...], tuple[int, ...], bool]:
     from mgen_jax.data.glue import get_task
     from mgen_jax.errors import ConfigError
 
+    from mgen_jax.io import describe_value
+
     text = text.strip()
     if text.isdigit():
+        if len(text) > 6 or not 1 <= int(text) <= MAX_TASKS:
+            raise ConfigError(f"--tasks must be a number in 1..{MAX_TASKS:,} or task names, got {describe_value(text)}")
         t = int(text)
-        if t < 1:
-            raise ConfigError(f"--tasks must be >= 1, got {t}")
         return tuple(f"task{i}" for i in range(t)), (2,) * t, False
     tasks = [get_task(name.strip()) for name in text.split(",") if name.strip()]
     if not tasks:
         raise ConfigError("--tasks is empty")
-    return tuple(t.name for t in tasks), tuple(t.num_labels for t in tasks), True
+    names = [t.name for t in tasks]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ConfigError(f"--tasks names {repeated} more than once ({describe_value(text)}): a model has one branch "
+                          "per task")
+    return tuple(names), tuple(t.num_labels for t in tasks), True
 
 
 def _parse_branch_points(text: str, num_tasks: int, num_units: int) -> list[int]:
     from mgen_jax.errors import ConfigError
 
+    from mgen_jax.io import describe_value
+
     try:
-        values = [int(v) for v in text.split(",") if v.strip()]
+        values = [int(v) for v in text.split(",") if v.strip() and len(v.strip()) <= 40]
+        if any(len(v.strip()) > 40 for v in text.split(",")):
+            raise ValueError
     except ValueError:
-        raise ConfigError(f"--branch-points must be integers, got {text!r}") from None
+        raise ConfigError(f"--branch-points must be integers, got {describe_value(text)}") from None
     if len(values) == 1:
         values = values * num_tasks
     if len(values) != num_tasks:
         raise ConfigError(f"--branch-points has {len(values)} values for {num_tasks} tasks")
     bad = [v for v in values if not 0 <= v <= num_units]
     if bad:
-        raise ConfigError(f"--branch-points {bad} out of range 0..{num_units} (U = 2 x layers)")
+        raise ConfigError(f"--branch-points {describe_value(bad)} out of range 0..{num_units} (U = 2 x layers)")
     return values
 
 
@@ -137,12 +156,16 @@ def _build(args: argparse.Namespace) -> dict[str, Any]:
 
     spec = hw.load_spec(args.hw)
     arch = hw.load_arch(args.model)
+    _check_flags_used(args, spec)
     densities = hw.load_input_densities(args.input_densities, spec) if args.input_densities else None
     names, labels, glue = _parse_tasks(args.tasks)
     b = _parse_branch_points(args.branch_points, len(names), arch.num_units)
-    plan = _compressed_plan(args, b, len(names)) if getattr(args, "compressed", None) else None
+    plan = _compressed_plan(args, b, names, glue, arch, spec) if getattr(args, "compressed", None) else None
     if plan is not None:
         b = list(plan.branch_points)
+    for flag, value in (("--tokens", args.tokens), ("--max-length", args.max_length)):
+        if value is not None and value > arch.max_position:
+            raise ConfigError(f"{flag} {value:,} exceeds the {arch.max_position:,} positions of model {arch.name!r}")
     if args.tokens is not None:
         trace = fixed_trace(len(names), args.tokens, task_names=names)
     else:
@@ -151,30 +174,78 @@ def _build(args: argparse.Namespace) -> dict[str, Any]:
             raise ConfigError("real lengths need GLUE task names (--tasks or --length-tasks), or give --tokens N")
         from mgen_jax.workload.glue import glue_trace
 
-        trace = glue_trace(
-            length_tasks or names, task_names=names, glue_dir=args.glue_dir, max_length=args.max_length
-        )
+        trace = glue_trace(length_tasks or names, task_names=names, glue_dir=args.glue_dir,
+                           max_length=args.max_length or DEFAULT_MAX_LENGTH)
     subsets = None
     if args.task_subsets:
         subsets = parse_subsets(args.task_subsets, names)
         if args.tokens is not None:  # one length: the expectation itself, over requests in exact proportion
+            requests = args.requests or DEFAULT_REQUESTS
+            _check_exact_proportion(subsets, requests)
             trace = proportional_subsets(fixed_trace(len(names), args.tokens, task_names=names,
-                                                     num_requests=args.requests), subsets)
+                                                     num_requests=requests), subsets)
         else:
-            trace = assign_subsets(trace, subsets, seed=args.seed)
+            trace = assign_subsets(trace, subsets, seed=args.seed or 0)
     return {"spec": spec, "arch": arch, "names": names, "labels": labels, "b": b, "trace": trace, "subsets": subsets,
             "densities": densities, "plan": plan}
 
 
-def _compressed_plan(args: argparse.Namespace, b: list[int], num_tasks: int):
-    """The DeltaPlan of --compressed; ConfigError if it disagrees with --tasks or an explicit --branch-points."""
+DEFAULT_MAX_LENGTH = 128
+DEFAULT_REQUESTS = 10_000
+MAX_REQUESTS = 1_000_000  # --requests: a trace of this many requests takes ~1 GB and ~30 s to simulate here
+MAX_SCHEDULE_REQUESTS = 100_000  # mgen schedule: its solvers take ~2 min for this many here
+MAX_TASKS = 1024  # --tasks N
+
+
+def _check_flags_used(args: argparse.Namespace, spec) -> None:
+    """ConfigError for a flag given where it changes nothing (it would be silently ignored)."""
+    from mgen_jax.errors import ConfigError
+
+    fixed, subsets = args.tokens is not None, bool(args.task_subsets)
+    unused = [
+        ("--seed", args.seed is not None and (fixed or not subsets),
+         "it draws task sets over real lengths (--task-subsets without --tokens)"),
+        ("--requests", args.requests is not None and not (fixed and subsets),
+         "it sets the request count of --tokens with --task-subsets"),
+        ("--max-length", args.max_length is not None and fixed, "it truncates real lengths; --tokens fixes them"),
+        ("--length-tasks", bool(args.length_tasks) and fixed, "it picks real lengths; --tokens fixes them"),
+        ("--input-densities", bool(args.input_densities) and not spec.data_dependent_inputs,
+         f"hardware spec {spec.name!r} has data_dependent_inputs false (every row is driven, whatever the density)"),
+    ]
+    for flag, given, why in unused:
+        if given:
+            raise ConfigError(f"{flag} has no effect here: {why}; leave it out")
+    if args.requests is not None and args.requests > MAX_REQUESTS:
+        raise ConfigError(f"--requests {args.requests:,} is more than the {MAX_REQUESTS:,} a trace may hold")
+
+
+def _check_exact_proportion(subsets: dict, requests: int) -> None:
+    """ConfigError unless every task subset's probability x ``requests`` is a whole number (what the workload's
+    description, 'in exact proportion', promises)."""
+    from mgen_jax.errors import ConfigError
+
+    for key, prob in subsets.items():
+        count = prob * requests
+        if abs(count - round(count)) > 1e-6 * max(1.0, count):
+            raise ConfigError(f"--requests {requests:,}: a task subset of probability {prob:g} would need "
+                              f"{count:g} requests; give a count that makes every probability x requests whole (e.g. "
+                              f"{DEFAULT_REQUESTS:,} for probabilities of up to 4 decimals)")
+
+
+def _compressed_plan(args: argparse.Namespace, b: list[int], names: tuple[str, ...], glue: bool, arch, spec):
+    """The DeltaPlan of --compressed; ConfigError if it disagrees with --tasks, --model, --hw or an explicit
+    --branch-points."""
     from mgen_jax.errors import ConfigError
     from mgen_jax.hw.delta import load_delta_plan
 
     path = Path(args.compressed)
-    plan = load_delta_plan(path / "report.json" if path.is_dir() else path)
+    source = path / "report.json" if path.is_dir() else path
+    plan = load_delta_plan(source)
+    num_tasks = len(names)
     if plan.num_tasks != num_tasks:
         raise ConfigError(f"--compressed {path} holds {plan.num_tasks} tasks, --tasks names {num_tasks}")
+    plan.check_model(arch, names if glue else None, where=f"--compressed {path}")
+    plan.check(spec, num_tasks, arch.num_units)
     if args.branch_points.strip() != "0" and list(plan.branch_points) != b:
         raise ConfigError(f"--branch-points {b} differ from the compressed model's {list(plan.branch_points)} "
                           "(leave --branch-points out to use them)")
@@ -196,6 +267,9 @@ def _fmt_j(x: float) -> str:
 
 
 def _emit(result: dict[str, Any], as_json: bool, title: str) -> None:
+    from mgen_jax.io import check_finite
+
+    check_finite(result, "result")
     if as_json:
         print(json.dumps(result, indent=2))
         return
@@ -271,6 +345,7 @@ def cmd_cost(args: argparse.Namespace) -> None:
 
 
 def cmd_schedule(args: argparse.Namespace) -> None:
+    from mgen_jax.errors import ConfigError
     from mgen_jax.hw import SharingTree
     from mgen_jax.schedule import SchedulingProblem, solve
     from mgen_jax.sim import simulate
@@ -280,6 +355,9 @@ def cmd_schedule(args: argparse.Namespace) -> None:
     tree = SharingTree.from_branch_points(m["b"], arch.num_units)
     problem = SchedulingProblem(spec, arch, tree, trace, num_labels=m["labels"], buffer_bytes=args.buffer_bytes,
                                 compression=m["plan"])
+    if trace.num_requests > MAX_SCHEDULE_REQUESTS:
+        raise ConfigError(f"mgen schedule: {trace.num_requests:,} requests, more than the {MAX_SCHEDULE_REQUESTS:,} "
+                          "its solvers take (use --requests, or fewer length tasks)")
     methods = ["request-major", "task-major", "fast"] if args.solver == "all" else [args.solver]
     results = {}
     for method in methods:
@@ -290,6 +368,9 @@ def cmd_schedule(args: argparse.Namespace) -> None:
         sim.update({"branch_points": m["b"], "workload": trace.description, "schedule_plan": solution.schedule.describe(),
                     "solver_cost": solution.cost.to_dict(), "candidates_evaluated": solution.candidates})
         results[method] = sim
+    from mgen_jax.io import check_finite
+
+    check_finite(results, "result")
     if args.json:
         print(json.dumps(results if len(results) > 1 else results[methods[0]], indent=2))
         return
@@ -438,6 +519,51 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}/search_{record['name']}.json and .png", file=sys.stderr)
 
 
+def cmd_front(args: argparse.Namespace) -> None:
+    from mgen_jax.search.front import Models, build_front, load_front_config, write_front
+
+    cfg = load_front_config(args.config)
+    models = Models(glue_dir=args.glue_dir, progress=not args.no_progress)
+    record = build_front(cfg, models, report_only=args.report_only,
+                         log=lambda line: print(line, file=sys.stderr, flush=True))
+    json_path, png = write_front(record, args.out)
+    if args.json:
+        print(json.dumps(record, indent=2))
+    else:
+        print(front_table(record))
+        if record["pending"]:
+            print(f"partial: {len(record['pending'])} run(s) still to train: " + "; ".join(record["pending"]))
+        print(record["headline"]["sentence"])
+    print(f"wrote {json_path} and {png}", file=sys.stderr)
+
+
+def front_table(record: dict) -> str:
+    """Markdown: every budget's representative (and all-seed candidates): per-task and mean 3-seed dev scores, std,
+    held-out mean, energy ratio, efficiency, crossbars, drop with its interval."""
+    tasks = record["tasks"]
+    lines = ["| budget | model | branch points | " + " | ".join(tasks) + " | dev mean ± std | held-out | energy "
+             "ratio | efficiency | crossbars | drop [interval] | seeds |", "|---" * (len(tasks) + 10) + "|"]
+    ind = record["independent"]
+    lines.append(f"| - | independent | 0 | " + " | ".join(f"{ind['dev_scores_mean'][t]:.1f}" for t in tasks) +
+                 f" | {ind['dev_mean_score']:.2f} ± {ind['dev_mean_score_std'] or 0:.2f} | "
+                 f"{ind['heldout_mean_score'] or float('nan'):.2f} | 1.000 | 1.000x | {ind['crossbars']:,} | - | "
+                 f"{len(ind['seeds'])} |")
+    for point in record["points"]:
+        for label, p in point["runs"].items():
+            trees = {",".join(map(str, b)) for b in p["branch_points_by_seed"]}
+            ci = p.get("drop_interval")
+            drop = f"{p['drop_points']:+.2f} [{ci['low']:+.2f}, {ci['high']:+.2f}]" if ci else "-"
+            mark = " (chosen)" if label == point["chosen"] else ""
+            lines.append(
+                f"| {point['budget']} | {label}{mark} | {' / '.join(sorted(trees))} | " +
+                " | ".join(f"{p['dev_scores_mean'][t]:.1f}" for t in tasks) +
+                f" | {p['dev_mean_score']:.2f} ± {p['dev_mean_score_std'] or 0:.2f} | "
+                f"{p['heldout_mean_score'] if p['heldout_mean_score'] is None else round(p['heldout_mean_score'], 2)}"
+                f" | {p['energy_ratio_max']:.5f} | {p['efficiency_text']} | {max(p['crossbars_by_seed']):,} | {drop} | "
+                f"{len(p['seeds'])} |")
+    return "\n".join(lines)
+
+
 def headline_line(record: dict) -> str | None:
     """One line on the sweep's claim (efficiency, dev points above or below the independent models), or None
     while the claim has no dev mean yet."""
@@ -553,6 +679,14 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--report-only", action="store_true", help="train nothing: write the record and plot of "
                            "the models finished so far, the others listed as pending")
         p.set_defaults(func=func)
+    p = sub.add_parser("front", help="the accuracy/energy front at pre-registered budgets, 3 seeds each")
+    p.add_argument("--config", required=True, help="YAML under configs/front/")
+    p.add_argument("--out", default="runs/results", help="results folder [runs/results]")
+    p.add_argument("--report-only", action="store_true", help="train nothing: the record of what has finished")
+    p.add_argument("--glue-dir", help="GLUE TSV folder [$MGEN_GLUE_DIR or ../shared/data/glue]")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--json", action="store_true", help="print the record as JSON on stdout")
+    p.set_defaults(func=cmd_front)
     return parser
 
 
@@ -578,16 +712,53 @@ def _stdout_for_results_only() -> None:
     sys.stdout = os.fdopen(results, "w", encoding=sys.stdout.encoding, errors=sys.stdout.errors)
 
 
+def _closed_standard_streams() -> list[str]:
+    """Standard streams the program was started without (``>&-``): each gets /dev/null on its file descriptor, so
+    that no file this run opens takes descriptor 1 or 2 and receives the output meant for the terminal. Returns the
+    names of the streams that were closed."""
+    closed = []
+    for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+            closed.append(name)
+            if getattr(sys, name) is None:
+                setattr(sys, name, open(fd, "r" if fd == 0 else "w", closefd=False))
+    return closed
+
+
+def _ignore_further_interrupts() -> None:
+    """After a Ctrl-C, the next ones (a user pressing it again while the run winds down) are ignored: a second
+    KeyboardInterrupt inside the clean-up would end in a traceback, or in a crash of a native thread at exit."""
+    import signal
+
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    closed = _closed_standard_streams() if argv is None else []
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # --help (0) or a bad flag (2, argparse's message already printed)
         return int(exc.code or 0)
+    if "stdout" in closed:
+        print(f"mgen {args.command}: failed: standard output is closed (>&-); redirect it to /dev/null to discard "
+              "what mgen prints", file=sys.stderr)
+        return EXIT_FAILED
     try:
         _stdout_for_results_only()
         args.func(args)
         sys.stdout.flush()
     except KeyboardInterrupt:
+        if argv is None:  # the program itself (not a caller of main()): it is ending
+            _ignore_further_interrupts()
         print(f"mgen {args.command}: interrupted; run it again to resume from the last checkpoint", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # the reader of stdout went away (mgen simulate | head): end quietly

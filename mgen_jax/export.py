@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 
 from mgen_jax.data.glue import get_task
-from mgen_jax.errors import ConfigError
-from mgen_jax.io import read_json_file, write_bytes_atomic, write_json_atomic
+from mgen_jax.errors import ConfigError, MgenError
+from mgen_jax.io import describe_value, prepare_output, read_json_file, write_bytes_atomic, write_json_atomic
 from mgen_jax.model.bert import BertConfig
 from mgen_jax.model.weights import params_to_hf
 
@@ -51,7 +51,7 @@ def write_export(out: Path, *, encoder: Any, head: Any, bert: BertConfig, task: 
                  extra: dict[str, Any]) -> Path:
     """One task's Hugging Face directory (see the module docstring)."""
     glue = get_task(task)
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_output(out / "config.json", "export folder")
     config = bert.to_hf() | {"architectures": ["BertModel"], "torch_dtype": "float32"}
     write_json_atomic(out / "config.json", config)
     write_bytes_atomic(out / "model.safetensors", _safetensors_bytes(params_to_hf(encoder, bert)))
@@ -76,6 +76,17 @@ def export_run(run: str | Path, out: str | Path) -> list[Path]:
     from mgen_jax.train.checkpoint import restore_checkpoint
 
     run, out = Path(run), Path(out)
+    prepare_output(out / "export.check", "export folder")  # a bad --out fails first, as in every command
+    try:
+        return _export_run(run, out, load_pretrained, restore_checkpoint)
+    except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
+        if isinstance(exc, MgenError):
+            raise
+        raise ConfigError(f"{run}: its records are not what mgen wrote ({type(exc).__name__}: "
+                          f"{describe_value(str(exc), 120)})") from None
+
+
+def _export_run(run: Path, out: Path, load_pretrained, restore_checkpoint) -> list[Path]:
     if (run / "final_params.msgpack").is_file():  # one task, fine-tuned alone
         cfg = read_json_file(run / "config.json", "fine-tuning record")["config"]
         pretrained = load_pretrained(cfg["model"])

@@ -67,7 +67,10 @@ def load_tokenizer(name_or_path: str | Path = "minilm-l6"):
     path = directory / "tokenizer.json"
     if not path.is_file():
         raise ConfigError(f"pretrained model directory {directory} has no tokenizer.json")
-    tokenizer = Tokenizer.from_file(str(path))
+    try:
+        tokenizer = Tokenizer.from_file(str(path))
+    except Exception as exc:  # the tokenizers library raises its own exception type for a malformed file
+        raise ConfigError(f"tokenizer {path}: cannot be read ({type(exc).__name__}: {str(exc)[:200]})") from None
     tokenizer.no_padding()
     tokenizer.no_truncation()
     return tokenizer

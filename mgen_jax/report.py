@@ -10,7 +10,8 @@ import numpy as np
 
 from mgen_jax import cost, hw
 from mgen_jax.data.glue import get_task
-from mgen_jax.io import save_figure_atomic, write_json_atomic
+from mgen_jax.errors import ConfigError
+from mgen_jax.io import check_finite, check_name, prepare_output, save_figure_atomic, write_json_atomic
 from mgen_jax.sim import simulate
 from mgen_jax.workload.glue import glue_trace
 
@@ -74,6 +75,14 @@ def breakdown_report(
 ) -> dict[str, Any]:
     spec, arch = hw.load_spec(hw_name), hw.load_arch(model)
     names = [get_task(t).name for t in tasks]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"--tasks names a task twice: {names}")
+    if max_length > arch.max_position:
+        raise ConfigError(f"--max-length {max_length:,} exceeds the {arch.max_position:,} positions of model "
+                          f"{arch.name!r}")
+    stem = check_name(f"breakdown_{spec.name}_{arch.name}_{len(names)}tasks", "report file name")
+    for suffix in (".json", ".png"):  # before the simulation
+        prepare_output(out_dir / f"{stem}{suffix}")
     labels = [get_task(t).num_labels for t in names]
     trace = glue_trace(names, glue_dir=glue_dir, max_length=max_length)
     u = arch.num_units
@@ -85,7 +94,7 @@ def breakdown_report(
         "mean_tokens_sq": float((trace.tokens.astype(float) ** 2).mean()),
         "models": rows, "energy_ratio_independent_over_shared": ratio,
     }
-    stem = f"breakdown_{spec.name}_{arch.name}_{len(names)}tasks"
+    check_finite(record, "report")
     json_path = write_json_atomic(out_dir / f"{stem}.json", record)
     png_path = plot_breakdown(
         rows, f"{arch.name} on {spec.name}, {len(names)} GLUE tasks, real dev lengths (mean {trace.tokens.mean():.1f})",

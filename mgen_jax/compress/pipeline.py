@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -20,10 +21,12 @@ import numpy as np
 from mgen_jax.compress.files import DELTAS_FILE, REPORT_FILE, load_compressed, pack_task, save_deltas
 from mgen_jax.compress.models import ModelSet, encoded_split, load_models
 from mgen_jax.compress.profiler import ProfileSettings, compress_models
-from mgen_jax.hw.arch import BertArch
-from mgen_jax.hw.delta import DeltaPlan
+from mgen_jax.errors import ConfigError
+from mgen_jax.hw.arch import BertArch, load_arch
+from mgen_jax.hw.delta import DeltaPlan, model_fields
 from mgen_jax.hw.spec import HardwareSpec
 from mgen_jax.io import prepare_output, write_json_atomic
+from mgen_jax.pretrained import resolve_pretrained_dir
 
 
 def hardware_summary(spec: HardwareSpec, arch: BertArch, plan: DeltaPlan, names: Sequence[str],
@@ -76,9 +79,13 @@ def compress_folder(source: str | Path, out: str | Path, spec: HardwareSpec, arc
     start = time.perf_counter()
     out = prepare_output(Path(out) / REPORT_FILE, "compressed-model folder").parent
     models = load_models(source, tasks)
+    runs_arch = load_arch(resolve_pretrained_dir(models.model_name))
+    if model_fields(runs_arch) != model_fields(arch):
+        raise ConfigError(f"--model {arch.name!r} has dims {model_fields(arch)}, but the models at {source} were "
+                          f"fine-tuned from {models.model_name!r} with dims {model_fields(runs_arch)}")
     result = compress_models(models, spec, arch, settings, glue_dir=glue_dir, log=log)
-    plan: DeltaPlan = result["plan"]
     names = [m.task.name for m in models.models]
+    plan: DeltaPlan = dataclasses.replace(result["plan"], model=model_fields(arch), tasks=tuple(names))
     labels = [m.task.num_labels for m in models.models]
     stored = {}
     for t, model in enumerate(models.models):

@@ -19,6 +19,7 @@ from typing import Sequence
 import numpy as np
 
 from mgen_jax.errors import DataError
+from mgen_jax.io import describe_value
 
 PSEUDO_DEV_SIZE = 2000
 SPLIT_SEED = 0
@@ -35,6 +36,7 @@ class GlueTask:
     files: tuple[tuple[str, str], ...]  # (split, file name) pairs that exist in GLUE's layout here
     has_header: bool = True
     split_from: str | None = None  # the file split that pseudo-train/pseudo-dev are drawn from
+    score_range: tuple[float, float] = (0.0, 5.0)  # a regression task's scores (STS-B: 0 to 5)
 
     @property
     def is_regression(self) -> bool:
@@ -73,9 +75,9 @@ _ALIASES = {k.lower().replace("-", ""): k for k in TASKS}
 
 
 def get_task(name: str) -> GlueTask:
-    key = _ALIASES.get(name.lower().replace("-", "").replace("_", ""))
+    key = _ALIASES.get(name.lower().replace("-", "").replace("_", "")) if isinstance(name, str) else None
     if key is None:
-        raise DataError(f"unknown GLUE task {name!r}; known tasks: {sorted(TASKS)}")
+        raise DataError(f"unknown GLUE task {describe_value(name)}; known tasks: {sorted(TASKS)}")
     return TASKS[key]
 
 
@@ -135,12 +137,16 @@ def _parse_label(task: GlueTask, raw: str, path: Path, line: int) -> float | int
         try:
             value = float(raw)
         except ValueError:
-            raise DataError(f"{path}:{line}: score {raw!r} is not a number") from None
+            raise DataError(f"{path}:{line}: score {describe_value(raw)} is not a number") from None
         if not np.isfinite(value):
-            raise DataError(f"{path}:{line}: score {raw!r} is not finite")
+            raise DataError(f"{path}:{line}: score {describe_value(raw)} is not finite")
+        low, high = task.score_range
+        if not low <= value <= high:
+            raise DataError(f"{path}:{line}: score {describe_value(raw)} is outside {task.name}'s range "
+                            f"[{low:g}, {high:g}]")
         return value
     if raw not in task.labels:
-        raise DataError(f"{path}:{line}: label {raw!r} is not one of {list(task.labels)}")
+        raise DataError(f"{path}:{line}: label {describe_value(raw)} is not one of {list(task.labels)}")
     return task.labels.index(raw)
 
 
@@ -163,13 +169,17 @@ def read_tsv(task: GlueTask, path: Path) -> tuple[list[str], list[str] | None, n
             raise DataError(f"{path}: empty file, expected a header line")
         header = lines[0].rstrip("\r").split("\t")
         start = 1
+        repeated = sorted({c for c in header if header.count(c) > 1})
+        if repeated:
+            raise DataError(f"{path}:1: header names column(s) {describe_value(repeated)} more than once (task "
+                            f"{task.name}): which one holds the data is ambiguous")
         try:
             text_idx = [header.index(c) for c in task.text_columns]
             label_idx = header.index(task.label_column)
         except ValueError:
-            raise DataError(
-                f"{path}:1: header {header} lacks column(s) {list(task.text_columns) + [task.label_column]}"
-            ) from None
+            missing = [c for c in list(task.text_columns) + [task.label_column] if c not in header]
+            raise DataError(f"{path}:1: header {describe_value(header)} lacks column(s) {missing} (task {task.name})"
+                            ) from None
         width = len(header)
     else:
         text_idx = [int(c) for c in task.text_columns]
@@ -187,6 +197,9 @@ def read_tsv(task: GlueTask, path: Path) -> tuple[list[str], list[str] | None, n
         if len(row) != width:
             raise DataError(f"{path}:{line}: expected {width} tab-separated columns, found {len(row)}")
         for column, idx in zip(texts, text_idx):
+            if not row[idx].strip():
+                name = task.text_columns[text_idx.index(idx)]
+                raise DataError(f"{path}:{line}: blank text in column {name!r} (task {task.name})")
             column.append(row[idx])
         labels.append(_parse_label(task, row[label_idx], path, line))
     if not labels:
@@ -220,9 +233,16 @@ def load_split(task_name: str, split: str, *, glue_dir: str | Path | None = None
     a, b, y = read_tsv(task, path)
     full = GlueSplit(task, split, tuple(a), None if b is None else tuple(b), y, str(path), "")
     idx = _pseudo_split_indices(len(full), split)
+    dev_size = min(PSEUDO_DEV_SIZE, len(full) // 2)
+    if dev_size == 0:
+        raise DataError(f"{path}: {len(full)} data row(s), too few to split into pseudo-dev and pseudo-train "
+                        f"(task {task.name})")
+    short = "" if dev_size == PSEUDO_DEV_SIZE else (
+        f" (the file has {len(full):,} rows, so pseudo-dev holds {dev_size:,} of the {PSEUDO_DEV_SIZE:,} rows it is "
+        "meant to hold)")
     note = (
         f"pseudo-{split}: rows of {task.name}/{path.name} shuffled with seed {SPLIT_SEED}; "
-        f"first {min(PSEUDO_DEV_SIZE, len(full) // 2)} = pseudo-dev, rest = pseudo-train"
+        f"first {dev_size} = pseudo-dev, rest = pseudo-train{short}"
     )
     return dataclasses.replace(full.take(idx), split_note=note)
 

@@ -31,6 +31,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from mgen_jax.errors import ConfigError
+from mgen_jax.io import describe_value
 from mgen_jax.hw.energy import ACTION_INDEX
 from mgen_jax.hw.mapping import MatrixEvents, effective_input_density
 from mgen_jax.hw.spec import HardwareSpec
@@ -39,6 +40,13 @@ FORMAT = "mgen_jax compressed deltas, v1"
 BASE_KINDS = ("pretrained", "trunk")
 # the spec fields the block grid depends on: a plan is only valid on specs that agree on them
 GRID_FIELDS = ("crossbar_rows", "crossbar_cols", "cell_bits", "weight_bits", "signed_encoding")
+# the encoder dims a plan's blocks were cut for: a plan is only valid on a model that agrees on them
+MODEL_FIELDS = ("num_layers", "hidden", "num_heads", "ffn")
+
+
+def model_fields(arch: Any) -> dict[str, int]:
+    """The ``MODEL_FIELDS`` of a BertArch (what a plan records of the model it was made for)."""
+    return {k: int(getattr(arch, k)) for k in MODEL_FIELDS}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -222,12 +230,16 @@ class DeltaPlan:
     """Which private unit copies of a one-trunk model are stored as base + delta.
 
     ``branch_points`` is the model (task t runs the trunk for units 0..b_t-1); ``units`` maps (task, unit) to its
-    DeltaUnit; ``grid`` holds the spec fields the block indices were made for (``GRID_FIELDS``; empty: not checked).
+    DeltaUnit; ``grid`` holds the spec fields the block indices were made for (``GRID_FIELDS``; empty: not checked);
+    ``model`` the dims of the encoder whose matrices the blocks cut (``MODEL_FIELDS``) and ``tasks`` the task names in
+    order (both empty in a plan written before they were recorded: ``check_model`` then refuses it).
     """
 
     branch_points: tuple[int, ...]
     units: Mapping[tuple[int, int], DeltaUnit]
     grid: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    model: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    tasks: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         b = tuple(self.branch_points)
@@ -241,6 +253,13 @@ class DeltaPlan:
         unknown = sorted(set(self.grid) - set(GRID_FIELDS))
         if unknown:
             raise ConfigError(f"delta plan field 'grid' has unknown fields {unknown}; known: {list(GRID_FIELDS)}")
+        unknown = sorted(str(k) for k in set(self.model) - set(MODEL_FIELDS))
+        if unknown:
+            raise ConfigError(f"delta plan field 'model' has unknown fields {unknown}; known: {list(MODEL_FIELDS)}")
+        if self.tasks and (len(self.tasks) != len(b) or not all(isinstance(t, str) for t in self.tasks)):
+            raise ConfigError(f"delta plan field 'tasks' must name one task per branch point ({len(b)}), got "
+                              f"{len(self.tasks)} entries")
+        object.__setattr__(self, "tasks", tuple(self.tasks))
 
     @property
     def num_tasks(self) -> int:
@@ -266,6 +285,21 @@ class DeltaPlan:
             if getattr(spec, field) != value:
                 raise ConfigError(f"delta plan blocks were cut for {field} {value!r}, but hardware spec "
                                   f"{spec.name!r} has {field} {getattr(spec, field)!r}")
+
+    def check_model(self, arch: Any, task_names: Sequence[str] | None, *, where: str = "delta plan") -> None:
+        """ConfigError unless the plan was made for ``arch``'s dims and (when given) these task names in this order;
+        a plan that does not record them (written before they were) is refused, since nothing else ties it to a
+        model: its blocks would be applied to any encoder with enough units."""
+        if not self.model:
+            raise ConfigError(f"{where}: the plan does not record the model and tasks it was made for (written by an "
+                              "older version); run mgen compress again")
+        ours = model_fields(arch)
+        differ = [f"{k} {self.model.get(k)} in the plan, {ours[k]} in --model" for k in MODEL_FIELDS
+                  if self.model.get(k) != ours[k]]
+        if differ:
+            raise ConfigError(f"{where} was made for another model: {'; '.join(differ)}")
+        if task_names is not None and self.tasks and tuple(task_names) != self.tasks:
+            raise ConfigError(f"{where} was made for tasks {list(self.tasks)}, --tasks names {list(task_names)}")
 
     def base_users(self, unit: int, kind: str, task_set: Sequence[int] | None = None) -> list[int]:
         """Tasks (of ``task_set``, default all) whose active entry at ``unit`` uses base ``kind``."""
@@ -299,8 +333,10 @@ class DeltaPlan:
 
     # ----- files -----------------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
+        identity = ({"model": dict(self.model)} if self.model else {}) | ({"tasks": list(self.tasks)} if self.tasks
+                                                                          else {})
         return {
-            "format": FORMAT, "branch_points": list(self.branch_points), "grid": dict(self.grid),
+            "format": FORMAT, "branch_points": list(self.branch_points), "grid": dict(self.grid), **identity,
             "deltas": [
                 {"task": t, "unit": u, "base": e.base,
                  "matrices": {m.name: {"delta_bits": m.delta_bits, "kept_blocks": list(m.kept_blocks)}
@@ -316,7 +352,15 @@ def plan_from_dict(data: Mapping[str, Any], *, source: str = "<dict>") -> DeltaP
         raise ConfigError(f"{source}: not a compressed-delta description (field 'format' must be {FORMAT!r})")
     for field, kind in (("branch_points", list), ("deltas", list), ("grid", dict)):
         if not isinstance(data.get(field), kind):
-            raise ConfigError(f"{source}: field '{field}' must be a {kind.__name__}, got {data.get(field)!r}")
+            raise ConfigError(f"{source}: field '{field}' must be a {kind.__name__}, got "
+                              f"{describe_value(data.get(field))}")
+    model, tasks = data.get("model", {}), data.get("tasks", [])
+    if not isinstance(model, Mapping) or not all(isinstance(v, int) and not isinstance(v, bool)
+                                                 for v in model.values()):
+        raise ConfigError(f"{source}: field 'model' must map {list(MODEL_FIELDS)} to integers, got "
+                          f"{describe_value(model)}")
+    if not isinstance(tasks, list):
+        raise ConfigError(f"{source}: field 'tasks' must be a list of task names, got {describe_value(tasks)}")
     units: dict[tuple[int, int], DeltaUnit] = {}
     for i, entry in enumerate(data["deltas"]):
         where = f"{source}: deltas[{i}]"
@@ -337,7 +381,7 @@ def plan_from_dict(data: Mapping[str, Any], *, source: str = "<dict>") -> DeltaP
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from None
     try:
-        return DeltaPlan(tuple(data["branch_points"]), units, dict(data["grid"]))
+        return DeltaPlan(tuple(data["branch_points"]), units, dict(data["grid"]), dict(model), tuple(tasks))
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
 

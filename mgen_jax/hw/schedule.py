@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from typing import Iterable, Sequence
+import math
+from typing import Iterator, Sequence
 
 from mgen_jax.errors import ConfigError
 from mgen_jax.hw.tree import SharingTree
@@ -106,9 +107,24 @@ def dfs_steps(tree: SharingTree, schedule: Schedule, kids: dict[Node, list[Node]
     return out
 
 
-def child_orders(tree: SharingTree) -> Iterable[tuple]:
-    """Every combination of child permutations at the branching nodes (the order space the exact solver searches)."""
+def count_child_orders(tree: SharingTree) -> int:
+    """How many ``child_orders`` there are: the product over branching nodes of (number of children)!."""
+    return math.prod(math.factorial(len(c)) for c in children_of(tree).values() if len(c) > 1)
+
+
+def child_orders(tree: SharingTree) -> Iterator[tuple]:
+    """Every combination of child permutations at the branching nodes (the order space the exact solver searches),
+    generated lazily: the first k cost O(k) memory however many there are (15 tasks at one node: 15! of them)."""
     kids = children_of(tree)
     branching = [(n, c) for n, c in kids.items() if len(c) > 1]
-    for combo in itertools.product(*(itertools.permutations(c) for _, c in branching)):
-        yield tuple((n, order) for (n, _), order in zip(branching, combo))
+
+    def combos(i: int) -> Iterator[tuple]:
+        if i == len(branching):
+            yield ()
+            return
+        node, children = branching[i]
+        for order in itertools.permutations(children):  # itertools.product would materialise every permutation
+            for rest in combos(i + 1):
+                yield ((node, order),) + rest
+
+    yield from combos(0)

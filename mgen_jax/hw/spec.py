@@ -18,11 +18,9 @@ import math
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
-
 from mgen_jax.errors import ConfigError
 from mgen_jax.hw.density import ENCODINGS as DENSITY_ENCODINGS
-from mgen_jax.io import build_config, read_text_file
+from mgen_jax.io import build_config, check_name, describe_value, parse_yaml, read_text_file
 
 SIGNED_ENCODINGS = ("offset", "differential")  # of the weights
 # How a signed input is written as input_bits bits for the bit-serial DACs (hw/density.py): offset, two's
@@ -166,6 +164,13 @@ _NONNEGATIVE_FLOATS = (
     "input_latch_energy_pj", "cell_read_energy_pj", "input_bit_density_default", "delta_merge_ops_per_element",
 )
 _BOOLS = ("adc_convert_all_columns", "data_dependent_inputs")
+# Upper limits, far beyond any real design, that keep every count and energy a finite float64 and every array
+# shape allocatable: a value above its limit is refused naming the field.
+_BITS_LIMIT = 32  # every *_bits field that is a precision (cell, weight, input, output, DAC, ADC)
+_INT_LIMIT = 1 << 20  # crossbar rows and columns, access and flit widths, counts per IMA, tile and chip
+_BUFFER_BYTES_LIMIT = 1 << 40
+_FLOAT_LIMITS = {"cell_endurance_writes": 1e30}  # every other float field: FLOAT_LIMIT
+FLOAT_LIMIT = 1e9  # pJ per action, ns, mm^2, ops per element, hops
 
 
 def validate_spec(spec: HardwareSpec, *, source: str = "") -> None:
@@ -174,24 +179,34 @@ def validate_spec(spec: HardwareSpec, *, source: str = "") -> None:
     for name in _POSITIVE_INTS:
         value = getattr(spec, name)
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"hardware spec field '{name}'{where} must be an integer, got {value!r}")
+            raise ConfigError(f"hardware spec field '{name}'{where} must be an integer, got {describe_value(value)}")
         if value <= 0:
             raise ConfigError(f"hardware spec field '{name}'{where} must be > 0, got {value}")
+        limit = (_BITS_LIMIT if name.endswith("_bits") and name not in ("buffer_access_bits", "router_flit_bits")
+                 else _BUFFER_BYTES_LIMIT if name == "buffer_bytes_per_tile" else _INT_LIMIT)
+        if value > limit:
+            raise ConfigError(f"hardware spec field '{name}'{where} must be <= {limit:,}, got "
+                              f"{describe_value(value)}")
     for name in _POSITIVE_FLOATS + _NONNEGATIVE_FLOATS:
         value = getattr(spec, name)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ConfigError(f"hardware spec field '{name}'{where} must be a finite number, got {value!r}")
+            raise ConfigError(f"hardware spec field '{name}'{where} must be a finite number, got "
+                              f"{describe_value(value)}")
         if name in _POSITIVE_FLOATS and value <= 0:
             raise ConfigError(f"hardware spec field '{name}'{where} must be > 0, got {value}")
         if value < 0:
             raise ConfigError(f"hardware spec field '{name}'{where} must be >= 0, got {value}")
+        if value > _FLOAT_LIMITS.get(name, FLOAT_LIMIT):
+            raise ConfigError(f"hardware spec field '{name}'{where} must be <= {_FLOAT_LIMITS.get(name, FLOAT_LIMIT):g}"
+                              f" (a limit that keeps every energy finite), got {value:g}")
     for name in _BOOLS:
         if not isinstance(getattr(spec, name), bool):
-            raise ConfigError(f"hardware spec field '{name}'{where} must be true or false, got {getattr(spec, name)!r}")
+            raise ConfigError(f"hardware spec field '{name}'{where} must be true or false, got "
+                              f"{describe_value(getattr(spec, name))}")
     for name, choices in (("signed_encoding", SIGNED_ENCODINGS), ("input_encoding", INPUT_ENCODINGS)):
         if getattr(spec, name) not in choices:
             raise ConfigError(
-                f"hardware spec field '{name}'{where} must be one of {choices}, got {getattr(spec, name)!r}"
+                f"hardware spec field '{name}'{where} must be one of {choices}, got {describe_value(getattr(spec, name))}"
             )
     if spec.input_bit_density_default > 1:
         raise ConfigError(
@@ -202,6 +217,7 @@ def validate_spec(spec: HardwareSpec, *, source: str = "") -> None:
         raise ConfigError(f"hardware spec field 'input_bits'{where} must be >= 2 with a sign_magnitude input_encoding")
     if not isinstance(spec.name, str) or not spec.name:
         raise ConfigError(f"hardware spec field 'name'{where} must be a non-empty string")
+    check_name(spec.name, f"hardware spec field 'name'{where}")  # it names output files (mgen report)
     if spec.cell_bits > spec.weight_bits:
         raise ConfigError(
             f"hardware spec field 'cell_bits'{where} ({spec.cell_bits}) exceeds 'weight_bits' ({spec.weight_bits})"
@@ -243,19 +259,21 @@ def _resolve(name_or_path: str | Path, relative_to: Path | None = None) -> Path:
 def _read_fields(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     if path.resolve() in seen:
         raise ConfigError(f"hardware spec {path}: 'extends' forms a cycle")
-    try:
-        raw = yaml.safe_load(read_text_file(path, "hardware spec"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"hardware spec {path}: not valid YAML ({exc})") from exc
+    raw = parse_yaml(read_text_file(path, "hardware spec"), f"hardware spec {path}")
     if not isinstance(raw, Mapping):
         raise ConfigError(f"hardware spec {path}: expected a mapping of field: value")
     raw = dict(raw)
-    unknown = sorted(k for k in raw if k not in SPEC_FIELDS and k != "extends")
+    unknown = sorted(describe_value(k, 60) for k in raw if k not in SPEC_FIELDS and k != "extends")
     if unknown:
-        raise ConfigError(f"hardware spec {path}: unknown field(s) {unknown}; known fields are {list(SPEC_FIELDS)}")
+        raise ConfigError(f"hardware spec {path}: unknown field(s) {unknown[:10]}; known fields are "
+                          f"{list(SPEC_FIELDS)}")
     fields: dict[str, Any] = {}
     if "extends" in raw:
-        base = _resolve(raw.pop("extends"), relative_to=path.parent)
+        base = raw.pop("extends")
+        if not isinstance(base, str) or not base.strip():
+            raise ConfigError(f"hardware spec {path}: field 'extends' must be a preset name or a YAML path, got "
+                              f"{describe_value(base)}")
+        base = _resolve(base, relative_to=path.parent)
         fields.update(_read_fields(base, seen + (path.resolve(),)))
     fields.update(raw)
     return fields
@@ -271,7 +289,8 @@ def spec_from_dict(fields: Mapping[str, Any], *, source: str = "<dict>") -> Hard
             try:
                 values[f.name] = float(value)
             except ValueError:
-                raise ConfigError(f"hardware spec field '{f.name}' in {source} must be a number, got {value!r}")
+                raise ConfigError(f"hardware spec field '{f.name}' in {source} must be a number, got "
+                                  f"{describe_value(value)}") from None
         elif f.type == "float" and isinstance(value, int) and not isinstance(value, bool):
             values[f.name] = float(value)
     return build_config(HardwareSpec, values, source=source, what="hardware spec", required=REQUIRED_FIELDS)

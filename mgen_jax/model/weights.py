@@ -121,4 +121,10 @@ def load_safetensors(path: Path) -> dict[str, np.ndarray]:
 
     if not path.is_file():
         raise ConfigError(f"weights file {path} not found")
-    return load_file(str(path))
+    try:
+        return load_file(str(path))
+    except OSError as exc:
+        raise ConfigError(f"weights file {path}: cannot be read ({exc.strerror or exc})") from None
+    except Exception as exc:  # safetensors' own error type (a truncated or foreign file), or a wrong dtype
+        raise ConfigError(f"weights file {path}: not a readable safetensors file ({type(exc).__name__}: "
+                          f"{str(exc)[:200]})") from None

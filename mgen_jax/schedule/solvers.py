@@ -22,7 +22,7 @@ from typing import Iterator
 import numpy as np
 
 from mgen_jax.errors import ConfigError
-from mgen_jax.hw.schedule import Schedule, child_orders
+from mgen_jax.hw.schedule import Schedule, child_orders, count_child_orders
 from mgen_jax.schedule.problem import ScheduleCost, SchedulingProblem, evaluate
 
 
@@ -95,6 +95,9 @@ def solve_exact(problem: SchedulingProblem, *, max_tasks: int = 5, max_requests:
             f"exact solver: instance too large ({problem.tree.num_tasks} tasks, {problem.num_requests} requests, "
             f"{len(problem.nodes)} nodes; limits {max_tasks}, {max_requests}, {max_nodes}); use the fast solver"
         )
+    if count_child_orders(problem.tree) > MAX_EXACT_ORDERS:
+        raise ConfigError(f"exact solver: {count_child_orders(problem.tree):,} child orders, more than its limit "
+                          f"{MAX_EXACT_ORDERS:,}; use the fast solver")
     pinnings = list(maximal_pinnings(problem))
     orders = list(child_orders(problem.tree))
     schedules = (
@@ -130,9 +133,8 @@ def solve_fast(problem: SchedulingProblem) -> Solution:
     r = problem.num_requests
     default = Schedule(frozenset(), 1).child_order  # empty: the default order
     orders = [default, task_index_order(problem)]
-    all_orders = list(itertools.islice(child_orders(problem.tree), MAX_ORDERS + 1))
-    if len(all_orders) <= MAX_ORDERS:
-        orders += all_orders
+    if count_child_orders(problem.tree) <= MAX_ORDERS:
+        orders += list(child_orders(problem.tree))
 
     def candidates(sizes):
         for m in sizes:
@@ -152,6 +154,7 @@ def solve_fast(problem: SchedulingProblem) -> Solution:
 
 
 MAX_ORDERS = 24  # the fast solver tries every child order when there are at most this many
+MAX_EXACT_ORDERS = 20_000  # the exact solver's order space (5 tasks at one node: 120; at most 5!^2 within its limits)
 LOCAL_SEARCH_NODES = 40  # and improves the pinned set by 1-for-1 swaps on trees of at most this many nodes
 
 

@@ -149,6 +149,9 @@ class SearchConfig:
                               f"({self.seed}), got {list(self.claim_seeds)}")
         self._check_caps_and_budget()
         self._check_trees()
+        from mgen_jax.io import check_name
+
+        check_name(self.name, "search config field 'name'")  # it names the run folder and the record files
         if len(self.tasks) < 2:
             raise ConfigError(f"search config '{self.name}': field 'tasks' needs at least two tasks")
         for name in ("max_length", "per_task_batch", "length_window", "checkpoint_every_steps", "profile_batches"):

@@ -8,6 +8,7 @@ from typing import Sequence
 import numpy as np
 
 from mgen_jax.data import get_task, load_split, load_tokenizer, token_lengths
+from mgen_jax.errors import ConfigError
 from mgen_jax.workload.trace import Trace
 
 DEFAULT_MAX_LENGTH = 128
@@ -30,13 +31,18 @@ def glue_trace(
     (default: the GLUE tasks themselves): DESIGN.md's default workload."""
     sources = tuple(get_task(t).name for t in length_tasks)
     names = tuple(task_names) if task_names is not None else sources
+    if len(set(sources)) != len(sources):
+        raise ConfigError(f"the length tasks name a task twice: {list(sources)}")
     tok = load_tokenizer(tokenizer)
-    lengths = []
+    lengths, notes = [], []
     for name in sources:
         data = load_split(name, split, glue_dir=glue_dir)
         lengths.append(token_lengths(tok, data.texts_a, data.texts_b, max_length=max_length))
+        notes.append(f"{name} {len(data):,}" + (" (a pseudo split smaller than documented)"
+                                                 if "meant to hold" in data.split_note else ""))
     tokens = np.concatenate(lengths)
     return Trace(
         tokens, np.ones((tokens.size, len(names)), dtype=bool), names,
-        f"GLUE {split} lengths of {', '.join(sources)} (max_length {max_length}), every request runs every task",
+        f"GLUE {split} lengths of {', '.join(sources)} (max_length {max_length}; {tokens.size:,} requests: "
+        f"{', '.join(notes)}), every request runs every task",
     )

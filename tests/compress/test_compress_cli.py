@@ -49,3 +49,27 @@ def test_mismatches_exit_2_naming_the_flag(compressed_dir, tiny_bert_dir, capsys
     assert "--branch-points" in capsys.readouterr().err
     assert main(["compress", "--source", str(compressed_dir), "--out", str(compressed_dir / "x")]) == 2
     assert "not a fine-tuning run folder" in capsys.readouterr().err
+
+
+def test_a_plan_is_checked_against_the_model_and_tasks(compressed_dir, tiny_runs, tiny_bert_dir, tmp_path, capsys):
+    """The example of issue 35: a plan made for one model and task list was accepted with --model bert-base or other
+    --tasks (rc 0, numbers of nothing)."""
+    report = json.loads((compressed_dir / "report.json").read_text())
+    assert report["plan"]["model"]["hidden"] == 32 and report["plan"]["tasks"] == ["RTE", "STS-B"]
+    base = ["simulate", "--tokens", "16", "--compressed", str(compressed_dir)]
+    for argv, words in ((["--model", "minilm-l6", "--tasks", "RTE,STS-B"], "made for another model"),
+                        (["--model", "bert-base", "--tasks", "RTE,STS-B"], "made for another model"),
+                        (["--model", str(tiny_bert_dir), "--tasks", "STS-B,RTE"], "made for tasks ['RTE', 'STS-B']"),
+                        (["--model", str(tiny_bert_dir), "--tasks", "MRPC,RTE"], "made for tasks")):
+        capsys.readouterr()
+        assert main(base + argv) == 2, argv
+        assert words in capsys.readouterr().err
+    legacy = dict(report["plan"])
+    del legacy["model"], legacy["tasks"]
+    (tmp_path / "plan.json").write_text(json.dumps(legacy))
+    capsys.readouterr()
+    assert main(["simulate", "--model", str(tiny_bert_dir), "--tasks", "RTE,STS-B", "--tokens", "16", "--compressed",
+                 str(tmp_path / "plan.json")]) == 2
+    assert "does not record the model" in capsys.readouterr().err
+    assert main(["compress", "--source", str(tiny_runs), "--out", str(tmp_path / "c"), "--model", "minilm-l6"]) == 2
+    assert "fine-tuned from" in capsys.readouterr().err
