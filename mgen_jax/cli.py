@@ -166,6 +166,8 @@ def _build(args: argparse.Namespace) -> dict[str, Any]:
     for flag, value in (("--tokens", args.tokens), ("--max-length", args.max_length)):
         if value is not None and value > arch.max_position:
             raise ConfigError(f"{flag} {value:,} exceeds the {arch.max_position:,} positions of model {arch.name!r}")
+    if args.max_length is not None and args.max_length < 4:
+        raise ConfigError(f"--max-length must be >= 4 ([CLS], [SEP] and some text), got {args.max_length}")
     if args.tokens is not None:
         trace = fixed_trace(len(names), args.tokens, task_names=names)
     else:
@@ -608,7 +610,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hw", default="isaac", help="hardware preset name or YAML path [isaac]")
     p.add_argument("--model", default="minilm-l6", help="minilm-l6 | bert-base | bert-large | HF config.json/dir")
     p.add_argument("--glue-dir", help="GLUE TSV folder [$MGEN_GLUE_DIR or ../shared/data/glue]")
-    p.add_argument("--max-length", type=_positive_int, default=128, help="truncation of real lengths, tokens [128]")
+    p.add_argument("--max-length", type=_typed(int, lambda v: 4 <= v <= _INT_LIMIT, "an integer >= 4"), default=128,
+                   help="truncation of real lengths, tokens [128]")
     p.add_argument("--out", default="experiments/results", help="output folder [experiments/results]")
     p.set_defaults(func=cmd_report)
     p = sub.add_parser("finetune", help="fine-tune a pretrained BERT on one GLUE task (resumes from its workdir)")

@@ -154,8 +154,8 @@ def check_settings(folder: str | Path, settings: Mapping[str, Any], what: str = 
         shown = "; ".join(f"{k}: {describe_value(saved.get(k, d.get(k)), 40)} there, "
                           f"{describe_value(settings.get(k, d.get(k)), 40)} now" for k in changed[:3])
         more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
-        raise ConfigError(f"{what} {folder} holds a run with other settings ({shown}{more}); use another folder, "
-                          "move that one away, or restore those values")
+        raise ConfigError(f"{what} {folder} holds a run with other settings ({shown}{more}; recorded in its {file}): "
+                          "use another folder, move that one away, or restore those values")
 
 
 def claim_work_folder(folder: str | Path, settings: Mapping[str, Any] | None, what: str = "work folder", *,

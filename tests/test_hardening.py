@@ -307,3 +307,173 @@ def test_kill_during_checkpoint_write(tmp_path, glue_dir, tiny_bert_dir):
         np.testing.assert_array_equal(x, y)
     steps = [json.loads(x)["step"] for x in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
     assert steps == sorted(set(steps))  # no step logged twice after the resume
+
+
+# ----- issue 35's classes, fuzzed: alias bombs, nesting, big integers, path names, corrupt state files, concurrency ----
+HOSTILE = settings(max_examples=int(os.environ.get("MGEN_FUZZ_EXAMPLES", 120)) // 3, deadline=None,
+                   suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+
+
+def _hostile_yaml(kind: str, size: int) -> str:
+    """A YAML value of one hostile kind; ``size`` scales it (each is refused or accepted in bounded time)."""
+    if kind == "bomb":
+        width, levels = 2 + size % 9, 3 + size % 12
+        items = [f"&a0 [{', '.join(['x'] * width)}]"]
+        items += [f"&a{i} [{', '.join([f'*a{i - 1}'] * width)}]" for i in range(1, levels + 1)]
+        return "[" + ", ".join(items) + "]"
+    if kind == "nest_list":
+        return "[" * (size * 37) + "]" * (size * 37)
+    if kind == "nest_map":
+        return "{a: " * (size * 29) + "1" + "}" * (size * 29)
+    if kind == "big_int":
+        return "9" * (1 + size * 97)
+    if kind == "long_text":
+        return "'" + "x" * (size * 9_973) + "'"
+    return "-" + "1" * (1 + size * 13)  # a negative big integer
+
+
+@HOSTILE
+@given(data=st.data())
+def test_hostile_yaml_in_any_field_is_bounded(tmp_path_factory, data):
+    """Any field of any shipped config (or a --set) holding an alias bomb, deep nesting, a huge integer or a huge
+    string: the loader accepts it or raises ConfigError naming the field or file, in bounded time, with a message
+    that never renders the whole value."""
+    import time
+
+    group = data.draw(st.sampled_from(sorted(SHIPPED)))
+    paths, cls, load = SHIPPED[group]
+    path = data.draw(st.sampled_from(paths))
+    field = data.draw(st.sampled_from(sorted(typing.get_type_hints(cls))))
+    kind = data.draw(st.sampled_from(["bomb", "nest_list", "nest_map", "big_int", "long_text", "neg_int"]))
+    size = data.draw(st.integers(1, 100))
+    text = path.read_text()
+    if "extends:" in text:
+        text = text.replace("extends: isaac", f"extends: {REPO / 'configs/hw/isaac.yaml'}")
+    target = tmp_path_factory.mktemp("hostile") / path.name
+    target.write_text(text + f"\n{field}: {_hostile_yaml(kind, size)}\n" if f"\n{field}:" not in text else
+                      "\n".join(line for line in text.splitlines() if not line.startswith(f"{field}:")) +
+                      f"\n{field}: {_hostile_yaml(kind, size)}\n")
+    start = time.perf_counter()
+    try:
+        load(target)
+    except (ConfigError, DataError) as exc:
+        assert len(str(exc)) < 1500, (field, kind, len(str(exc)))
+        assert field in str(exc) or str(target) in str(exc), (field, kind, str(exc)[:300])
+    assert time.perf_counter() - start < 20, (field, kind, size)
+    if group != "hw":  # the same value from the command line
+        start = time.perf_counter()
+        try:
+            load(path, **cli._overrides([f"{field}={_hostile_yaml(kind, size)}"]))
+        except (ConfigError, DataError) as exc:
+            assert len(str(exc)) < 1500 and field in str(exc), (field, kind, str(exc)[:300])
+        assert time.perf_counter() - start < 20, (field, kind, size)
+
+
+@FUZZ
+@given(name=st.text(max_size=150) | st.sampled_from(["..", ".", "../x", "a/../../b", "/abs", "C:\\x", "a\x00b",
+                                                        " lead", "trail ", "ok-name_1.2"]))
+def test_a_name_never_leaves_its_folder(tmp_path_factory, name):
+    from mgen_jax.io import check_name, path_inside
+
+    folder = tmp_path_factory.mktemp("names")
+    try:
+        check_name(name, "name")
+    except ConfigError as exc:
+        assert len(str(exc)) < 600
+        return
+    path = path_inside(folder, name, "name")
+    assert path.parent == folder and path.resolve().parent == folder.resolve() and name not in (".", "..")
+    path.write_text("x")  # a plain name is one file in the folder
+    assert [p.name for p in folder.iterdir()] == [name]
+
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                                 max_size=4), max_leaves=20)
+
+
+@FUZZ
+@given(content=st.binary(max_size=300) | _JSON.map(lambda v: json.dumps(v).encode()) |
+       st.dictionaries(st.sampled_from(["seconds", "task", "x"]), _JSON, max_size=3).map(
+           lambda v: json.dumps(v).encode()))
+def test_corrupt_state_files_never_crash(tmp_path_factory, content):
+    """Any bytes in a work folder's settings.json, wall_clock.json or checkpoint: the run either reads a valid
+    record or stops with an error naming the file."""
+    from mgen_jax.errors import MgenError
+    from mgen_jax.train.checkpoint import restore_checkpoint
+    from mgen_jax.train.loop import previous_wall_clock_s
+    from mgen_jax.workfolder import check_settings
+
+    folder = tmp_path_factory.mktemp("state")
+    for name in ("settings.json", "wall_clock.json", "checkpoint.msgpack"):
+        (folder / name).write_bytes(content)
+    for name, read in (("settings.json", lambda: check_settings(folder, {"task": "SST-2"})),
+                       ("wall_clock.json", lambda: previous_wall_clock_s(folder)),
+                       ("checkpoint.msgpack", lambda: restore_checkpoint(folder / "checkpoint.msgpack",
+                                                                         {"w": np.zeros(2), "step": 0}))):
+        try:
+            value = read()
+        except MgenError as exc:
+            assert name in str(exc) and len(str(exc)) < 1500, (name, str(exc)[:300])
+            continue
+        if name == "wall_clock.json":
+            assert math.isfinite(value) and value >= 0
+
+
+@FUZZ
+@given(flag=st.sampled_from(["--tokens", "--tasks", "--branch-points", "--seed", "--max-length", "--requests"]),
+       value=st.integers(-10**40, 10**40).map(str) | st.sampled_from(["9" * 5000, "1e9", "0x10", "", " 3", "٣"]))
+def test_integer_flags_of_any_size(flag, value, capsys):
+    """Integer flags with values of any size: exit 0 or 2 quickly, one line, no traceback (never an allocation of
+    the value's size)."""
+    import time
+
+    base = {"--tokens": ["--tasks", "2"], "--tasks": ["--tokens", "8"], "--branch-points": ["--tasks", "2", "--tokens",
+            "8"], "--seed": ["--tasks", "SST-2", "--task-subsets", "SST-2:1"], "--max-length": ["--tasks", "RTE"],
+            "--requests": ["--tasks", "2", "--tokens", "8", "--task-subsets", "0:0.5,1:0.5"]}[flag]
+    if flag == "--requests" and value.isdigit() and len(value) < 10 and 2 * 10**4 < int(value) <= 10**6:
+        value = str(int(value) % 20_000)  # accepted sizes above this only cost time, not memory
+    start = time.perf_counter()
+    code = cli.main(["simulate", f"{flag}={value}"] + base)
+    err = capsys.readouterr().err
+    assert code in (0, 2) and "Traceback" not in err and len(err) < 1000, (flag, value[:50], err[:300])
+    assert time.perf_counter() - start < 30
+    if code == 2:
+        assert flag in err or flag.lstrip("-") in err, err
+
+
+RACER = """
+import sys, time
+from mgen_jax.errors import ConfigError
+from mgen_jax.workfolder import lock_work_folder
+folder, log, me = sys.argv[1], sys.argv[2], sys.argv[3]
+got = refused = 0
+for attempt in range(20):
+    try:
+        with lock_work_folder(folder):
+            with open(log, "a") as f:
+                f.write(f"start {me}\\n")
+            time.sleep(0.01)
+            with open(log, "a") as f:
+                f.write(f"end {me}\\n")
+            got += 1
+    except ConfigError as exc:
+        assert "in use by another run" in str(exc)
+        refused += 1
+    time.sleep(0.003 * (attempt % 3))
+print(got, refused)
+"""
+
+
+def test_racing_processes_hold_the_lock_one_at_a_time(tmp_path):
+    """Four processes take and release one folder's lock 20 times each: every holder's start and end lines in the
+    log are adjacent (no two runs at once), and a refusal is always the one-line 'in use' error."""
+    log = tmp_path / "log.txt"
+    procs = [subprocess.Popen([sys.executable, "-c", RACER, str(tmp_path / "w"), str(log), str(i)], cwd=REPO,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(4)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    lines = log.read_text().splitlines()
+    assert len(lines) == 2 * sum(int(out.split()[0]) for out, _ in outs) > 0
+    for start, end in zip(lines[::2], lines[1::2]):
+        assert start.startswith("start ") and end == "end " + start.split()[1], lines

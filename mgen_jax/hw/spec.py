@@ -291,8 +291,8 @@ def spec_from_dict(fields: Mapping[str, Any], *, source: str = "<dict>") -> Hard
             except ValueError:
                 raise ConfigError(f"hardware spec field '{f.name}' in {source} must be a number, got "
                                   f"{describe_value(value)}") from None
-        elif f.type == "float" and isinstance(value, int) and not isinstance(value, bool):
-            values[f.name] = float(value)
+        elif f.type == "float" and isinstance(value, int) and not isinstance(value, bool) and abs(value) <= 2**53:
+            values[f.name] = float(value)  # (a larger integer is refused by build_config, naming the field)
     return build_config(HardwareSpec, values, source=source, what="hardware spec", required=REQUIRED_FIELDS)
 
 
