@@ -158,6 +158,8 @@ def _build(args: argparse.Namespace) -> dict[str, Any]:
     arch = hw.load_arch(args.model)
     _check_flags_used(args, spec)
     densities = hw.load_input_densities(args.input_densities, spec) if args.input_densities else None
+    if densities is not None:
+        _check_density_model(args.input_densities, densities, spec, arch)
     names, labels, glue = _parse_tasks(args.tasks)
     b = _parse_branch_points(args.branch_points, len(names), arch.num_units)
     plan = _compressed_plan(args, b, names, glue, arch, spec) if getattr(args, "compressed", None) else None
@@ -219,6 +221,27 @@ def _check_flags_used(args: argparse.Namespace, spec) -> None:
             raise ConfigError(f"{flag} has no effect here: {why}; leave it out")
     if args.requests is not None and args.requests > MAX_REQUESTS:
         raise ConfigError(f"--requests {args.requests:,} is more than the {MAX_REQUESTS:,} a trace may hold")
+
+
+def _check_density_model(path: str, densities, spec, arch) -> None:
+    """ConfigError unless the density file was measured on a model with ``arch``'s matrices (every one, no other)
+    and, when its header names a preset, with ``arch``'s dims."""
+    from mgen_jax import hw
+    from mgen_jax.errors import ConfigError
+    from mgen_jax.hw.delta import model_fields
+    from mgen_jax.hw.density import read_density_file
+    from mgen_jax.hw.ops import matrix_keys
+
+    ours, theirs = set(matrix_keys(spec, arch)), set(densities.values)
+    if ours != theirs:
+        raise ConfigError(f"--input-densities {path} were measured on another model: {len(theirs)} matrices there, "
+                          f"{len(ours)} in model {arch.name!r} ({len(ours - theirs)} missing, {len(theirs - ours)} "
+                          "extra)")
+    measured = read_density_file(path).get("model")
+    if isinstance(measured, str) and measured in hw.arch.PRESETS and \
+            model_fields(hw.arch.PRESETS[measured]) != model_fields(arch):
+        raise ConfigError(f"--input-densities {path} were measured on {measured} {model_fields(hw.arch.PRESETS[measured])}"
+                          f", not on model {arch.name!r} {model_fields(arch)}")
 
 
 def _check_exact_proportion(subsets: dict, requests: int) -> None:

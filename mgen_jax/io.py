@@ -319,6 +319,8 @@ def read_text_file(path: str | Path, what: str, *, max_bytes: int = MAX_TEXT_BYT
         raise ConfigError(f"{what} {path} not found")
     if path.is_dir():
         raise ConfigError(f"{what} {path} is a folder, not a file")
+    if not path.is_file():  # a FIFO or a device would block the read, or never end
+        raise ConfigError(f"{what} {path} is not a regular file")
     try:
         size = path.stat().st_size
         if size > max_bytes:

@@ -338,3 +338,22 @@ def test_the_same_bad_output_path_exits_2_in_every_command(tmp_path, capsys):
                  ["sweep", "--config", QUICK_SEARCH, "--workdir", str(tmp_path / "w"), "--out", bad]):
         code, err = run(argv, capsys)
         assert code == 2 and str(tmp_path / "afile") in err, (argv, err)
+
+
+@pytest.mark.parametrize("model, words", [("bert-base", "36 missing"), ("tiny", "24 extra")])
+def test_densities_measured_on_another_model(model, words, tiny_bert_dir, capsys):
+    densities = str(REPO / "experiments/results/input_density_minilm-l6_glue5.json")
+    argv = ["simulate", "--hw", "rram-32nm-sar", "--tasks", "2", "--tokens", "8", "--input-densities", densities]
+    code, err = run(argv + ["--model", str(tiny_bert_dir) if model == "tiny" else model], capsys)
+    assert code == 2 and "measured on another model" in err and words in err, err
+    code, err = run(argv, capsys)
+    assert code == 0, err
+
+
+def test_a_fifo_as_a_config_file_does_not_block(tmp_path, capsys):
+    import os
+
+    os.mkfifo(tmp_path / "c.yaml")
+    code, err = run(["finetune", "--config", str(tmp_path / "c.yaml"), "--workdir", str(tmp_path / "w")], capsys,
+                    limit_s=20)
+    assert code == 2 and "not a regular file" in err, err
