@@ -206,11 +206,14 @@ def _check_flags_used(args: argparse.Namespace, spec) -> None:
     from mgen_jax.errors import ConfigError
 
     fixed, subsets = args.tokens is not None, bool(args.task_subsets)
+    expected = args.func is cmd_cost  # the cost model reads the task-subset distribution itself, never a trace's draws
     unused = [
-        ("--seed", args.seed is not None and (fixed or not subsets),
-         "it draws task sets over real lengths (--task-subsets without --tokens)"),
-        ("--requests", args.requests is not None and not (fixed and subsets),
-         "it sets the request count of --tokens with --task-subsets"),
+        ("--seed", args.seed is not None and (fixed or not subsets or expected),
+         "it draws task sets over real lengths (--task-subsets without --tokens) for the simulator; mgen cost uses "
+         "the distribution itself"),
+        ("--requests", args.requests is not None and (not (fixed and subsets) or expected),
+         "it sets the request count of --tokens with --task-subsets for the simulator; mgen cost uses the "
+         "distribution itself"),
         ("--max-length", args.max_length is not None and fixed, "it truncates real lengths; --tokens fixes them"),
         ("--length-tasks", bool(args.length_tasks) and fixed, "it picks real lengths; --tokens fixes them"),
         ("--input-densities", bool(args.input_densities) and not spec.data_dependent_inputs,

@@ -287,20 +287,51 @@ def _parse(parse: Callable[[], Any], what: str, kind: str) -> Any:
     except RecursionError:
         raise ConfigError(f"{what}: not valid {kind} (nested too deeply)") from None
     except ValueError as exc:  # JSON syntax (JSONDecodeError), an integer of more than 4,300 digits, ...
-        raise ConfigError(f"{what}: not valid {kind} ({describe_value(str(exc), 200)})") from None
+        raise ConfigError(f"{what}: not valid {kind} ({_one_line(str(exc), 200)})") from None
+
+
+def _one_line(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _unique_key_loader():
+    """yaml.SafeLoader that refuses a mapping naming one key twice (PyYAML would keep the last value silently)."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # "<<: *base": its keys may be overridden
+                    continue
+                key = self.construct_object(key_node, deep=deep)
+                try:
+                    repeated = key in seen
+                except TypeError:  # an unhashable key: SafeLoader reports it
+                    break
+                if repeated:
+                    raise yaml.constructor.ConstructorError(
+                        "while constructing a mapping", node.start_mark,
+                        f"found the key {describe_value(key, 60)} twice", key_node.start_mark)
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
 
 
 def parse_yaml(text: str, what: str) -> Any:
-    """``yaml.safe_load(text)`` (never a Python tag), bounded: ConfigError naming ``what`` for a syntax error, a
-    document nested deeper than MAX_DEPTH or larger than MAX_ITEMS elements (aliases expanded)."""
+    """``yaml.safe_load(text)`` (never a Python tag), bounded: ConfigError naming ``what`` for a syntax error, a key
+    given twice in one mapping, a document nested deeper than MAX_DEPTH or larger than MAX_ITEMS elements (aliases
+    expanded)."""
     import yaml
 
     from mgen_jax.errors import ConfigError
 
     try:
-        value = _parse(lambda: yaml.safe_load(text), what, "YAML")
+        value = _parse(lambda: yaml.load(text, Loader=_unique_key_loader()), what, "YAML")
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{what}: not valid YAML ({describe_value(str(exc), 300)})") from None
+        raise ConfigError(f"{what}: not valid YAML ({_one_line(str(exc), 300)})") from None
     return check_bounded(value, what)
 
 

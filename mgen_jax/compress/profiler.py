@@ -38,10 +38,16 @@ from mgen_jax.hw.arch import BertArch, Unit
 from mgen_jax.hw.delta import DeltaMatrix, DeltaPlan, DeltaUnit, delta_grid, grid_fields
 from mgen_jax.hw.density import matrix_key
 from mgen_jax.hw.mapping import map_matrix
+from mgen_jax.io import describe_value
 from mgen_jax.hw.spec import HardwareSpec
 
 DEFAULT_BUDGETS = (0.5, 0.35, 0.25, 0.18, 0.13, 0.09, 0.065, 0.045, 0.03, 0.02, 0.01, 0.0)
 BOOTSTRAP_DRAWS = 1000
+
+
+MAX_BUDGETS = 64
+MAX_REFINE_STEPS = 64  # bisection steps: 64 halve a fraction below float resolution
+MAX_CALIBRATION_ROWS = 1 << 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,24 +69,32 @@ class ProfileSettings:
         if isinstance(t, bool) or not isinstance(t, (int, float)) or not np.isfinite(t) or t < 0:
             raise ConfigError(f"profiler field 'tolerance_points' must be a finite number >= 0, got {t!r}")
         budgets = tuple(self.budgets)
-        if not budgets or any(isinstance(x, bool) or not isinstance(x, (int, float)) or not 0 <= x <= 1 for x in budgets) \
+        if not budgets or len(budgets) > MAX_BUDGETS or any(
+                isinstance(x, bool) or not isinstance(x, (int, float)) or not 0 <= x <= 1 for x in budgets) \
                 or list(budgets) != sorted(budgets, reverse=True):
-            raise ConfigError(f"profiler field 'budgets' must be fractions in [0, 1], largest first, got {budgets}")
+            raise ConfigError(f"profiler field 'budgets' must be 1 to {MAX_BUDGETS} fractions in [0, 1], largest first, "
+                              f"got {describe_value(budgets)}")
         q = self.heldout_confidence
         if q is not None and (isinstance(q, bool) or not isinstance(q, (int, float)) or not 0.5 <= q < 1):
             raise ConfigError(f"profiler field 'heldout_confidence' must be a number in [0.5, 1) or null, got {q!r}")
         for field in ("refine_steps", "calibration_rows"):
             value = getattr(self, field)
-            if isinstance(value, bool) or not isinstance(value, int) or value < (1 if field == "calibration_rows" else 0):
-                raise ConfigError(f"profiler field '{field}' must be an integer >= "
-                                  f"{1 if field == 'calibration_rows' else 0}, got {value!r}")
+            low, high = (1, MAX_CALIBRATION_ROWS) if field == "calibration_rows" else (0, MAX_REFINE_STEPS)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ConfigError(f"profiler field '{field}' must be an integer in {low}..{high:,}, got "
+                                  f"{describe_value(value)}")
+        for field in ("bit_levels", "base_kinds"):
+            value = getattr(self, field)
+            if value is not None and len(value) > 64:
+                raise ConfigError(f"profiler field '{field}' lists {len(value):,} values; at most 64")
 
     def levels(self, spec: HardwareSpec) -> tuple[int, ...]:
         if self.bit_levels is None:
             return tuple(b for b in range(2, spec.weight_bits + 1) if b % spec.cell_bits == 0 or b == spec.weight_bits)
         for b in self.bit_levels:
             if isinstance(b, bool) or not isinstance(b, int) or not 2 <= b <= spec.weight_bits:
-                raise ConfigError(f"profiler field 'bit_levels' must hold integers in 2..{spec.weight_bits}, got {b!r}")
+                raise ConfigError(f"profiler field 'bit_levels' must hold integers in 2..{spec.weight_bits}, got "
+                                  f"{describe_value(b)}")
         return tuple(sorted(set(self.bit_levels)))
 
 

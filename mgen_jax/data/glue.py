@@ -197,7 +197,7 @@ def read_tsv(task: GlueTask, path: Path) -> tuple[list[str], list[str] | None, n
         if len(row) != width:
             raise DataError(f"{path}:{line}: expected {width} tab-separated columns, found {len(row)}")
         for column, idx in zip(texts, text_idx):
-            if not row[idx].strip():
+            if not any(ch.isprintable() and not ch.isspace() for ch in row[idx]):  # blank or control characters
                 name = task.text_columns[text_idx.index(idx)]
                 raise DataError(f"{path}:{line}: blank text in column {name!r} (task {task.name})")
             column.append(row[idx])

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from mgen_jax.errors import ConfigError
-from mgen_jax.io import read_json_file
+from mgen_jax.io import describe_value, read_json_file
 
 ATTENTION = "attention"
 FFN = "ffn"
@@ -29,6 +29,11 @@ class Unit:
     @property
     def name(self) -> str:
         return f"L{self.layer + 1}.{'attn' if self.kind == ATTENTION else 'ffn'}"
+
+
+# Upper limits of the dims (BERT-large: 24 layers, hidden 1,024, FFN 4,096, 512 positions).
+ARCH_LIMITS = {"num_layers": 1024, "hidden": 65_536, "num_heads": 65_536, "ffn": 262_144, "vocab_size": 1 << 24,
+               "max_position": 65_536, "type_vocab_size": 1024}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -48,7 +53,11 @@ class BertArch:
         for field in ("num_layers", "hidden", "num_heads", "ffn", "vocab_size", "max_position", "type_vocab_size"):
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ConfigError(f"architecture {self.name!r}: field '{field}' must be a positive integer, got {value!r}")
+                raise ConfigError(f"architecture {self.name!r}: field '{field}' must be a positive integer, got "
+                                  f"{describe_value(value)}")
+            if value > ARCH_LIMITS[field]:
+                raise ConfigError(f"architecture {self.name!r}: field '{field}' must be <= {ARCH_LIMITS[field]:,} (a "
+                                  f"limit far beyond any BERT that keeps every count exact), got {describe_value(value)}")
         if self.hidden % self.num_heads:
             raise ConfigError(
                 f"architecture {self.name!r}: hidden ({self.hidden}) is not divisible by num_heads ({self.num_heads})"

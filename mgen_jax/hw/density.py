@@ -102,7 +102,8 @@ class InputDensities:
         _check_encoding(self.encoding)
         for key, value in self.values.items():
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
-                raise ConfigError(f"input density of {key!r} ({self.source}) must be a number in [0, 1], got {value!r}")
+                raise ConfigError(f"input density of {key!r} ({self.source}) must be a number in [0, 1], got "
+                                  f"{str(value)[:40]}")
 
     def density(self, key: str) -> float:
         try:
@@ -158,19 +159,36 @@ def read_density_file(path: str | Path) -> dict[str, Any]:
 def load_input_densities(path: str | Path, spec: Any, source: str | None = None) -> InputDensities:
     """The densities of ``source`` (default: the only one, else ``mean``) for the spec's input encoding, checked
     against the spec's input_bits and dac_bits."""
+    from mgen_jax.io import describe_value
+
     data = read_density_file(path)
     sources = data["sources"]
     if source is None:
         source = next(iter(sources)) if len(sources) == 1 else MEAN_SOURCE
     if source not in sources:
-        raise ConfigError(f"input density file {path} has no source {source!r}; it has {sorted(sources)}")
-    encodings = sources[source].get("encodings", {})
+        raise ConfigError(f"input density file {path} has no source {describe_value(source)}; it has "
+                          f"{describe_value(sorted(map(str, sources)), 200)}")
+    record = sources[source]
+    encodings = record.get("encodings") if isinstance(record, dict) else None
+    if not isinstance(encodings, dict):
+        raise ConfigError(f"input density file {path}: source {source!r} has no 'encodings' mapping")
     if spec.input_encoding not in encodings:
         raise ConfigError(f"input density file {path} has no {spec.input_encoding!r} densities (hardware spec field "
-                          f"'input_encoding'); it has {sorted(encodings)}")
+                          f"'input_encoding'); it has {describe_value(sorted(map(str, encodings)), 200)}")
+    matrices = encodings[spec.input_encoding]
+    bad = [k for k, v in matrices.items() if not isinstance(v, dict) or "density" not in v] if isinstance(
+        matrices, dict) else ["(not a mapping)"]
+    if bad:
+        raise ConfigError(f"input density file {path}: {source}/{spec.input_encoding} entry {describe_value(bad[0])} "
+                          "is not a record with a 'density'")
+    for field in ("input_bits", "dac_bits"):
+        value = data.get(field)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 64:
+            raise ConfigError(f"input density file {path}: field '{field}' must be an integer in 1..64, got "
+                              f"{describe_value(value)}")
     densities = InputDensities(
-        {k: v["density"] for k, v in encodings[spec.input_encoding].items()}, int(data["input_bits"]),
-        int(data["dac_bits"]), spec.input_encoding, source=f"{Path(path).name}:{source}",
+        {k: v["density"] for k, v in matrices.items()}, data["input_bits"], data["dac_bits"], spec.input_encoding,
+        source=f"{Path(path).name}:{source}",
     )
     densities.check_spec(spec)
     return densities

@@ -256,9 +256,14 @@ def _resolve(name_or_path: str | Path, relative_to: Path | None = None) -> Path:
     )
 
 
+MAX_EXTENDS = 32  # presets a spec may extend in a chain
+
+
 def _read_fields(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     if path.resolve() in seen:
         raise ConfigError(f"hardware spec {path}: 'extends' forms a cycle")
+    if len(seen) >= MAX_EXTENDS:
+        raise ConfigError(f"hardware spec {seen[0]}: its 'extends' chain is longer than {MAX_EXTENDS} files")
     raw = parse_yaml(read_text_file(path, "hardware spec"), f"hardware spec {path}")
     if not isinstance(raw, Mapping):
         raise ConfigError(f"hardware spec {path}: expected a mapping of field: value")

@@ -225,8 +225,8 @@ def _train_and_evaluate(cfg: FinetuneConfig, workdir: Path, *, glue_dir, progres
                                     bucketing=cfg.bucketing)
     steps_per_epoch, total_steps = stream.steps_per_epoch, stream.steps
     if total_steps > MAX_STEPS:
-        raise ConfigError(f"finetune config field 'epochs' ({cfg.epochs:g}) makes {total_steps:,} steps, more than "
-                          f"the {MAX_STEPS:,} a run can count")
+        raise ConfigError(f"finetune config field 'epochs' ({cfg.epochs:g}) makes more than the {MAX_STEPS:,} steps a "
+                          "run can count")
 
     _adopt_legacy_settings(workdir)
     check_settings(workdir, run_settings(cfg, train), "fine-tuning work folder", defaults=_settings_defaults())

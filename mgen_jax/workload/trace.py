@@ -13,6 +13,8 @@ import numpy as np
 
 from mgen_jax.errors import ConfigError
 
+MAX_SUBSETS = 4096  # task subsets of --task-subsets
+
 
 @dataclasses.dataclass(frozen=True)
 class Trace:
@@ -63,11 +65,17 @@ def fixed_trace(num_tasks: int, tokens: int, *, num_requests: int = 1, task_name
 
 def parse_subsets(text: str, task_names: Sequence[str]) -> dict[tuple[int, ...], float]:
     """Parse "A+B:0.5,C:0.5" (task names or indices) into {task-index tuple: probability} (probabilities sum to 1)."""
+    from mgen_jax.io import describe_value
+
     index = {name: t for t, name in enumerate(task_names)}
     result: dict[tuple[int, ...], float] = {}
-    for item in filter(None, (s.strip() for s in text.split(","))):
+    items = [s.strip() for s in text.split(",") if s.strip()]
+    if len(items) > MAX_SUBSETS:
+        raise ConfigError(f"task subsets: {len(items):,} listed, at most {MAX_SUBSETS:,}")
+    for item in items:
+        shown = describe_value(item, 60)
         if ":" not in item:
-            raise ConfigError(f"task subset {item!r}: expected TASK+TASK:probability")
+            raise ConfigError(f"task subset {shown}: expected TASK+TASK:probability")
         names, prob_text = item.rsplit(":", 1)
         members = []
         for name in names.split("+"):
@@ -77,17 +85,21 @@ def parse_subsets(text: str, task_names: Sequence[str]) -> dict[tuple[int, ...],
             elif name.isdigit() and int(name) < len(task_names):
                 members.append(int(name))
             else:
-                raise ConfigError(f"task subset {item!r}: unknown task {name!r}; tasks are {list(task_names)}")
+                raise ConfigError(f"task subset {shown}: unknown task {describe_value(name, 40)}; tasks are "
+                                  f"{describe_value(list(task_names), 200)}")
         try:
             prob = float(prob_text)
         except ValueError:
-            raise ConfigError(f"task subset {item!r}: probability {prob_text!r} is not a number") from None
+            raise ConfigError(f"task subset {shown}: probability {describe_value(prob_text, 40)} is not a number") from None
         if not 0 <= prob <= 1:
-            raise ConfigError(f"task subset {item!r}: probability must be in [0, 1]")
+            raise ConfigError(f"task subset {shown}: probability must be in [0, 1]")
         key = tuple(sorted(set(members)))
-        result[key] = result.get(key, 0.0) + prob
+        if key in result:
+            raise ConfigError(f"task subset {shown}: the set {[task_names[t] for t in key]} is listed twice")
+        result[key] = prob
     if not result or abs(sum(result.values()) - 1.0) > 1e-6:
-        raise ConfigError(f"task subset probabilities must sum to 1, got {sum(result.values()):.6g} from {text!r}")
+        raise ConfigError(f"task subset probabilities must sum to 1, got {sum(result.values()):.6g} from "
+                          f"{describe_value(text, 80)}")
     return result
 
 
