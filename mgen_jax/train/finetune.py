@@ -192,10 +192,12 @@ def train_and_evaluate(
     ``stop_at_step`` stops the run (after checkpointing) at that step, as an interruption would; calling again resumes.
     Returns the summary (also written to summary.json), or the partial state's info when stopped early.
     """
+    from mgen_jax.train.parallel import init_distributed
     from mgen_jax.workfolder import lock_work_folder
 
     workdir = Path(workdir)
     get_task(cfg.task)
+    init_distributed()  # first: in a multi-process run, process 0 takes the lock for all of them
     with lock_work_folder(workdir, "fine-tuning work folder"):
         return _train_and_evaluate(cfg, workdir, glue_dir=glue_dir, progress=progress, stop_at_step=stop_at_step)
 
