@@ -320,6 +320,15 @@ def _unique_key_loader():
     return UniqueKeyLoader
 
 
+def _flow_depth(text: str) -> int:
+    """The deepest nesting of [ ] and { } in ``text`` (brackets inside quotes counted too: an upper bound)."""
+    depth = deepest = 0
+    for match in re.finditer(r"[\[\]{}]", text):
+        depth = depth + 1 if match.group() in "[{" else max(depth - 1, 0)
+        deepest = max(deepest, depth)
+    return deepest
+
+
 def parse_yaml(text: str, what: str) -> Any:
     """``yaml.safe_load(text)`` (never a Python tag), bounded: ConfigError naming ``what`` for a syntax error, a key
     given twice in one mapping, a document nested deeper than MAX_DEPTH or larger than MAX_ITEMS elements (aliases
@@ -328,6 +337,9 @@ def parse_yaml(text: str, what: str) -> Any:
 
     from mgen_jax.errors import ConfigError
 
+    if _flow_depth(text) > MAX_DEPTH or max((len(line) - len(line.lstrip(" ")) for line in text.splitlines()),
+                                            default=0) > 8 * MAX_DEPTH:
+        raise ConfigError(f"{what}: nested deeper than {MAX_DEPTH} levels")  # before PyYAML recurses into it
     try:
         value = _parse(lambda: yaml.load(text, Loader=_unique_key_loader()), what, "YAML")
     except yaml.YAMLError as exc:
