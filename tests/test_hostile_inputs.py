@@ -424,3 +424,22 @@ def test_epochs_beyond_any_run_are_refused_without_printing_the_step_count(tmp_p
     code, err = run(["finetune", "--config", QUICK_FT, "--model", str(tiny_bert_dir), "--epochs", "1e300",
                      "--workdir", str(tmp_path / "w"), "--glue-dir", str(glue_dir)], capsys)
     assert code == 2 and "'epochs' (1e+300) makes more than" in err and len(err) < 300, err
+
+
+@pytest.mark.parametrize("config", ['{"nope": 1}', '{"config": [1]}', '{"config": {"task": 5, "model": "x"}}',
+                                    '{"config": {"task": "SST-2"}}'])
+@pytest.mark.parametrize("command", ["export", "compress"])
+def test_run_folders_with_foreign_records(config, command, tmp_path, capsys):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text(config)
+    (tmp_path / "run" / "final_params.msgpack").write_bytes(b"\x80")  # an empty msgpack map
+    argv = {"export": ["export", "--run", str(tmp_path / "run")],
+            "compress": ["compress", "--source", str(tmp_path / "run")]}[command]
+    code, err = run(argv + ["--out", str(tmp_path / "out")], capsys)
+    assert code == 2 and (str(tmp_path / "run") in err or "pretrained model 'x' not found" in err), err
+
+
+def test_compress_tasks_named_twice(tmp_path, capsys):
+    code, err = run(["compress", "--source", str(tmp_path), "--out", str(tmp_path / "o"), "--tasks", "SST-2,sst2"],
+                    capsys)
+    assert code == 2 and "twice" in err, err

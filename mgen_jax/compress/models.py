@@ -17,7 +17,6 @@ the units it owns (``private``) and the base weights per kind. Held-out rows com
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -28,9 +27,10 @@ from mgen_jax.data.glue import GlueTask, get_task, load_split
 from mgen_jax.data.metrics import main_score, task_metrics
 from mgen_jax.data.pipeline import EncodedSplit, encode_split
 from mgen_jax.data.splits import HeldoutSpec, train_and_heldout
-from mgen_jax.errors import ConfigError
+from mgen_jax.errors import ConfigError, MgenError
 from mgen_jax.hw.arch import ATTENTION, FFN
-from mgen_jax.io import read_json_file
+from mgen_jax.io import describe_value, read_json_file
+from mgen_jax.workfolder import read_state_json
 
 EVAL_BUCKETS = (32, 64, 128)  # few shapes: one compiled forward pass each
 # flax dense-layer names of a unit's crossbar matrices -> hw/ops.py op names
@@ -126,7 +126,7 @@ def load_independent(runs: Sequence[Path]) -> ModelSet:
                                 {"pretrained": {f"unit_{u}": pre_params[f"unit_{u}"] for u in units}}))
         summary = run / "summary.json"
         if summary.is_file():
-            s = json.loads(summary.read_text())
+            s = read_state_json(summary)
             dev[task.name] = s.get("score")
             held[task.name] = s.get("heldout_score")
     return ModelSet("independent", ", ".join(str(r) for r, _ in records), models, (0,) * len(models), first["model"],
@@ -176,8 +176,22 @@ def load_multitask(folder: Path) -> ModelSet:
 
 def load_models(path: str | Path, tasks: Sequence[str] | None = None) -> ModelSet:
     """A fine-tuning run folder, a folder of run folders (``tasks``: which; default every finished one), or a
-    multi-task model folder."""
+    multi-task model folder. ConfigError naming ``path`` when its records are not what mgen wrote."""
     path = Path(path)
+    try:
+        return _load_models(path, tasks)
+    except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
+        if isinstance(exc, MgenError):
+            raise
+        raise ConfigError(f"{path}: its records are not what mgen wrote ({type(exc).__name__}: "
+                          f"{describe_value(str(exc), 120)})") from None
+
+
+def _load_models(path: Path, tasks: Sequence[str] | None) -> ModelSet:
+    if tasks is not None:
+        names = [get_task(t).name for t in tasks]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"--tasks names a task twice: {names}")
     if (path / "params.msgpack").is_file() and (path / "result.json").is_file():
         if tasks:
             raise ConfigError(f"{path} is a multi-task model folder: its tasks come from the sweep, not --tasks")
