@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 
-from mgen_jax.errors import MgenError, TrainingError
+from mgen_jax.errors import ConfigError, MgenError, TrainingError
 
 GLUE5 = "SST-2,CoLA,MRPC,STS-B,RTE"
 
@@ -516,7 +516,13 @@ def _generator(args: argparse.Namespace):
 
 
 def cmd_search(args: argparse.Namespace) -> None:
+    if (args.energy_target is None) == (args.lam is None):
+        raise ConfigError("mgen search needs exactly one of --energy-target (the gradient search in one run inside "
+                          "the training budget) and --lambda (a fixed energy weight after a warm-up)")
     gen = _generator(args)
+    if args.energy_target is not None:
+        _search_target(gen, args)
+        return
     warm = gen.warmup()
     found = gen.search(args.lam, warm)
     record = gen.finetune_and_evaluate(found["branch_points"], warm)
@@ -528,6 +534,32 @@ def cmd_search(args: argparse.Namespace) -> None:
         ("dev mean score", f"{record['mean_score']:.2f}"),
         ("energy ratio", f"{record['energy_ratio']:.3f} ({record['efficiency']:.2f}x)"),
         ("crossbars", f"{record['crossbars']:,}"),
+    ])
+
+
+def _search_target(gen, args: argparse.Namespace) -> None:
+    from mgen_jax.search.constrained import check_target
+    from mgen_jax.search.gradient import gradient_run, target_range
+    from mgen_jax.search.judge import format_efficiency
+
+    seed = gen.cfg.seed if args.seed is None else args.seed
+    low, high = target_range(gen)
+    target = check_target(args.energy_target, low, high)
+    record = gradient_run(gen, target, seed, gen.cfg.gradient)
+    if args.json:
+        print(json.dumps(record, indent=2))
+        return
+    found = record["search"]
+    _print_table(f"mgen search --energy-target {target:g} (seed {seed})", [
+        ("branch points", ",".join(map(str, record["branch_points"])) + (
+            f" (argmax {','.join(map(str, found['argmax_branch_points']))}, repaired)" if found["repaired"] else "")),
+        ("energy ratio", f"{record['energy_ratio']:.5f} = {format_efficiency(record['energy_ratio'])} "
+                         f"(target {target:g}; exact simulator, real dev lengths)"),
+        ("held-out mean score", f"{record['heldout_mean_score']:.2f}" if "heldout_mean_score" in record else "-"),
+        ("dev mean score", f"{record['mean_score']:.2f} (evaluated once, reported only)"),
+        ("crossbars", f"{record['crossbars']:,}"),
+        ("mu (final, converged)", f"{found['mu']:.4g}, {found['mu_converged']}"),
+        ("wall clock", f"{record['search_wall_clock_s']:.0f} s search + {record['train_wall_clock_s']:.0f} s training"),
     ])
 
 
@@ -691,7 +723,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--glue-dir", help="GLUE TSV folder [$MGEN_GLUE_DIR or ../shared/data/glue]")
     p.add_argument("--json", action="store_true", help="print the report (without the walks) as JSON on stdout")
     p.set_defaults(func=cmd_compress)
-    for name, func, text in (("search", cmd_search, "one lambda: warm-up, search, discretise, fine-tune, evaluate"),
+    for name, func, text in (("search", cmd_search, "one energy target: search and train in one run, evaluate"),
                              ("sweep", cmd_sweep, "lambda sweep + baselines -> search_<name>.json and Pareto plot")):
         p = sub.add_parser(name, help=text)
         p.add_argument("--config", required=True, help="YAML under configs/search/")
@@ -702,7 +734,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--no-progress", action="store_true", help="no progress bars (logs still go to stderr)")
         p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
         if name == "search":
-            p.add_argument("--lambda", dest="lam", type=_nonnegative_float, required=True, help="weight of the energy term")
+            p.add_argument("--energy-target", help="energy per request / the independent models' "
+                           "(in [full sharing's ratio, 1]): the gradient search in one run inside the training budget")
+            p.add_argument("--seed", type=_nonnegative_int, help="training seed of the run [the config's seed]")
+            p.add_argument("--lambda", dest="lam", type=_nonnegative_float,
+                           help="instead of a target: a fixed weight of the energy term after a warm-up")
         else:
             p.add_argument("--out", default="experiments/results", help="results folder [experiments/results]")
             p.add_argument("--report-only", action="store_true", help="train nothing: write the record and plot of "

@@ -203,16 +203,17 @@ def mu_converged(tail: Sequence[float], tolerance: float) -> bool:
     return bool(tail.max() - tail.min() <= tolerance * max(1.0, float(np.abs(tail).mean())))
 
 
-def run_dir(gen, target: float, seed: int) -> Path:
-    return gen.workdir / "gradient" / f"r{_fmt(target)}_seed{seed}"
+def run_dir(gen, target: float, seed: int, tag: str = "") -> Path:
+    """The run's folder: <workdir>/gradient/r<target>[_<tag>]_seed<seed> (a tag names overridden settings)."""
+    return gen.workdir / "gradient" / (f"r{_fmt(target)}" + (f"_{tag}" if tag else "") + f"_seed{seed}")
 
 
 def _fmt(x: float) -> str:
     return f"{x:g}".replace(".", "p")
 
 
-def run_finished(gen, target: float, seed: int) -> bool:
-    return (run_dir(gen, target, seed) / "result.json").exists()
+def run_finished(gen, target: float, seed: int, tag: str = "") -> bool:
+    return (run_dir(gen, target, seed, tag) / "result.json").exists()
 
 
 def target_range(gen) -> tuple[float, float]:
@@ -221,9 +222,10 @@ def target_range(gen) -> tuple[float, float]:
     return feasible_range(e.tables, e.workload, e.independent_j, len(gen.tasks))
 
 
-def gradient_run(gen, target: float, seed: int, settings: GradientSettings) -> dict[str, Any]:
+def gradient_run(gen, target: float, seed: int, settings: GradientSettings, *, tag: str = "") -> dict[str, Any]:
     """One run of the gradient search at energy target ``target`` with training seed ``seed`` (``gen``: the
-    experiment's ModelGenerator: model, data, budgets, energy model, run folder). Resumes from its folder; returns
+    experiment's ModelGenerator: model, data, budgets, energy model, run folder; ``tag`` names a variant of the
+    settings in the folder's name). Resumes from its folder; returns
     the discrete model's record (held-out and dev metrics, exact energy) with the search's outcome under
     ``"search"``."""
     cfg = gen.cfg
@@ -234,7 +236,7 @@ def gradient_run(gen, target: float, seed: int, settings: GradientSettings) -> d
         raise ConfigError("the gradient search does not distil (distill_weight must be 0)")
     low, high = target_range(gen)
     target = check_target(target, low, high)
-    directory = run_dir(gen, target, seed)
+    directory = run_dir(gen, target, seed, tag)
     result_path = directory / "result.json"
     gen._check_phase_folder(directory, settings.run_settings() | gen.finetune_settings() | {
         "energy_target": target, "seed": seed}, "gradient run folder")

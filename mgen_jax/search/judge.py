@@ -1,8 +1,13 @@
-"""How results are read against a goal: efficiency printed without crossing a goal by rounding."""
+"""How results are read against a goal: the front's headline (``read_front``), and efficiencies printed without
+crossing a goal by rounding (``format_efficiency``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from typing import Any, Sequence
+
+from mgen_jax.errors import ConfigError
 
 
 def format_efficiency(energy_ratio: float, *, digits: int = 3) -> str:
@@ -19,3 +24,69 @@ def format_efficiency(energy_ratio: float, *, digits: int = 3) -> str:
         if not crosses:
             return f"{text}x"
     return f"{math.floor(x * 10 ** 9) / 10 ** 9:.9f}x"
+
+
+@dataclasses.dataclass(frozen=True)
+class Goal:
+    """What the front is read against: the most efficient point within ``max_drop_points`` of the independent
+    models' dev mean (3-seed means), met if its efficiency is at least ``efficiency``; ``stretch_drop_points`` is a
+    second, tighter reading."""
+
+    efficiency: float = 4.4
+    max_drop_points: float = 1.0
+    stretch_drop_points: float = 0.5
+
+    def __post_init__(self) -> None:
+        for name, low in (("efficiency", 1.0), ("max_drop_points", 0.0), ("stretch_drop_points", 0.0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value)
+                                                                                      and value >= low):
+                raise ConfigError(f"goal field '{name}' must be a finite number >= {low:g}, got {value!r}")
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any], where: str) -> "Goal":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"{where}: unknown field(s) {unknown}; known: {sorted(known)}")
+        return cls(**values)
+
+
+def _within(points: Sequence[dict], max_drop: float) -> dict | None:
+    ok = [p for p in points if p["drop_points"] <= max_drop]
+    return max(ok, key=lambda p: (p["efficiency"], -p["drop_points"]), default=None)
+
+
+def read_front(record: dict[str, Any], goal: Goal) -> dict[str, Any]:
+    """The headline of a front record: among the budgets' representatives with every seed in, the most efficient
+    whose 3-seed dev drop against the independent models is at most ``goal.max_drop_points`` (and the same at the
+    stretch margin), with its interval and a sentence saying whether the goal is met. While a representative is
+    pending the reading waits (``met`` None): a front is read whole or not at all."""
+    reps = [p["representative"] for p in record["points"]]
+    if any(r is None or not r.get("complete") for r in reps):
+        return {"met": None, "sentence": "pending: not every pre-registered budget has all its seeds; the front is "
+                                         "read only when it is complete", "goal": dataclasses.asdict(goal)}
+    best = _within(reps, goal.max_drop_points)
+    stretch = _within(reps, goal.stretch_drop_points)
+    n = len(record["seeds"])
+    if best is None:
+        sentence = (f"no budget is within {goal.max_drop_points:g} point of the independent models "
+                    f"({n}-seed dev means): goal ({goal.efficiency:g}x) not met")
+        met = False
+    else:
+        ci = best["drop_interval"]
+        met = best["efficiency"] >= goal.efficiency
+        side = "below" if best["drop_points"] >= 0 else "above"
+        sentence = (f"{best['efficiency_text']} ({best['label']}) at {abs(best['drop_points']):.2f} points {side} the "
+                    f"independent models ({n}-seed dev means; {int(ci['level'] * 100)} % interval of the drop "
+                    f"[{ci['low']:.2f}, {ci['high']:.2f}]): goal {goal.efficiency:g}x within "
+                    f"{goal.max_drop_points:g} point {'met' if met else 'not met'}")
+    return {"met": met, "sentence": sentence, "goal": dataclasses.asdict(goal),
+            "best_within_max_drop": None if best is None else _brief(best),
+            "best_within_stretch_drop": None if stretch is None else _brief(stretch),
+            "stretch_met": None if stretch is None else stretch["efficiency"] >= goal.efficiency}
+
+
+def _brief(p: dict[str, Any]) -> dict[str, Any]:
+    return {k: p.get(k) for k in ("label", "efficiency", "efficiency_text", "energy_ratio_max", "dev_mean_score",
+                                  "drop_points", "drop_interval", "branch_points_by_seed")}

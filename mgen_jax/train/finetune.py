@@ -31,7 +31,8 @@ from flax import struct
 from tqdm.auto import tqdm
 
 from mgen_jax.data.glue import GlueTask, get_task, load_split
-from mgen_jax.data.metrics import main_score, task_metrics
+from mgen_jax.data.metrics import main_score, prediction_metrics, predictions
+from mgen_jax.data.predictions import PREDICTIONS, write_predictions
 from mgen_jax.data.pipeline import BatchStream, EncodedSplit, batch_plan, collate, encode_split
 from mgen_jax.data.splits import train_and_heldout
 from mgen_jax.errors import ConfigError, TrainingError  # noqa: F401  (TrainingError: re-exported)
@@ -109,9 +110,15 @@ def eval_batch_size(cfg: FinetuneConfig, rows: int, mesh) -> int:
     return min(cfg.eval_batch_size, max(1, -(-rows // devices)) * devices)
 
 
-def evaluate(predict_fn, params, data: EncodedSplit, cfg: FinetuneConfig, mesh) -> dict[str, float]:
+def evaluate(predict_fn, params, data: EncodedSplit, cfg: FinetuneConfig, mesh, rows: dict | None = None
+             ) -> dict[str, float]:
+    """The split's metrics; with ``rows`` (a dict) also every row's prediction and label, put there as {"pred",
+    "labels"} (data/predictions.py)."""
     outputs = predict(predict_fn, params, data, eval_batch_size(cfg, len(data), mesh), cfg.buckets, mesh)
-    return task_metrics(data.task, outputs, data.labels)
+    pred = predictions(data.task, outputs)
+    if rows is not None:
+        rows.update(pred=pred, labels=np.asarray(data.labels))
+    return prediction_metrics(data.task, pred, data.labels)
 
 
 def _subset(data, limit: int | None, seed: int, what: str):
@@ -282,9 +289,12 @@ def _train_and_evaluate(cfg: FinetuneConfig, workdir: Path, *, glue_dir, progres
     if stopped:
         return {"stopped_at_step": stop_at_step, "total_steps": total_steps}
 
-    heldout_metrics = None if heldout is None else evaluate(predict_fn, state.params, heldout, cfg, mesh)
-    metrics = evaluate(predict_fn, state.params, dev, cfg, mesh)  # once, for the report
+    rows = {"heldout": {}, "dev": {}}
+    heldout_metrics = None if heldout is None else evaluate(predict_fn, state.params, heldout, cfg, mesh,
+                                                            rows["heldout"])
+    metrics = evaluate(predict_fn, state.params, dev, cfg, mesh, rows["dev"])  # once, for the report
     save_checkpoint(workdir / "final_params.msgpack", state.params)
+    write_predictions(workdir / PREDICTIONS, {split: {task.name: r} for split, r in rows.items() if r})
     summary = {
         "task": task.name, "metrics": metrics, "main_metric": task.main_metric, "score": main_score(task, metrics),
         "heldout_metrics": heldout_metrics,

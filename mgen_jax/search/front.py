@@ -1,0 +1,360 @@
+"""The accuracy/energy front at budgets fixed in advance (DESIGN.md section 11, issue 32).
+
+A front config (configs/front/*.yaml) lists energy budgets in the order they are trained. Each budget has
+candidate models: a tree with the recipe of a search config (``branch_points``), or a gradient-search run of a
+search config (``energy_target``, search/gradient.py). The held-out split of seed 0 picks the candidate that
+represents the budget; it then gets every seed of the front, so that every point is reported with the same seeds:
+3-seed dev mean and std, held-out mean, exact energy ratio, and the drop against the independent models' 3-seed dev
+mean with a bootstrap interval (data/bootstrap.py). The headline is read from the whole front (search/judge.py):
+since every pre-registered point is reported alike, reading it is not selecting on dev. A candidate marked
+``all_seeds`` gets every seed whether chosen or not (a head-to-head comparison of methods).
+
+``report_only`` trains nothing: what is missing is listed as pending.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+
+from mgen_jax.data.bootstrap import paired_bootstrap_drop, seed_bootstrap_drop
+from mgen_jax.data.predictions import PREDICTIONS, read_predictions
+from mgen_jax.errors import ConfigError, DataError
+from mgen_jax.io import build_config, read_config_yaml, write_json_atomic
+from mgen_jax.search.judge import Goal, format_efficiency, read_front
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+    """One model that may represent a budget: a tree (``branch_points``) fine-tuned with ``config``'s recipe, or
+    ``config``'s gradient search at ``energy_target`` (with ``gradient`` overriding fields of its gradient
+    section)."""
+
+    label: str
+    config: str
+    branch_points: Optional[tuple[int, ...]] = None
+    energy_target: Optional[float] = None
+    gradient: Optional[dict[str, Any]] = None
+    all_seeds: bool = False  # every seed of the front even when not the budget's held-out choice (head-to-head)
+
+    def __post_init__(self) -> None:
+        field = f"front candidate {self.label!r}"
+        if not isinstance(self.label, str) or not self.label.strip():
+            raise ConfigError(f"a front candidate needs a non-empty 'label', got {self.label!r}")
+        if (self.branch_points is None) == (self.energy_target is None):
+            raise ConfigError(f"{field}: give exactly one of 'branch_points' (a tree) and 'energy_target' (a gradient "
+                              "search)")
+        if self.branch_points is not None:
+            b = self.branch_points
+            if not isinstance(b, (list, tuple)) or not b or any(isinstance(x, bool) or not isinstance(x, int) or x < 0
+                                                                for x in b):
+                raise ConfigError(f"{field}: 'branch_points' must be a list of integers >= 0, got {b!r}")
+            object.__setattr__(self, "branch_points", tuple(b))
+        if self.energy_target is not None and (isinstance(self.energy_target, bool) or not isinstance(
+                self.energy_target, (int, float)) or not 0 < self.energy_target <= 1):
+            raise ConfigError(f"{field}: 'energy_target' must be in (0, 1], got {self.energy_target!r}")
+        if self.gradient is not None and (self.energy_target is None or not isinstance(self.gradient, dict)):
+            raise ConfigError(f"{field}: 'gradient' (a mapping of gradient-section fields) goes with 'energy_target'")
+        if not isinstance(self.all_seeds, bool):
+            raise ConfigError(f"{field}: 'all_seeds' must be true or false, got {self.all_seeds!r}")
+
+    @property
+    def kind(self) -> str:
+        return "gradient" if self.energy_target is not None else "tree"
+
+    @property
+    def tag(self) -> str:
+        """The gradient run's folder tag for its overrides ('' for none)."""
+        return "_".join(f"{k}-{v:g}".replace(".", "p") if isinstance(v, float) else f"{k}-{v}"
+                        for k, v in sorted((self.gradient or {}).items()))
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    label: str
+    energy_ratio: float  # the budget (1 = independent); full sharing's own ratio for a full-sharing point
+    candidates: tuple[Candidate, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class FrontConfig:
+    name: str
+    reference: str  # a search config whose independent_runs are the independent models (one folder per seed)
+    budgets: tuple[Budget, ...]
+    seeds: tuple[int, ...] = (0, 1, 2)
+    baselines: tuple[Candidate, ...] = ()  # plotted with their first seed only (e.g. uniform branch points)
+    goal: Goal = Goal()
+    bootstrap_samples: int = 2000
+    bootstrap_level: float = 0.90
+    bootstrap_seed: int = 0
+    previous_record: Optional[str] = None  # a sweep record whose held-out claim is the front's second reading
+
+    def __post_init__(self) -> None:
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds) or any(
+                isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in self.seeds):
+            raise ConfigError(f"front config field 'seeds' must hold distinct integers >= 0, got {self.seeds!r}")
+        if not self.budgets:
+            raise ConfigError("front config field 'budgets' is empty")
+        labels = [b.label for b in self.budgets]
+        if len(set(labels)) != len(labels):
+            raise ConfigError(f"front config field 'budgets': labels must differ, got {labels}")
+        if not isinstance(self.bootstrap_samples, int) or not 10 <= self.bootstrap_samples <= 100_000:
+            raise ConfigError(f"front config field 'bootstrap_samples' must be in 10..100000, "
+                              f"got {self.bootstrap_samples!r}")
+        if not isinstance(self.bootstrap_level, float) or not 0.5 <= self.bootstrap_level < 1:
+            raise ConfigError(f"front config field 'bootstrap_level' must be in [0.5, 1), got {self.bootstrap_level!r}")
+
+
+def _candidate(values: Any, where: str) -> Candidate:
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where} must be a mapping, got {type(values).__name__}")
+    known = {f.name for f in dataclasses.fields(Candidate)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) {unknown}; known: {sorted(known)}")
+    return Candidate(**values)
+
+
+def load_front_config(path: str | Path) -> FrontConfig:
+    values = read_config_yaml(path, "front config")
+    values.setdefault("name", Path(path).stem)
+    budgets = []
+    for i, b in enumerate(values.pop("budgets", None) or []):
+        where = f"front config {path}: budgets[{i}]"
+        if not isinstance(b, dict) or set(b) != {"label", "energy_ratio", "candidates"}:
+            raise ConfigError(f"{where} must have exactly 'label', 'energy_ratio' and 'candidates'")
+        ratio = b["energy_ratio"]
+        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio <= 1:
+            raise ConfigError(f"{where}.energy_ratio must be in (0, 1], got {ratio!r}")
+        cands = tuple(_candidate(c, f"{where}.candidates[{j}]") for j, c in enumerate(b["candidates"] or []))
+        if not cands:
+            raise ConfigError(f"{where}.candidates is empty")
+        budgets.append(Budget(str(b["label"]), float(ratio), cands))
+    values["budgets"] = tuple(budgets)
+    values["baselines"] = tuple(_candidate(c, f"front config {path}: baselines[{j}]")
+                                for j, c in enumerate(values.pop("baselines", None) or []))
+    goal = values.pop("goal", None) or {}
+    if not isinstance(goal, dict):
+        raise ConfigError(f"front config {path}: 'goal' must be a mapping")
+    values["goal"] = Goal.from_mapping(goal, f"front config {path}: goal")
+    if "seeds" in values and isinstance(values["seeds"], list):
+        values["seeds"] = tuple(values["seeds"])
+    return build_config(FrontConfig, values, source=str(path), what="front config", required=("reference", "budgets"))
+
+
+class Models:
+    """The models of a front: one ModelGenerator per search config (and gradient overrides), built when first
+    needed; ``run(candidate, seed, train)`` returns the model's record (training it if ``train``) or None."""
+
+    def __init__(self, *, glue_dir=None, progress: bool = True, runs_root: str = "runs/search"):
+        self.glue_dir, self.progress, self.runs_root = glue_dir, progress, runs_root
+        self._gens: dict[str, Any] = {}
+
+    def generator(self, config: str):
+        if config not in self._gens:
+            from mgen_jax.search.config import load_search_config
+            from mgen_jax.search.generator import ModelGenerator
+
+            cfg = load_search_config(config)
+            self._gens[config] = ModelGenerator(cfg, Path(self.runs_root) / cfg.name, glue_dir=self.glue_dir,
+                                                progress=self.progress)
+        return self._gens[config]
+
+    def folder(self, c: Candidate, seed: int) -> Path:
+        from mgen_jax.search.gradient import run_dir
+
+        gen = self.generator(c.config)
+        if c.kind == "tree":
+            return gen.model_dir(list(c.branch_points), seed)
+        return run_dir(gen, c.energy_target, seed, c.tag)
+
+    def run(self, c: Candidate, seed: int, train: bool) -> dict[str, Any] | None:
+        from mgen_jax.search.gradient import gradient_run
+
+        result = self.folder(c, seed) / "result.json"
+        if result.exists():
+            return json.loads(result.read_text())
+        if not train:
+            return None
+        gen = self.generator(c.config)
+        if c.kind == "tree":
+            return gen.finetune_and_evaluate(list(c.branch_points), None, seed=seed)
+        settings = dataclasses.replace(gen.cfg.gradient, **(c.gradient or {}))
+        return gradient_run(gen, c.energy_target, seed, settings, tag=c.tag)
+
+
+def _runs_summary(c: Candidate, runs: Sequence[dict], tasks: Sequence[str], folders: Sequence[Path]) -> dict[str, Any]:
+    """One candidate's finished seeds: per-seed and mean scores, energy (mean and worst over the seeds' trees)."""
+    dev = [float(r["mean_score"]) for r in runs]
+    held = [r.get("heldout_mean_score") for r in runs]
+    ratios = [float(r["energy_ratio"]) for r in runs]
+    out = {
+        "label": c.label, "kind": c.kind, "config": c.config, "seeds": [r["seed"] for r in runs],
+        "branch_points_by_seed": [r["branch_points"] for r in runs],
+        "dev_mean_score_by_seed": dev, "dev_mean_score": float(np.mean(dev)),
+        "dev_mean_score_std": float(np.std(dev, ddof=1)) if len(dev) > 1 else None,
+        "dev_scores_mean": {t: float(np.mean([r["scores"][t] for r in runs])) for t in tasks},
+        "dev_scores_by_seed": [r["scores"] for r in runs],
+        "heldout_mean_score_by_seed": held,
+        "heldout_mean_score": float(np.mean(held)) if all(h is not None for h in held) else None,
+        "energy_ratio_by_seed": ratios, "energy_ratio": float(np.mean(ratios)), "energy_ratio_max": max(ratios),
+        "efficiency": 1.0 / max(ratios), "efficiency_text": format_efficiency(max(ratios)),
+        "crossbars_by_seed": [int(r["crossbars"]) for r in runs],
+        "finetune_wall_clock_s_by_seed": [r.get("finetune_wall_clock_s") for r in runs],
+        "predictions": [str(f / PREDICTIONS) if (f / PREDICTIONS).is_file() else None for f in folders],
+    }
+    if c.branch_points is not None:
+        out["branch_points"] = list(c.branch_points)
+    if c.kind == "gradient":
+        out["energy_target"] = c.energy_target
+        out["gradient_overrides"] = c.gradient or {}
+        out["repaired_by_seed"] = [r["search"]["repaired"] for r in runs]
+        out["mu_converged_by_seed"] = [r["search"]["mu_converged"] for r in runs]
+        out["search_wall_clock_s_by_seed"] = [r.get("search_wall_clock_s") for r in runs]
+    return out
+
+
+def _drop_interval(point: dict, reference: dict, tasks: Sequence[str], cfg: FrontConfig) -> dict[str, Any]:
+    """reference - point in dev mean points with the bootstrap interval: rows and seeds when every run of both has
+    its row predictions, seeds alone otherwise."""
+    opts = dict(samples=cfg.bootstrap_samples, level=cfg.bootstrap_level, seed=cfg.bootstrap_seed)
+    paths = point["predictions"] + reference["predictions"]
+    if all(paths):
+        try:
+            model = [read_predictions(p) for p in point["predictions"]]
+            ref = [read_predictions(p) for p in reference["predictions"]]
+            return paired_bootstrap_drop(model, ref, tasks, **opts)
+        except DataError as exc:
+            fallback = f" ({exc})"
+    else:
+        fallback = f" ({sum(p is None for p in paths)} of {len(paths)} runs have no row predictions)"
+    out = seed_bootstrap_drop(point["dev_mean_score_by_seed"], reference["dev_mean_score_by_seed"], **opts)
+    out["resampled"] += fallback
+    return out
+
+
+def _independent(models: Models, cfg: FrontConfig) -> dict[str, Any]:
+    gen = models.generator(cfg.reference)
+    record = gen.independent_record()
+    if record is None:
+        raise ConfigError(f"front reference {cfg.reference}: its independent runs {list(gen.cfg.independent_dirs)} "
+                          "are not finished (experiments/run_independent.sh, or experiments/run_records.py restore)")
+    tasks = [t.name for t in gen.tasks]
+    seeds = record["seeds"]
+    preds = []
+    for s in seeds:
+        paths = [Path(s["folder"]) / t / PREDICTIONS for t in tasks]
+        preds.append(str(Path(s["folder"])) if all(p.is_file() for p in paths) else None)
+    dev = [float(s["mean_score"]) for s in seeds]
+    return {"label": "independent models", "folders": [s["folder"] for s in seeds],
+            "seeds": [s["seed"] for s in seeds], "dev_mean_score_by_seed": dev, "dev_mean_score": float(np.mean(dev)),
+            "dev_mean_score_std": float(np.std(dev, ddof=1)) if len(dev) > 1 else None,
+            "dev_scores_mean": record["scores"], "heldout_mean_score": record.get("heldout_mean_score"),
+            "energy_ratio": 1.0, "crossbars": record["crossbars"],
+            "energy_per_request_j": record["energy_per_request_j"],
+            "predictions": [_independent_predictions(p, tasks) if p else None for p in preds]}
+
+
+def _independent_predictions(folder: str, tasks: Sequence[str]) -> str:
+    """An independent run keeps one predictions.json per task folder; they are merged into one file beside them
+    (``<folder>/predictions.json``) for the bootstrap."""
+    from mgen_jax.data.predictions import write_predictions
+
+    merged = Path(folder) / PREDICTIONS
+    if not merged.is_file():
+        rows = {}
+        for t in tasks:
+            rows.update(read_predictions(Path(folder) / t / PREDICTIONS))
+        write_predictions(merged, {"dev": rows})
+    return str(merged)
+
+
+def build_front(cfg: FrontConfig, models: Models, *, report_only: bool = False,
+                log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+    """Train what the front still lacks (in the config's order; nothing with ``report_only``) and return its
+    record."""
+    start = time.perf_counter()
+    train = not report_only
+    reference = _independent(models, cfg)
+    tasks = [t.name for t in models.generator(cfg.reference).tasks]
+    points, pending = [], []
+    for budget in cfg.budgets:
+        first = {c.label: models.run(c, cfg.seeds[0], train) for c in budget.candidates}
+        missing = [label for label, r in first.items() if r is None]
+        pending += [f"{budget.label}: {label}, seed {cfg.seeds[0]}" for label in missing]
+        candidates = []
+        for c in budget.candidates:
+            r = first[c.label]
+            candidates.append({"label": c.label, "kind": c.kind, "heldout_mean_score_seed0": None if r is None else
+                               r.get("heldout_mean_score"), "energy_ratio_seed0": None if r is None else
+                               r["energy_ratio"], "branch_points_seed0": None if r is None else r["branch_points"]})
+        chosen = None
+        if not missing:
+            over = [c for c in budget.candidates if first[c.label]["energy_ratio"] > budget.energy_ratio * (1 + 1e-6)]
+            if over:
+                raise ConfigError(f"front budget {budget.label!r}: candidate(s) {[c.label for c in over]} exceed its "
+                                  f"energy ratio {budget.energy_ratio}")
+            # the held-out split of the first seed chooses; ties go to the lower energy
+            chosen = max(budget.candidates, key=lambda c: (first[c.label].get("heldout_mean_score", -math.inf),
+                                                           -first[c.label]["energy_ratio"]))
+        summaries = {}
+        for c in budget.candidates:
+            if c is not chosen and not c.all_seeds:
+                continue
+            runs = [first[c.label]] + [models.run(c, s, train) for s in cfg.seeds[1:]]
+            for s, r in zip(cfg.seeds, runs):
+                if r is None and not (s == cfg.seeds[0] and first[c.label] is None and c.label in missing):
+                    pending.append(f"{budget.label}: {c.label}, seed {s}")
+            done = [(s, r) for s, r in zip(cfg.seeds, runs) if r is not None]
+            if done:
+                summary = _runs_summary(c, [r for _, r in done], tasks, [models.folder(c, s) for s, _ in done])
+                summary["complete"] = len(done) == len(cfg.seeds)
+                if summary["complete"]:
+                    summary["drop_points"] = reference["dev_mean_score"] - summary["dev_mean_score"]
+                    summary["drop_interval"] = _drop_interval(summary, reference, tasks, cfg)
+                summaries[c.label] = summary
+        point = {"budget": budget.label, "energy_budget": budget.energy_ratio, "candidates": candidates, "chosen": None if chosen is None else chosen.label,
+                 "chosen_on": f"held-out mean score of seed {cfg.seeds[0]} (ties: lower energy)",
+                 "runs": summaries}
+        point["representative"] = summaries.get(point["chosen"]) if chosen is not None else None
+        points.append(point)
+        log(f"front: {budget.label}: chosen {point['chosen']}")
+    baselines = []
+    for c in cfg.baselines:
+        r = models.run(c, cfg.seeds[0], train=False)  # baselines are read, never trained by the front
+        if r is not None:
+            baselines.append(_runs_summary(c, [r], tasks, [models.folder(c, cfg.seeds[0])]))
+    record = {
+        "name": cfg.name, "complete": not pending, "pending": pending, "tasks": tasks, "seeds": list(cfg.seeds),
+        "config": _config_dict(cfg), "independent": reference, "points": points, "baselines": baselines,
+        "selection": {"split": "heldout", "dev": "evaluated once per final model; reported only",
+                      "reading": "every pre-registered budget is reported with the same seeds; the headline is read "
+                                 "from the whole front (search/judge.py: read_front)"},
+    }
+    record["headline"] = read_front(record, cfg.goal)
+    if cfg.previous_record and Path(cfg.previous_record).is_file():
+        claim = json.loads(Path(cfg.previous_record).read_text()).get("claim")
+        record["second_reading"] = {"source": cfg.previous_record, "rule": "the most efficient model within 1 "
+                                    "held-out point of the seed-0 independent run, then 3 seeds", "claim": claim}
+    record["wall_clock_s"] = {"this_call": time.perf_counter() - start}
+    return record
+
+
+def _config_dict(cfg: FrontConfig) -> dict[str, Any]:
+    return json.loads(json.dumps(dataclasses.asdict(cfg), default=list))
+
+
+def write_front(record: dict[str, Any], out_dir: str | Path) -> tuple[Path, Path]:
+    from mgen_jax.search.plots import plot_front
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    json_path = write_json_atomic(out / f"{record['name']}.json", record)
+    png = plot_front(record, out / f"{record['name']}.png")
+    return json_path, png

@@ -1,0 +1,113 @@
+"""The front at pre-registered budgets (search/front.py) on a tiny random BERT and real GLUE rows: report-only lists
+what is missing, the held-out split of seed 0 chooses, every chosen and all-seed candidate gets every seed, the drop
+interval resamples rows and seeds once every run kept its predictions, and the headline waits for a whole front."""
+
+import json
+
+import pytest
+import yaml
+
+from mgen_jax.errors import ConfigError
+from mgen_jax.search.front import Models, build_front, load_front_config, write_front
+from mgen_jax.search.judge import Goal, read_front
+
+from mgen_jax.train import FinetuneConfig, train_and_evaluate
+
+from test_equal_budget import BUCKETS, HELDOUT, TASKS  # noqa: E402  (tests/search is on sys.path)
+
+
+def _independent(root, model, glue_dir, seed):
+    """test_equal_budget's two tasks, evaluated on every dev row (a paired bootstrap needs the same rows)."""
+    for task, rows, epochs in (("SST-2", 60, 2), ("STS-B", 40, 1)):
+        cfg = FinetuneConfig(task=task, model=str(model), max_train_examples=rows, epochs=epochs, batch_size=8,
+                             eval_batch_size=64, learning_rate=1e-3, max_length=64, buckets=BUCKETS, seed=seed,
+                             **HELDOUT)
+        train_and_evaluate(cfg, root / task, glue_dir=glue_dir, progress=False)
+
+
+def _search_config(path, model, runs, **changes):
+    values = dict(tasks=TASKS, model=str(model), independent_runs=[str(r) for r in runs], finetune_budget="independent",
+                  finetune_init="pretrained", lr_finetune=1e-3, max_length=64, buckets=list(BUCKETS), per_task_batch=4,
+                  length_window=16, max_dev_per_task=None, warmup_steps=0, search_steps=0, lambdas=[],
+                  uniform_branch_points=[], heuristic_thresholds=[], redundancy_file=None, energy_budgets=[],
+                  full_sharing=False, checkpoint_every_steps=5,
+                  gradient={"search_fraction": 0.5, "logit_rows": 4}, **HELDOUT)
+    values.update(changes)
+    path.write_text(yaml.safe_dump(values))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def front_setup(tmp_path_factory, tiny_bert_dir, glue_dir):
+    root = tmp_path_factory.mktemp("front")
+    runs = [root / "ind0", root / "ind1"]
+    for seed, run in enumerate(runs):
+        _independent(run, tiny_bert_dir, glue_dir, seed)
+    search = _search_config(root / "tiny.yaml", tiny_bert_dir, runs)
+    front = {"name": "front_tiny", "reference": search, "seeds": [0, 1], "bootstrap_samples": 50,
+             "budgets": [{"label": "budget 0.95", "energy_ratio": 0.95, "candidates": [
+                 {"label": "tree", "config": search, "branch_points": [1, 1]},
+                 {"label": "gradient", "config": search, "energy_target": 0.95, "all_seeds": True}]}],
+             "baselines": [{"label": "uniform b=1", "config": search, "branch_points": [1, 1]}]}
+    (root / "front.yaml").write_text(yaml.safe_dump(front))
+    return root, load_front_config(root / "front.yaml")
+
+
+def test_front_chooses_on_heldout_and_reports_every_seed(front_setup, glue_dir):
+    root, cfg = front_setup
+    models = Models(glue_dir=glue_dir, progress=False, runs_root=str(root / "runs"))
+    before = build_front(cfg, models, report_only=True)
+    assert not before["complete"] and before["headline"]["met"] is None
+    assert any("seed 0" in p for p in before["pending"])
+    assert not (root / "runs").exists() or not list((root / "runs").rglob("result.json"))  # nothing trained
+
+    record = build_front(cfg, models)
+    assert record["complete"] and record["pending"] == []
+    point = record["points"][0]
+    first = {c["label"]: c["heldout_mean_score_seed0"] for c in point["candidates"]}
+    assert point["chosen"] == max(first, key=first.get)  # the held-out split of seed 0 chose
+    assert set(point["runs"]) == {point["chosen"], "gradient"}  # the choice and the all-seeds candidate
+    gradient = point["runs"]["gradient"]
+    assert gradient["seeds"] == [0, 1] and gradient["complete"]
+    assert all(r <= 0.95 * (1 + 1e-6) for r in gradient["energy_ratio_by_seed"])
+    rep = point["representative"]
+    assert rep["drop_points"] == pytest.approx(record["independent"]["dev_mean_score"] - rep["dev_mean_score"])
+    assert rep["drop_interval"]["resampled"] == "rows (paired) and seeds"  # every run kept its predictions
+    assert rep["drop_interval"]["low"] <= rep["drop_points"] <= rep["drop_interval"]["high"]
+    assert record["headline"]["met"] is not None and "goal" in record["headline"]["sentence"]
+    assert [b["label"] for b in record["baselines"]] == ["uniform b=1"]
+
+    json_path, png = write_front(record, root / "out")
+    assert json.loads(json_path.read_text())["name"] == "front_tiny" and png.stat().st_size > 0
+    again = build_front(cfg, models, report_only=True)  # resumes from result files: nothing left, same numbers
+    assert again["points"] == record["points"]
+
+
+def test_front_config_errors_name_the_field(tmp_path):
+    bad = {"name": "x", "reference": "r.yaml", "budgets": [{"label": "b", "energy_ratio": 0.5, "candidates": [
+        {"label": "c", "config": "r.yaml", "branch_points": [1, 1], "energy_target": 0.5}]}]}
+    (tmp_path / "f.yaml").write_text(yaml.safe_dump(bad))
+    with pytest.raises(ConfigError, match="exactly one of 'branch_points'"):
+        load_front_config(tmp_path / "f.yaml")
+    bad["budgets"][0]["energy_ratio"] = 1.5
+    (tmp_path / "f.yaml").write_text(yaml.safe_dump(bad))
+    with pytest.raises(ConfigError, match=r"budgets\[0\].energy_ratio"):
+        load_front_config(tmp_path / "f.yaml")
+
+
+def test_read_front_waits_for_a_complete_front_and_reads_the_goal():
+    def rep(label, efficiency, drop):
+        return {"label": label, "complete": True, "efficiency": efficiency, "efficiency_text": f"{efficiency:.3f}x",
+                "energy_ratio_max": 1 / efficiency, "dev_mean_score": 69 - drop, "drop_points": drop,
+                "drop_interval": {"low": drop - 0.5, "high": drop + 0.5, "level": 0.9}, "branch_points_by_seed": []}
+
+    record = {"seeds": [0, 1, 2], "points": [{"representative": rep("a", 2.0, -0.5)},
+                                             {"representative": rep("b", 4.5, 0.8)},
+                                             {"representative": rep("c", 5.0, 1.2)}]}
+    goal = Goal(efficiency=4.4, max_drop_points=1.0, stretch_drop_points=0.5)
+    out = read_front(record, goal)
+    assert out["met"] is True and out["best_within_max_drop"]["label"] == "b"
+    assert out["best_within_stretch_drop"]["label"] == "a" and out["stretch_met"] is False
+    assert "4.500x" in out["sentence"] and "0.80 points below" in out["sentence"]
+    record["points"][1]["representative"]["complete"] = False
+    assert read_front(record, goal)["met"] is None
