@@ -61,7 +61,7 @@ class GradientSettings:
     search_fraction: float = 0.2  # share of the training budget (global steps) spent searching
     logit_rows: int = 8  # rows of each batch the logits' gradient reads
     lr_logits: float = 0.1  # the logits' natural-gradient step (search/constrained.py: natural_step)
-    dual_step: float = 2.0  # eta: mu's step per unit of constraint violation
+    dual_step: float = 1.0  # eta: mu's step per unit of constraint violation
     dual_settle_fraction: float = 0.02  # eta_k = eta / (1 + k / (this x search steps))
     dual_tolerance: float = 0.1  # mu "converged": its range over the last tenth of the search is at most this
     # x max(1, its mean there)
@@ -69,6 +69,8 @@ class GradientSettings:
     temperature_end: float = 0.01
     anneal_fraction: float = 0.75  # tau falls over this share of the search steps, then stays at temperature_end
     task_weights: tuple[float, ...] | None = None  # w_t of sum_t w_t E[loss_t]; None = every task 1
+    normalize_losses: bool = True  # each task's loss over its mean over branch points: tasks of different loss
+    # scales (cross-entropy near 0.7, STS-B's squared error near 10 early) pull on their logits alike
     loss_memory: float = 0.97  # moving-average factor per task step of each task's loss at every branch point
 
     def __post_init__(self) -> None:
@@ -101,6 +103,8 @@ class GradientSettings:
                               f"temperature_start ({self.temperature_start})")
         if isinstance(self.logit_rows, bool) or not isinstance(self.logit_rows, int) or self.logit_rows < 1:
             raise ConfigError(f"{field('logit_rows')} must be a positive integer, got {self.logit_rows!r}")
+        if not isinstance(self.normalize_losses, bool):
+            raise ConfigError(f"{field('normalize_losses')} must be true or false, got {self.normalize_losses!r}")
         if self.task_weights is not None:
             weights = tuple(self.task_weights) if isinstance(self.task_weights, (list, tuple)) else None
             if not weights or any(isinstance(w, bool) or not isinstance(w, (int, float)) or not
@@ -189,6 +193,8 @@ def make_logit_step(model, tasks, energy, settings: GradientSettings, target: fl
             expected, costs = jax.value_and_grad(st_loss)(hard, params, task, sub)
         estimate, count = update_estimate(state.loss_estimate, state.loss_count, task, costs, memory)
         loss_tb = read_estimate(estimate, count, memory)
+        if settings.normalize_losses:
+            loss_tb = loss_tb / jnp.maximum(jnp.mean(jnp.abs(loss_tb), axis=-1, keepdims=True), 1e-8)
         (_, ratio), c = jax.value_and_grad(lagrangian, has_aux=True)(q, loss_tb, weights, state.mu, ratio_fn)
         logits = natural_step(logits, c, settings.lr_logits, tau)
         mu = dual_update(state.mu, ratio, target, dual_step_size(k, settings.dual_step, settle))

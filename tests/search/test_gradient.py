@@ -75,7 +75,7 @@ def _best_by_enumeration(energy, target):
     best = None
     for b in itertools.product(range(U + 1), repeat=3):
         ratio = tree_ratio(b, energy.tables, energy.workload, energy.independent_j)
-        loss = sum(PLANTED[t, x] for t, x in enumerate(b))
+        loss = sum(PLANTED[t, x] / PLANTED[t].mean() for t, x in enumerate(b))  # normalize_losses
         if ratio <= target and (best is None or loss < best[0] - 1e-9):
             best = (loss, list(b), ratio)
     return best
