@@ -808,6 +808,8 @@ def _ignore_further_interrupts() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from mgen_jax.io import cut_message
+
     closed = _closed_standard_streams() if argv is None else []
     try:
         args = build_parser().parse_args(argv)
@@ -834,10 +836,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"mgen {args.command}: output pipe closed", file=sys.stderr)
         return EXIT_FAILED
     except TrainingError as exc:
-        print(f"mgen {args.command}: failed: {exc}", file=sys.stderr)
+        print(f"mgen {args.command}: failed: {cut_message(str(exc))}", file=sys.stderr)
         return EXIT_FAILED
-    except MgenError as exc:
-        print(f"mgen {args.command}: error: {exc}", file=sys.stderr)
+    except MgenError as exc:  # the message is cut: no value of unbounded size reaches the terminal
+        print(f"mgen {args.command}: error: {cut_message(str(exc))}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except OSError as exc:
         where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""

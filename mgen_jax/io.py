@@ -532,8 +532,20 @@ def build_config(cls: Any, values: dict[str, Any], *, source: str, what: str, re
     try:
         return cls(**values)
     except ConfigError as exc:
-        named = re.findall(r"'([a-z_]+)", str(exc))
+        named = re.findall(r"'([a-z_]+)", str(exc)[:300])
         where = next(((field_sources or {})[n] for n in named if n in (field_sources or {})), f"in {source}")
-        raise ConfigError(f"{exc} ({where})") from None
+        raise ConfigError(f"{cut_message(str(exc))} ({where})") from None
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{what} {source}: {exc}") from None
+        raise ConfigError(f"{what} {source}: {cut_message(str(exc))}") from None
+
+
+MAX_MESSAGE_CHARS = 1000
+
+
+def cut_message(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """An error message of at most about ``limit`` characters: a longer one (a validation that quoted a huge value
+    whole) keeps its start and end and says how much was cut."""
+    if len(text) <= limit:
+        return text
+    keep = limit // 2
+    return f"{text[:keep]} ...[{len(text) - 2 * keep:,} characters cut]... {text[-keep:]}"

@@ -359,14 +359,14 @@ def test_hostile_yaml_in_any_field_is_bounded(tmp_path_factory, data):
     except (ConfigError, DataError) as exc:
         assert len(str(exc)) < 1500, (field, kind, len(str(exc)))
         assert field in str(exc) or str(target) in str(exc), (field, kind, str(exc)[:300])
-    assert time.perf_counter() - start < 20, (field, kind, size)
+    assert time.perf_counter() - start < 60, (field, kind, size)  # hangs took hours
     if group != "hw":  # the same value from the command line
         start = time.perf_counter()
         try:
             load(path, **cli._overrides([f"{field}={_hostile_yaml(kind, size)}"]))
         except (ConfigError, DataError) as exc:
             assert len(str(exc)) < 1500 and field in str(exc), (field, kind, str(exc)[:300])
-        assert time.perf_counter() - start < 20, (field, kind, size)
+        assert time.perf_counter() - start < 60, (field, kind, size)  # hangs took hours
 
 
 @FUZZ

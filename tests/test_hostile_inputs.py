@@ -443,3 +443,13 @@ def test_compress_tasks_named_twice(tmp_path, capsys):
     code, err = run(["compress", "--source", str(tmp_path), "--out", str(tmp_path / "o"), "--tasks", "SST-2,sst2"],
                     capsys)
     assert code == 2 and "twice" in err, err
+
+
+def test_every_error_message_is_cut(capsys):
+    """A validation that quotes a value whole (here a search config's string field) still prints a bounded line."""
+    code, err = run(["sweep", "--config", QUICK_SEARCH, "--set", "pooling=" + "x" * 400_000, "--workdir", "/nonexistent"],
+                    capsys)
+    assert code == 2 and "'pooling'" in err and "characters cut" in err and len(err) < 1200, err[:2000]
+    from mgen_jax.io import cut_message
+
+    assert cut_message("x" * 10) == "x" * 10 and len(cut_message("y" * 10**6)) < 1100
