@@ -11,10 +11,10 @@ Lagrangian costs at temperature tau, so it ends one-hot), and dual ascent on the
 mu <- mu exp(eta_k (E(q) / E0 - r) / r),  eta_k = eta / (1 + k / K_0)  (``dual_update``; a fixed lambda is
 the special case of a frozen mu). The discrete tree is argmax z_t.
 
-If the argmax tree's energy (the cost model on one-hot p: the exact simulator's mean on the same workload) exceeds
-r, ``repair_tree`` moves it to a feasible tree: greedily, the single-task change to a later branch point (more
-sharing, less energy) that keeps the tree's total logit sum_t z_t[b_t] highest, until the tree is feasible; full
-sharing is always feasible because targets below its ratio are refused (``check_target``).
+The discrete tree starts from argmax z_t and is decoded against the search's own estimate of every task's loss at
+every branch point (``decode_tree``): repaired if its energy (the cost model on one-hot p: the exact simulator's
+mean on the same workload) exceeds r, then improved by single-task moves that stay within r; full sharing is always
+feasible because targets below its ratio are refused (``check_target``).
 """
 
 from __future__ import annotations
@@ -38,11 +38,10 @@ def temperature(step: int | jax.Array, steps: int, start: float, end: float) -> 
     return jnp.float32(start) * (jnp.float32(end) / jnp.float32(start)) ** jnp.minimum(frac, 1.0)
 
 
-def dual_step_size(step: int | jax.Array, eta: float, settle_steps: float) -> jax.Array:
-    """eta_k = eta / (1 + k / settle_steps): large early (mu finds its scale), then shrinking as 1 / k, the
-    Robbins-Monro rate at which a multiplier driven by noisy constraint values converges (the steps' sum grows
-    without bound, the sum of their squares does not)."""
-    return jnp.float32(eta) / (1.0 + jnp.asarray(step, jnp.float32) / jnp.float32(settle_steps))
+def dual_step_size(step: int | jax.Array, eta: float, settle_steps: float, power: float = 0.5) -> jax.Array:
+    """eta_k = eta / (1 + k / settle_steps)^power: large early (mu finds its scale), then shrinking so that mu
+    settles (power 1 is the Robbins-Monro 1 / k rate; 0.5 lets mu travel further late in a short search)."""
+    return jnp.float32(eta) / (1.0 + jnp.asarray(step, jnp.float32) / jnp.float32(settle_steps)) ** power
 
 
 MU_FLOOR = 1e-4  # mu never reaches 0 in the multiplicative update: this stands for "constraint not binding"
@@ -92,31 +91,58 @@ def check_target(target, low: float, high: float = 1.0, *, what: str = "energy t
     return float(target)
 
 
-def repair_tree(branch_points: Sequence[int], logits_tb: np.ndarray, target: float,
+def decode_tree(branch_points: Sequence[int], cost_tb: np.ndarray, target: float,
                 ratio_of: Callable[[Sequence[int]], float]) -> tuple[list[int], list[dict]]:
-    """A feasible tree from ``branch_points``: while its ratio exceeds ``target``, apply the single-task move
-    b_t -> b' > b_t that leaves the highest total logit sum_t z_t[b_t] (ties: the lower energy, then the lower task
-    index). Returns the tree and the moves made ([] when it was feasible)."""
+    """The discrete tree from the search's argmax ``branch_points`` and its estimated cost of every branch point
+    ``cost_tb`` [T, U + 1] (the weighted loss estimates): the tree of least sum_t cost[t, b_t] within the target
+    that these moves reach:
+    1. repair: while the tree exceeds the target, the single-task move to a later branch point (more sharing) that
+       meets the target at the least added cost, or, if no single move does, the move of least added cost per unit
+       of energy saved;
+    2. improve: while some single-task move to any branch point keeps the tree within the target and lowers its
+       estimated cost, the move that lowers it most.
+    Step 2 reaches trees a Lagrangian cannot: the relaxation settles on a mixture of the branch points on the lower
+    convex hull of (energy, cost), and a better tree inside the hull is never its argmax. Returns the tree and the
+    moves made, each {"task", "from", "to", "ratio_before", "ratio_after", "cost_change", "why"}."""
     b = [int(x) for x in branch_points]
-    z = np.asarray(logits_tb, dtype=np.float64)
-    units = z.shape[1] - 1
+    c = np.asarray(cost_tb, dtype=np.float64)
+    units = c.shape[1] - 1
     moves: list[dict] = []
+    limit = target * (1 + TARGET_RTOL)
     ratio = ratio_of(b)
-    while ratio > target * (1 + TARGET_RTOL):
+
+    def move(t: int, new: int, why: str) -> None:
+        nonlocal b, ratio
+        old_ratio, old = ratio, b[t]
+        b = b[:t] + [new] + b[t + 1:]
+        ratio = ratio_of(b)
+        moves.append({"task": t, "from": old, "to": new, "ratio_before": old_ratio, "ratio_after": ratio,
+                      "cost_change": float(c[t, new] - c[t, old]), "why": why})
+
+    while ratio > limit:
+        options = [(t, new, ratio_of(b[:t] + [new] + b[t + 1:])) for t in range(len(b))
+                   for new in range(b[t] + 1, units + 1)]
+        if not options:
+            raise ConfigError(f"energy target {target} is below full sharing's ratio {ratio:.5f}: no tree meets it")
+        meeting = [o for o in options if o[2] <= limit]
+        if meeting:
+            t, new, _ = min(meeting, key=lambda o: (c[o[0], o[1]] - c[o[0], b[o[0]]], o[2], o[0]))
+            move(t, new, "repair: the cheapest move that meets the target")
+        else:
+            t, new, _ = min(options, key=lambda o: ((c[o[0], o[1]] - c[o[0], b[o[0]]]) / max(ratio - o[2], 1e-12),
+                                                    o[2], o[0]))
+            move(t, new, "repair: the least cost per energy saved")
+    while True:
         best = None
         for t in range(len(b)):
-            for new in range(b[t] + 1, units + 1):
-                cand = b[:t] + [new] + b[t + 1:]
-                key = (float(z[t, new] - z[t, b[t]]), -ratio_of(cand), -t)
-                if best is None or key > best[0]:
-                    best = (key, t, new, cand)
+            for new in range(units + 1):
+                gain = c[t, b[t]] - c[t, new]
+                if new != b[t] and gain > 1e-12 and (best is None or gain > best[0]):
+                    if ratio_of(b[:t] + [new] + b[t + 1:]) <= limit:
+                        best = (gain, t, new)
         if best is None:
-            raise ConfigError(f"energy target {target} is below full sharing's ratio {ratio:.5f}: no tree meets it")
-        _, t, new, cand = best
-        old_ratio, ratio = ratio, ratio_of(cand)
-        moves.append({"task": t, "from": b[t], "to": new, "ratio_before": old_ratio, "ratio_after": ratio})
-        b = cand
-    return b, moves
+            return b, moves
+        move(best[1], best[2], "improve: lower estimated cost within the target")
 
 
 def update_estimate(estimate_tb: jax.Array, count_t: jax.Array, task: jax.Array, costs_b: jax.Array,
@@ -149,7 +175,8 @@ def natural_step(logits_tb: jax.Array, cost_tb: jax.Array, step_size, tau) -> ja
     Gibbs distribution q = softmax(-E[c] / tau): as tau anneals to small, q ends one-hot on the branch point of least
     Lagrangian cost. Unlike the plain gradient q (c - <q, c>), the step does not vanish where q is numerically zero,
     so a branch point suppressed early can still win later; with tau > 0 the problem is strongly convex in q, so q
-    and mu converge (at tau = 0 it is the multiplicative-weights update, whose iterates can cycle). Needs
-    step_size x tau <= 1."""
+    and mu converge (at tau = 0 it is the multiplicative-weights update, whose iterates can cycle). With
+    step_size = rho / tau, q moves a share rho of the way (in log space) to softmax(-c / tau) at every step.
+    Needs step_size x tau <= 1."""
     z = logits_tb - step_size * (cost_tb + tau * jax.nn.log_softmax(logits_tb, axis=-1))
     return z - jnp.max(z, axis=-1, keepdims=True)

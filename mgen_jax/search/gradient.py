@@ -14,7 +14,8 @@ one-task batches of equal-budget fine-tuning (search/budget.py) is cut in two.
      unit passes instead of U);
    - ``straight-through``: a Gumbel straight-through sample of b on the same rows (both paths of every unit run, so
      that the gradient reaches every logit): biased, one sample.
-2. **Tree.** b_t = argmax z_t; ``repair_tree`` makes it feasible if its exact energy exceeds r (recorded).
+2. **Tree.** b_t = argmax z_t, decoded against the search's loss estimates (``decode_tree``: repaired if its exact
+   energy exceeds r, improved by single-task moves within r; every move recorded).
 3. **Training goes on** from the search's weights and optimizer state with the tree fixed, for the rest of the N
    steps (no restart, no separate warm-up), then the held-out and (once) dev evaluation.
 
@@ -42,7 +43,7 @@ from mgen_jax.io import write_json_atomic
 from mgen_jax.search.budget import BudgetState, init_budget_state, interleave, single_task_loss
 from mgen_jax.search.constrained import (
     MU_FLOOR, check_target, dual_step_size, dual_update, energy_ratio, feasible_range, lagrangian, natural_step,
-    read_estimate, repair_tree, temperature, tree_ratio, update_estimate,
+    decode_tree, read_estimate, temperature, tree_ratio, update_estimate,
 )
 from mgen_jax.train.checkpoint import restore_checkpoint
 from mgen_jax.train.optim import warmup_linear_schedule
@@ -60,9 +61,12 @@ class GradientSettings:
     estimator: str = "enumerate"  # the logits' gradient: "enumerate" (exact expectation) or "straight-through"
     search_fraction: float = 0.2  # share of the training budget (global steps) spent searching
     logit_rows: int = 8  # rows of each batch the logits' gradient reads
-    lr_logits: float = 0.1  # the logits' natural-gradient step (search/constrained.py: natural_step)
+    logit_damping: float = 0.5  # rho: the logits' mirror step is rho / tau, so that q moves a share rho of the way to
+    # the Gibbs distribution softmax(-costs / tau) at every step, whatever the temperature (constrained.natural_step)
     dual_step: float = 1.0  # eta: mu's step per unit of constraint violation
-    dual_settle_fraction: float = 0.02  # eta_k = eta / (1 + k / (this x search steps))
+    dual_settle_fraction: float = 0.02  # eta_k = eta / (1 + k / (this x search steps))^dual_decay
+    dual_decay: float = 1.0
+    mu_init: float = 1.0  # mu's start: with losses normalized by their mean (normalize_losses), costs are of order 1
     dual_tolerance: float = 0.1  # mu "converged": its range over the last tenth of the search is at most this
     # x max(1, its mean there)
     temperature_start: float = 1.0  # the entropy weight tau of the logits' objective (search/constrained.py)
@@ -89,15 +93,13 @@ class GradientSettings:
         if self.estimator not in ESTIMATORS:
             raise ConfigError(f"{field('estimator')} must be one of {ESTIMATORS}, got {self.estimator!r}")
         for name, low, high in (("search_fraction", 0.0, 1.0), ("dual_settle_fraction", 0.0, 10.0),
-                                ("lr_logits", 0.0, 10.0), ("dual_step", 0.0, 1e6), ("dual_tolerance", 0.0, 1e6),
+                                ("logit_damping", 0.0, 1.0), ("dual_step", 0.0, 1e6), ("dual_tolerance", 0.0, 1e6),
                                 ("temperature_start", 0.0, 100.0), ("temperature_end", 0.0, 100.0),
-                                ("anneal_fraction", 0.0, 1.0), ("loss_memory", -1e-9, 0.999)):
+                                ("anneal_fraction", 0.0, 1.0), ("loss_memory", -1e-9, 0.999),
+                                ("dual_decay", 0.0, 1.0), ("mu_init", 0.0, 1e6)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not low < value <= high:
                 raise ConfigError(f"{field(name)} must be in ({low:g}, {high:g}], got {value!r}")
-        if self.lr_logits * self.temperature_start > 1:
-            raise ConfigError(f"{field('lr_logits')} x temperature_start must be at most 1 (the logits' step "
-                              f"shrinks them by that factor), got {self.lr_logits} x {self.temperature_start}")
         if self.temperature_end > self.temperature_start:
             raise ConfigError(f"{field('temperature_end')} ({self.temperature_end}) must be at most "
                               f"temperature_start ({self.temperature_start})")
@@ -138,9 +140,9 @@ class LogitState:
     loss_count: jax.Array  # [T] steps of each task seen by the estimate
 
     @classmethod
-    def zeros(cls, num_tasks: int, num_units: int) -> "LogitState":
+    def zeros(cls, num_tasks: int, num_units: int, mu: float = 1.0) -> "LogitState":
         shape = (num_tasks, num_units + 1)
-        return cls(jnp.zeros(shape, jnp.float32), jnp.float32(MU_FLOOR), jnp.zeros(shape, jnp.float32),
+        return cls(jnp.zeros(shape, jnp.float32), jnp.float32(max(mu, MU_FLOOR)), jnp.zeros(shape, jnp.float32),
                    jnp.zeros((num_tasks,), jnp.int32))
 
 
@@ -192,15 +194,29 @@ def make_logit_step(model, tasks, energy, settings: GradientSettings, target: fl
             hard = jax.nn.one_hot(b, logits.shape[-1], dtype=logits.dtype)
             expected, costs = jax.value_and_grad(st_loss)(hard, params, task, sub)
         estimate, count = update_estimate(state.loss_estimate, state.loss_count, task, costs, memory)
-        loss_tb = read_estimate(estimate, count, memory)
-        if settings.normalize_losses:
-            loss_tb = loss_tb / jnp.maximum(jnp.mean(jnp.abs(loss_tb), axis=-1, keepdims=True), 1e-8)
+        loss_tb = task_costs(estimate, count, settings)
         (_, ratio), c = jax.value_and_grad(lagrangian, has_aux=True)(q, loss_tb, weights, state.mu, ratio_fn)
-        logits = natural_step(logits, c, settings.lr_logits, tau)
-        mu = dual_update(state.mu, ratio, target, dual_step_size(k, settings.dual_step, settle))
+        logits = natural_step(logits, c, settings.logit_damping / tau, tau)
+        mu = dual_update(state.mu, ratio, target, dual_step_size(k, settings.dual_step, settle, settings.dual_decay))
         return LogitState(logits, mu, estimate, count), b, (ratio, tau, expected)
 
     return jax.jit(step)
+
+
+def task_costs(estimate: jax.Array, count: jax.Array, settings: GradientSettings) -> jax.Array:
+    """[T, U + 1] every task's estimated loss at every branch point (bias-corrected moving average), divided by its
+    mean over branch points with ``normalize_losses``."""
+    loss_tb = read_estimate(estimate, count, settings.loss_memory)
+    if settings.normalize_losses:
+        loss_tb = loss_tb / jnp.maximum(jnp.mean(jnp.abs(loss_tb), axis=-1, keepdims=True), 1e-8)
+    return loss_tb
+
+
+def decode_costs(state: "LogitState", settings: GradientSettings) -> np.ndarray:
+    """[T, U + 1] what the discrete tree is decoded against: w_t x the task costs."""
+    weights = np.asarray(settings.task_weights or (1.0,) * state.logits.shape[0], np.float64)
+    costs = np.asarray(jax.device_get(task_costs(state.loss_estimate, state.loss_count, settings)), np.float64)
+    return weights[:, None] * costs
 
 
 def mu_converged(tail: Sequence[float], tolerance: float) -> bool:
@@ -264,7 +280,7 @@ def gradient_run(gen, target: float, seed: int, settings: GradientSettings, *, t
     batch_fn = gen.budget_batches(streams, schedule)
     units = gen.num_units
     start = SearchState(jnp.asarray(0, jnp.int32), init_budget_state(gen.pretrained_params(seed), tx),
-                        LogitState.zeros(len(gen.tasks), units))
+                        LogitState.zeros(len(gen.tasks), units, settings.mu_init))
 
     def search_step(state: SearchState, batch, k):
         t = int(schedule[k])
@@ -339,23 +355,24 @@ def _discretise(gen, state: SearchState, target: float, search_dir: Path, settin
     logits = np.asarray(jax.device_get(state.logit.logits), np.float64)
     argmax = [int(b) for b in logits.argmax(axis=1)]
     ratio_of = lambda b: tree_ratio(b, e.tables, e.workload, e.independent_j)
-    tree, moves = repair_tree(argmax, logits, target, ratio_of)
+    costs = decode_costs(state.logit, settings)
+    tree, moves = decode_tree(argmax, costs, target, ratio_of)
     q = np.asarray(jax.nn.softmax(jnp.asarray(logits), axis=-1))
     trace = [json.loads(line) for line in (search_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     mu_trace = [(r["step"], r["mu"]) for r in trace if "mu" in r]
     tail = [mu for step, mu in mu_trace if step >= 0.9 * search_steps] or [float(state.logit.mu)]
     return {
-        "argmax_branch_points": argmax, "argmax_energy_ratio": ratio_of(argmax), "repaired": bool(moves),
-        "repair_moves": moves, "branch_points": tree, "energy_ratio": ratio_of(tree), "energy_target": target,
+        "argmax_branch_points": argmax, "argmax_energy_ratio": ratio_of(argmax),
+        "repaired": any(m["why"].startswith("repair") for m in moves), "decode_moves": moves,
+        "decode_costs": costs.tolist(), "branch_points": tree, "energy_ratio": ratio_of(tree), "energy_target": target,
         "logits": logits.tolist(), "final_distribution": q.tolist(),
         "max_prob": [float(x) for x in q.max(axis=1)], "mu": float(state.logit.mu),
-        "loss_estimate": np.asarray(jax.device_get(read_estimate(state.logit.loss_estimate, state.logit.loss_count,
-                                                                 settings.loss_memory))).tolist(),
+
         "mu_trace": [[int(s), float(m)] for s, m in mu_trace],
         "mu_last_tenth_range": float(max(tail) - min(tail)),
         "mu_converged": mu_converged(tail, settings.dual_tolerance),
         "expected_energy_ratio_final": float(energy_ratio(jnp.asarray(q), e.tables, e.workload, e.independent_j)),
-        "estimator": settings.estimator, "note": "tree = argmax of the logits" + (
-            "; its energy exceeded the target, so repair_tree moved it to a feasible tree (search/constrained.py)"
-            if moves else ""),
+        "estimator": settings.estimator, "note": "tree = argmax of the logits, decoded against the search's loss "
+                                                 "estimates (search/constrained.py: decode_tree)" + (
+            f": {len(moves)} move(s)" if moves else ": unchanged"),
     }

@@ -13,9 +13,9 @@ import pytest
 from mgen_jax import cost
 from mgen_jax.errors import ConfigError
 from mgen_jax.search import ModelGenerator
-from mgen_jax.search.constrained import check_target, repair_tree, temperature, tree_ratio
+from mgen_jax.search.constrained import check_target, decode_tree, temperature, tree_ratio
 from mgen_jax.search.gradient import (
-    GradientSettings, LogitState, gradient_run, make_logit_step, mu_converged, run_dir, target_range,
+    GradientSettings, LogitState, decode_costs, gradient_run, make_logit_step, mu_converged, run_dir, target_range,
 )
 from mgen_jax.search.judge import format_efficiency
 
@@ -71,11 +71,11 @@ PLANTED = np.array([[0.60, 0.55, 0.50, 0.45, 0.40],
                     [0.50, 0.50, 0.50, 0.50, 0.50]], np.float32)
 
 
-def _best_by_enumeration(energy, target):
+def _best_by_enumeration(energy, target, table=PLANTED):
     best = None
     for b in itertools.product(range(U + 1), repeat=3):
         ratio = tree_ratio(b, energy.tables, energy.workload, energy.independent_j)
-        loss = sum(PLANTED[t, x] / PLANTED[t].mean() for t, x in enumerate(b))  # normalize_losses
+        loss = sum(table[t, x] / table[t].mean() for t, x in enumerate(b))  # normalize_losses
         if ratio <= target and (best is None or loss < best[0] - 1e-9):
             best = (loss, list(b), ratio)
     return best
@@ -83,7 +83,7 @@ def _best_by_enumeration(energy, target):
 
 def _planted_search(energy, target, steps=1500, seed=0, noise=0.05, planted=PLANTED, **changes):
     """Drive make_logit_step (the real logits' step) with the planted table plus batch noise in place of the
-    model's losses; tasks' batches in turn. Returns (argmax tree, its ratio, mu trace, final logits)."""
+    model's losses; tasks' batches in turn. Returns (decoded tree, argmax tree, mu trace)."""
     settings = GradientSettings(**changes)
     table = jnp.asarray(planted)
 
@@ -91,50 +91,83 @@ def _planted_search(energy, target, steps=1500, seed=0, noise=0.05, planted=PLAN
         return table[task] + noise * batch["noise"]
 
     step = make_logit_step(None, None, energy, settings, target, steps, every_b_losses=losses)
-    state = LogitState.zeros(3, U)
+    state = LogitState.zeros(3, U, settings.mu_init)
     rng = np.random.default_rng(seed)
     mus = []
     for k in range(steps):
         batch = {"noise": jnp.asarray(rng.standard_normal(U + 1), jnp.float32)}
         state, _, _ = step(state, None, batch, jnp.int32(k % 3), jnp.int32(k), jax.random.PRNGKey(k))
         mus.append(float(state.mu))
-    tree = [int(b) for b in np.asarray(state.logits).argmax(axis=1)]
-    return tree, tree_ratio(tree, energy.tables, energy.workload, energy.independent_j), np.asarray(mus), state.logits
+    argmax = [int(b) for b in np.asarray(state.logits).argmax(axis=1)]
+    ratio_of = lambda b: tree_ratio(b, energy.tables, energy.workload, energy.independent_j)
+    tree, _ = decode_tree(argmax, decode_costs(state, settings), target, ratio_of)
+    return tree, argmax, np.asarray(mus)
 
 
 @pytest.mark.parametrize("target", [0.75, 0.55, 0.45])
 def test_constrained_logits_find_the_planted_best_tree(tiny_energy, target):
     loss, best, best_ratio = _best_by_enumeration(tiny_energy, target)
-    argmax, _, mus, logits = _planted_search(tiny_energy, target)
-    ratio_of = lambda b: tree_ratio(b, tiny_energy.tables, tiny_energy.workload, tiny_energy.independent_j)
-    tree, _ = repair_tree(argmax, np.asarray(logits), target, ratio_of)
+    tree, argmax, mus = _planted_search(tiny_energy, target)
     assert tree == best, (argmax, tree, best)
-    assert ratio_of(tree) <= target * 1.01  # the target is met (within 1 %)
+    assert tree_ratio(tree, tiny_energy.tables, tiny_energy.workload, tiny_energy.independent_j) <= target * 1.01
     assert mu_converged(mus[int(0.9 * len(mus)):], GradientSettings().dual_tolerance)
     assert best[0] == U and best[1] < U  # the planted shape: the gaining task shares all, the losing one less
 
 
-def test_without_the_losses_it_is_not_found(tiny_energy):
-    """The test can fail: with a flat loss table (the logits driven by energy alone) the losing task is not kept
-    apart."""
-    _, best, _ = _best_by_enumeration(tiny_energy, 0.55)
-    argmax, _, _, _ = _planted_search(tiny_energy, 0.55, planted=np.full_like(PLANTED, 0.5))
-    assert argmax != best
+def test_the_tree_follows_the_losses(tiny_energy):
+    """The test can fail: with the gaining and losing tasks swapped, the other task keeps its own units."""
+    swapped = PLANTED[[1, 0, 2]]
+    _, best, _ = _best_by_enumeration(tiny_energy, 0.55, swapped)
+    tree, _, _ = _planted_search(tiny_energy, 0.55, planted=swapped)
+    assert tree == best and best != _best_by_enumeration(tiny_energy, 0.55)[1]
 
 
-def test_repair_moves_an_infeasible_tree_to_the_nearest_feasible_one(tiny_energy):
+def test_decode_repairs_then_improves_within_the_target(tiny_energy):
     ratio_of = lambda b: tree_ratio(b, tiny_energy.tables, tiny_energy.workload, tiny_energy.independent_j)
-    logits = np.zeros((3, U + 1))
-    logits[0, [0, 3]] = [5.0, 4.0]  # task 0: b = 0 preferred, b = 3 a close second
-    logits[1, 3] = 5.0  # task 1 sits at b = 3
-    logits[2, 0] = 5.0
-    target = ratio_of([3, 3, 0]) + 1e-6  # sharing needs two tasks on the trunk: [0, 3, 0] costs what [0, 0, 0] does
-    assert ratio_of([0, 3, 0]) > target
-    tree, moves = repair_tree([0, 3, 0], logits, target, ratio_of)
-    assert tree == [3, 3, 0] and len(moves) == 1 and moves[0]["task"] == 0
-    assert repair_tree([3, 3, 0], logits, target, ratio_of) == ([3, 3, 0], [])
+    # task 1's cost is not convex in energy: b = 2 lies above the line from b = 0 to b = 4, so a Lagrangian (and the
+    # cheapest-per-energy repair) would go to b = 4; a single move to b = 2 already meets the target, at less cost
+    costs = np.array([[1.7, 1.5, 1.1, 0.6, 0.0], [0.0, 0.8, 1.0, 1.5, 1.7], [1.0, 1.0, 1.0, 1.0, 1.0]])
+    target = ratio_of([4, 2, 4]) + 1e-6
+    tree, moves = decode_tree([4, 0, 4], costs, target, ratio_of)
+    assert tree == [4, 2, 4] and moves[0]["why"].startswith("repair") and len(moves) == 1
+    # a feasible argmax on the hull's far end is improved: [4, 4, 4] -> task 1 back to b = 2 within the target
+    tree, moves = decode_tree([4, 4, 4], costs, target, ratio_of)
+    assert tree == [4, 2, 4] and [m["why"][:7] for m in moves] == ["improve"]
+    assert decode_tree([4, 2, 4], costs, target, ratio_of) == ([4, 2, 4], [])
     least = ratio_of([U] * 3)
-    assert ratio_of(repair_tree([0, 0, 0], logits, least, ratio_of)[0]) <= least * (1 + 1e-6)
+    assert ratio_of(decode_tree([0, 0, 0], costs, least, ratio_of)[0]) <= least * (1 + 1e-6)
+
+
+@pytest.fixture(scope="module")
+def planted_bert():
+    from mgen_jax.search.planted import planted_problem
+
+    return planted_problem(seed=0)
+
+
+@pytest.mark.parametrize("target", [0.8, 0.7])
+def test_planted_problem_on_a_tiny_bert(planted_bert, target):
+    """The real logits' step on a tiny BERT's forward passes (weights frozen): task 0 gains from sharing, task 1
+    loses (search/planted.py); the decoded tree is the best by enumeration of the exact losses, within the target,
+    and mu settles."""
+    from mgen_jax.search.planted import best_tree
+
+    P = planted_bert
+    best, best_ratio = best_tree(P, target)
+    assert best[0] == U and best[1] < U
+    settings = GradientSettings(logit_rows=16)
+    steps = 400
+    step = make_logit_step(P.model, P.tasks, P.energy, settings, target, steps)
+    state, mus = LogitState.zeros(2, U, settings.mu_init), []
+    for k in range(steps):
+        state, _, _ = step(state, P.params, P.batch(k % 2, k, 16), jnp.int32(k % 2), jnp.int32(k), jax.random.PRNGKey(k))
+        mus.append(float(state.mu))
+    e = P.energy
+    ratio_of = lambda b: tree_ratio(b, e.tables, e.workload, e.independent_j)
+    argmax = [int(b) for b in np.asarray(state.logits).argmax(axis=1)]
+    tree, _ = decode_tree(argmax, decode_costs(state, settings), target, ratio_of)
+    assert tree == best and ratio_of(tree) <= target * 1.01
+    assert mu_converged(mus[int(0.9 * steps):], settings.dual_tolerance)
 
 
 def test_temperature_anneals_geometrically():
@@ -152,7 +185,7 @@ def independent_runs(tmp_path_factory, tiny_bert_dir, glue_dir):
 
 
 def _gen(tmp_path, tiny_bert_dir, glue_dir, runs, **gradient):
-    settings = {"search_fraction": 0.5, "logit_rows": 4, "lr_logits": 0.2} | gradient
+    settings = {"search_fraction": 0.5, "logit_rows": 4} | gradient
     cfg = _config(tiny_bert_dir, runs, energy_budgets=[], uniform_at_budgets=False, search_task_weights=None,
                   claim_seeds=[], gradient=settings)
     return ModelGenerator(cfg, tmp_path, glue_dir=glue_dir, progress=False)
