@@ -80,7 +80,7 @@ def test_finetune_on_a_locked_folder_exits_2_and_deletes_nothing(held_elsewhere,
 
 def test_claim_is_released_when_its_settings_differ(tmp_path):
     claim_work_folder(tmp_path, {"a": 1}).release()
-    with pytest.raises(ConfigError, match=r"other settings \(a: 1 there, 2 now\)"):
+    with pytest.raises(ConfigError, match=r"other settings \(a: 1 there, 2 now; recorded in its settings.json\)"):
         claim_work_folder(tmp_path, {"a": 2})
     with claim_work_folder(tmp_path, {"a": 1}):  # the refused claim left the lock free
         pass
@@ -120,7 +120,7 @@ def test_settings_guard_records_then_compares(tmp_path):
     assert read_settings(tmp_path) == {"lr": 1e-4, "buckets": [8, 16]}
     check_settings(tmp_path, {"lr": 1e-4, "buckets": [8, 16]})  # a tuple and a list are the same value
     check_settings(tmp_path, {"lr": 1e-4, "buckets": [8, 16], "new": 3}, defaults={"new": 3})
-    with pytest.raises(ConfigError, match=r"other settings \(lr: 0.0001 there, 0.0002 now\)"):
+    with pytest.raises(ConfigError, match=r"other settings \(lr: 0.0001 there, 0.0002 now; recorded"):
         check_settings(tmp_path, {"lr": 2e-4, "buckets": [8, 16]})
 
 

@@ -102,7 +102,10 @@ def test_cli_takes_the_preset_and_a_density_file(tmp_path, capsys, minilm, rando
     e = cost.expected_energy(cost.onehot_probs([3, 9], 12), tables, cost.fixed_workload(2, 30))
     assert got["cost", True] == pytest.approx(float(e.total_j), rel=1e-6)
     # a density file measured for another input encoding: exit 2, naming the field
-    assert main(["simulate", *args, "--hw", "isaac", "--input-densities", str(path)]) == 0  # offset: fine
+    # a preset that drives every row whatever the density: the file would be silently ignored (issue 35)
+    capsys.readouterr()
+    assert main(["simulate", *args, "--hw", "isaac", "--input-densities", str(path)]) == 2
+    assert "--input-densities has no effect" in capsys.readouterr().err
     bad = tmp_path / "sm.yaml"
     bad.write_text("extends: rram-32nm-sar\ninput_encoding: sign_magnitude\n")
     capsys.readouterr()
