@@ -1,0 +1,39 @@
+"""The committed glue5 records are rebuilt, equal, from the committed run records: experiments/run_records.py restore,
+then `mgen sweep --report-only` on configs/search/glue5.yaml (train nothing), compared with
+experiments/results/search_glue5.json except wall-clock fields. It guards every change of the search wing against
+changing a reported number."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).parents[2]
+
+
+def _without_wall_clock(x):
+    if isinstance(x, dict):
+        return {k: _without_wall_clock(v) for k, v in x.items() if "wall_clock" not in k}
+    if isinstance(x, list):
+        return [_without_wall_clock(v) for v in x]
+    return x
+
+
+@pytest.mark.parametrize("config", ["glue5"])
+def test_report_only_rebuilds_the_committed_record(tmp_path, glue_dir, monkeypatch, config):
+    subprocess.run([sys.executable, str(REPO / "experiments" / "run_records.py"), "restore", "--runs",
+                    str(tmp_path / "runs"), "--records", str(REPO / "experiments" / "run_records")], check=True,
+                   capture_output=True)
+    (tmp_path / "experiments" / "results").mkdir(parents=True)
+    shutil.copy(REPO / "experiments" / "results" / "redundancy_glue5.json", tmp_path / "experiments" / "results")
+    monkeypatch.chdir(tmp_path)
+    from mgen_jax.cli import main
+
+    assert main(["sweep", "--config", str(REPO / "configs" / "search" / f"{config}.yaml"), "--report-only",
+                 "--out", str(tmp_path / "out"), "--no-progress", "--glue-dir", str(glue_dir)]) == 0
+    committed = json.loads((REPO / "experiments" / "results" / f"search_{config}.json").read_text())
+    rebuilt = json.loads((tmp_path / "out" / f"search_{config}.json").read_text())
+    assert _without_wall_clock(rebuilt) == _without_wall_clock(committed)
