@@ -185,17 +185,28 @@ class MultiTaskModel:
     def view_forward(self, view, branch_point, batch, *, deterministic: bool = True, rng=None) -> jax.Array:
         """Outputs [B, max_labels] of one task's discrete model on its batch [B, L], from its ``task_view``: trunk
         units 0..b-1, then its own units (``branch_point`` may be traced)."""
+        return self.path_forward(self.view_path(view, branch_point), batch, deterministic=deterministic, rng=rng)
+
+    def view_path(self, view, branch_point) -> dict:
+        """The parameters one task's discrete model runs, from its ``task_view``: {"embeddings", "units": {unit_u:
+        the trunk's unit u if u < b, else the task's own}, "head"} (``branch_point`` may be traced). Its gradient
+        holds one copy of every parameter the task's step trains, as an independent model's does."""
+        units = {f"unit_{u}": jax.tree.map(lambda trunk, own: jnp.where(branch_point > u, trunk, own),
+                                           view["trunk"][f"unit_{u}"], view["own"][f"unit_{u}"])
+                 for u in range(self.cfg.num_units)}
+        return {"embeddings": view["embeddings"], "units": units, "head": view["head"]}
+
+    def path_forward(self, path, batch, *, deterministic: bool = True, rng=None) -> jax.Array:
+        """Outputs [B, max_labels] of the model ``path`` (a ``view_path``) on a batch [B, L]: dropout of unit u
+        from fold_in(rng, u + 1), of the embeddings and the head from ``rng``."""
         rng = jax.random.PRNGKey(0) if rng is None else rng
         rngs = None if deterministic else {"dropout": rng}
-        x = self.embeddings.apply({"params": view["embeddings"]}, batch["input_ids"], batch["token_type_ids"],
+        x = self.embeddings.apply({"params": path["embeddings"]}, batch["input_ids"], batch["token_type_ids"],
                                   deterministic=deterministic, rngs=rngs)
         bias = attention_bias(batch["attention_mask"], x.dtype)
         for u in range(self.cfg.num_units):
-            key = f"unit_{u}"
-            chosen = jax.tree.map(lambda trunk, own: jnp.where(branch_point > u, trunk, own),
-                                  view["trunk"][key], view["own"][key])
-            x = self._unit(u, chosen, x, bias, deterministic, jax.random.fold_in(rng, u + 1))
-        return self.head.apply({"params": view["head"]}, x, batch["attention_mask"], deterministic=deterministic,
+            x = self._unit(u, path["units"][f"unit_{u}"], x, bias, deterministic, jax.random.fold_in(rng, u + 1))
+        return self.head.apply({"params": path["head"]}, x, batch["attention_mask"], deterministic=deterministic,
                                rngs=rngs)
 
     def relaxed_view_forward(self, view, p_u, batch, *, deterministic: bool = True, rng=None) -> jax.Array:

@@ -12,11 +12,18 @@ A step trains only what its task uses (``MultiTaskModel.task_view``): the embedd
 own units b_t..U-1 and its head. AdamW is lazy: a parameter the step does not use keeps its value and its moments (no
 momentum drift and no weight decay on a unit no task used), and each task's own units and head keep their own Adam
 step count. Gradients are clipped to a global norm over what the step trains, as in independent fine-tuning.
+
+The step costs what an independent step costs (experiments/bench_train_step.py): the forward and backward passes run
+one copy of each unit (``MultiTaskModel.view_path``), and AdamW updates each unit where it lives, in place: a trunk
+unit when b > u, else the task's row of the stacked own unit, each behind a loop of 0 or 1 trips, so that the copy a
+step does not train is neither read nor written. Two details keep XLA from adding the work back: the task's row of a
+stacked optimizer state is read through a conditional (``_task_row``), because an update in place whose inputs read
+the stack it overwrites makes XLA copy the whole stack first; and the compiled step does without XLA's hoisting of
+loop-invariant code, which would compute the gated updates outside their loops, every step.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any, Sequence
 
 import jax
@@ -24,15 +31,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import struct
+from jax import lax
 
 from mgen_jax.data.glue import GlueTask
 from mgen_jax.errors import ConfigError
 from mgen_jax.model.multitask import MultiTaskModel
 from mgen_jax.search.steps import distillation_per_example
 from mgen_jax.train.optim import adamw_direction
-
-_UNIT = re.compile(r"unit_(\d+)$")
-
 
 def interleave(steps: Sequence[int]) -> np.ndarray:
     """The task of every global step: task t appears ``steps[t]`` times, and its k-th step (k = 1..S_t) comes at
@@ -70,21 +75,6 @@ def _shared(tree) -> dict:
 
 def _per_task(params) -> dict:
     return {"own": params["own"], "head": params["heads"]}
-
-
-def _select_units(new, old, keep_new: jax.Array, group: str):
-    """``new`` where a leaf lies under ``group``/unit_u with keep_new[u] false is replaced by ``old`` (values and
-    optimizer moments alike; leaves outside ``group``, such as step counts, stay new)."""
-    def pick(path, a, b):
-        keys = [getattr(k, "key", None) for k in path]
-        if group in keys:
-            for key in keys[keys.index(group) + 1:]:
-                match = _UNIT.match(str(key)) if key is not None else None
-                if match:
-                    return jnp.where(keep_new[int(match.group(1))], a, b)
-        return a
-
-    return jax.tree_util.tree_map_with_path(pick, new, old)
 
 
 def budget_optimizer(weight_decay: float) -> optax.GradientTransformation:
@@ -132,6 +122,39 @@ def single_task_distillation(tasks: Sequence[GlueTask], outputs: jax.Array, teac
     return jnp.sum(per * w) / jnp.maximum(jnp.sum(w), 1.0)
 
 
+def _is_part(node) -> bool:
+    """A parameter-shaped node of an optimizer state (such as Adam's mu and nu) of the shared or the per-task part."""
+    return isinstance(node, dict) and (set(node) == {"embeddings", "trunk"} or set(node) == {"own", "head"})
+
+
+def _row(tree, task):
+    return jax.tree.map(lambda x: lax.dynamic_index_in_dim(x, task, keepdims=False), tree)
+
+
+def _put_row(tree, rows, task):
+    return jax.tree.map(lambda x, r: lax.dynamic_update_index_in_dim(x, r, task, 0), tree, rows)
+
+
+def _task_row(tree, task, num_tasks: int):
+    """Row ``task`` of every array of ``tree`` (a traced index), read through a conditional: its outputs are buffers
+    of their own (XLA fuses nothing across a conditional). An update of a stack in place may then read them: had
+    it read the stack itself, XLA would copy the stack first."""
+    branches = [lambda t, i=i: jax.tree.map(lambda x: x[i], t) for i in range(num_tasks)]
+    return lax.switch(task, branches, tree)
+
+
+def _clip_fn(grads, max_norm: float):
+    """optax.clip_by_global_norm as a function of one leaf (the norm is over all of ``grads``), so that each gated
+    update clips only the gradients it reads."""
+    g_norm = optax.tree.norm(grads)
+    trigger = jnp.squeeze(g_norm < max_norm)
+    return lambda t: lax.select(trigger, t, (t / g_norm.astype(t.dtype)) * max_norm)
+
+
+# the gated updates must stay inside their loops of 0 or 1 trips (module docstring)
+_COMPILER_OPTIONS = {"xla_disable_hlo_passes": "while-loop-invariant-code-motion"}
+
+
 def make_budget_step(model: MultiTaskModel, tasks: Sequence[GlueTask], tx: optax.GradientTransformation, *,
                      max_grad_norm: float = 1.0, own_lr_scale: float = 1.0, distill_temperature: float | None = None):
     """step(state, batch [B, L], task, branch_point, lr, base_rng[, distill_weight]) -> (state, loss): one AdamW
@@ -142,13 +165,13 @@ def make_budget_step(model: MultiTaskModel, tasks: Sequence[GlueTask], tx: optax
     With ``distill_temperature`` set the batch also holds "teacher" [B, C] (the task's teacher's outputs on those
     rows) and the objective is (1 - w) x task loss + w x ``single_task_distillation`` at w = ``distill_weight`` (data:
     a schedule, such as teacher annealing, costs no recompilation). The returned loss is the task loss alone."""
-    units = model.cfg.num_units
-    clip = optax.clip_by_global_norm(max_grad_norm)
+    num_tasks = len(tasks)
+    keys = [f"unit_{u}" for u in range(model.cfg.num_units)]
     if distill_temperature is not None and not distill_temperature > 0:
         raise ConfigError(f"distill_temperature must be > 0, got {distill_temperature}")
 
-    def loss_fn(view, batch, b, task, rng, distill_weight):
-        outputs = model.view_forward(view, b, batch, deterministic=False, rng=rng)
+    def loss_fn(path, batch, task, rng, distill_weight):
+        outputs = model.path_forward(path, batch, deterministic=False, rng=rng)
         loss = single_task_loss(tasks, outputs, batch, task)
         if distill_temperature is None:
             return loss, loss
@@ -157,28 +180,54 @@ def make_budget_step(model: MultiTaskModel, tasks: Sequence[GlueTask], tx: optax
 
     def step(state: BudgetState, batch, task, b, lr, base_rng, distill_weight=0.0):
         rng = jax.random.fold_in(base_rng, state.step)
-        view = model.task_view(state.params, task)
-        (_, loss), grads = jax.value_and_grad(loss_fn, has_aux=True)(view, batch, b, task, rng, distill_weight)
-        grads, _ = clip.update(grads, clip.init(grads))
-        # shared part: embeddings and trunk (trunk units at or past b are not used by this task)
-        uses_trunk = jnp.arange(units) < b
-        shared = _shared(view)
-        updates, shared_opt = tx.update(_shared(grads), state.shared_opt, shared)
-        new_shared = jax.tree.map(lambda p, u: p - lr * u, shared, updates)
-        new_shared = _select_units(new_shared, shared, uses_trunk, "trunk")
-        shared_opt = _select_units(shared_opt, state.shared_opt, uses_trunk, "trunk")
-        # the task's own part: own units b..U-1 and its head, with its own slice of the stacked moments
-        uses_own = jnp.arange(units) >= b
-        mine = {"own": view["own"], "head": view["head"]}
-        my_opt = jax.tree.map(lambda x: x[task], state.task_opt)
-        updates, new_opt = tx.update({"own": grads["own"], "head": grads["head"]}, my_opt, mine)
-        new_mine = jax.tree.map(lambda p, u: p - lr * own_lr_scale * u, mine, updates)
-        new_mine = _select_units(new_mine, mine, uses_own, "own")
-        new_opt = _select_units(new_opt, my_opt, uses_own, "own")
-        put = lambda full, new: jax.tree.map(lambda f, n: f.at[task].set(n), full, new)
-        params = {"embeddings": new_shared["embeddings"], "trunk": new_shared["trunk"],
-                  "own": put(state.params["own"], new_mine["own"]),
-                  "heads": put(state.params["heads"], new_mine["head"])}
-        return BudgetState(state.step + 1, params, shared_opt, put(state.task_opt, new_opt)), loss
+        params = state.params
+        view = {"embeddings": params["embeddings"], "trunk": params["trunk"], "own": _row(params["own"], task),
+                "head": _row(params["heads"], task)}
+        path = model.view_path(view, b)
+        (_, loss), grads = jax.value_and_grad(loss_fn, has_aux=True)(path, batch, task, rng, distill_weight)
+        clip = _clip_fn(grads, max_grad_norm)
+        # optimizer states as lists of nodes: parameter-shaped ones ({"embeddings", "trunk"} or {"own", "head"},
+        # such as Adam's moments) and the rest (step counts); a part's state takes its part of every node
+        shared, shared_def = jax.tree.flatten(state.shared_opt, is_leaf=_is_part)
+        per_task, task_def = jax.tree.flatten(state.task_opt, is_leaf=_is_part)
+        part = lambda nodes, pick: [pick(n) if _is_part(n) else n for n in nodes]
 
-    return jax.jit(step, donate_argnums=(0,))
+        def adamw(grads, treedef, nodes, p, rate):  # -> new parameters, the new state's nodes
+            updates, new = tx.update(jax.tree.map(clip, grads), treedef.unflatten(nodes), p)
+            return jax.tree.map(lambda x, u: x - rate * u, p, updates), treedef.flatten_up_to(new)
+
+        own_rate = lr * own_lr_scale
+        embeddings, emb_nodes = adamw(grads["embeddings"], shared_def, part(shared, lambda n: n["embeddings"]),
+                                      params["embeddings"], lr)
+        mine = _task_row(part(per_task, lambda n: n["head"]), task, num_tasks)  # the task's head state and count
+        head, head_nodes = adamw(grads["head"], task_def, mine, view["head"], own_rate)
+        trunk, own, trunk_nodes, own_nodes = {}, {}, {}, {}
+        for u, key in enumerate(keys):
+            def trunk_update(_, carry, key=key):
+                p, nodes = carry
+                return adamw(grads["units"][key], shared_def, nodes, p, lr)
+
+            def own_update(_, carry, key=key):
+                stack, nodes = carry
+                row = _task_row(nodes, task, num_tasks)
+                p, new = adamw(grads["units"][key], task_def, row, _row(stack, task), own_rate)
+                return _put_row(stack, p, task), [_put_row(n, r, task) if _is_part(m) else n
+                                                  for n, r, m in zip(nodes, new, per_task)]
+
+            trunk_state = part(shared, lambda n: n["trunk"][key])
+            trunk[key], trunk_nodes[key] = lax.fori_loop(0, (u < b).astype(jnp.int32), trunk_update,
+                                                         (params["trunk"][key], trunk_state))
+            own_state = part(per_task, lambda n: n["own"][key])
+            own[key], own_nodes[key] = lax.fori_loop(0, (u >= b).astype(jnp.int32), own_update,
+                                                     (params["own"][key], own_state))
+        new_params = {"embeddings": embeddings, "trunk": trunk, "own": own,
+                      "heads": _put_row(params["heads"], head, task)}
+        shared_opt = shared_def.unflatten([
+            {"embeddings": emb_nodes[i], "trunk": {k: trunk_nodes[k][i] for k in keys}} if _is_part(n)
+            else emb_nodes[i] for i, n in enumerate(shared)])  # the shared step count advances every step
+        task_opt = task_def.unflatten([
+            {"own": {k: own_nodes[k][i] for k in keys}, "head": _put_row(n["head"], head_nodes[i], task)} if _is_part(n)
+            else _put_row(n, head_nodes[i], task) for i, n in enumerate(per_task)])  # the task's step count
+        return BudgetState(state.step + 1, new_params, shared_opt, task_opt), loss
+
+    return jax.jit(step, donate_argnums=(0,), compiler_options=_COMPILER_OPTIONS)

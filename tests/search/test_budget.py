@@ -1,6 +1,8 @@
 """Equal-budget fine-tuning (search/budget.py) on a tiny random BERT: the interleaving spends every task's steps in
 proportion, a step trains exactly what its task uses (lazy AdamW), and it equals plain AdamW on that part."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,8 +14,8 @@ from mgen_jax.errors import ConfigError
 from mgen_jax.model.bert import BertConfig, BertEncoder
 from mgen_jax.model.multitask import MultiTaskModel
 from mgen_jax.search.budget import (
-    budget_optimizer, init_budget_state, interleave, make_budget_step, single_task_distillation, single_task_loss,
-    task_steps, teacher_weight,
+    BudgetState, budget_optimizer, init_budget_state, interleave, make_budget_step, single_task_distillation,
+    single_task_loss, task_steps, teacher_weight,
 )
 from mgen_jax.train.optim import decay_mask
 
@@ -184,3 +186,100 @@ def test_budget_step_with_teacher_at_weight_zero_is_the_plain_step_and_weight_on
     before = jax.nn.softmax(logits(params))[:, 0]
     after = jax.nn.softmax(logits(c.params))[:, 0]
     assert float(after.mean()) > float(before.mean())  # moved toward the teacher's class
+
+
+# ----- the step as it was before it was made as cheap as an independent step (commit 57cdc3d): the reference -----
+def _reference_select_units(new, old, keep_new, group):
+    def pick(path, a, b):
+        keys = [getattr(k, "key", None) for k in path]
+        if group in keys:
+            for key in keys[keys.index(group) + 1:]:
+                match = re.match(r"unit_(\d+)$", str(key)) if key is not None else None
+                if match:
+                    return jnp.where(keep_new[int(match.group(1))], a, b)
+        return a
+
+    return jax.tree_util.tree_map_with_path(pick, new, old)
+
+
+def _reference_step(model, tasks, tx, *, max_grad_norm=1.0, own_lr_scale=1.0, distill_temperature=None):
+    units = model.cfg.num_units
+    clip = optax.clip_by_global_norm(max_grad_norm)
+    shared_of = lambda tree: {"embeddings": tree["embeddings"], "trunk": tree["trunk"]}
+
+    def loss_fn(view, batch, b, task, rng, distill_weight):
+        outputs = model.view_forward(view, b, batch, deterministic=False, rng=rng)
+        loss = single_task_loss(tasks, outputs, batch, task)
+        if distill_temperature is None:
+            return loss, loss
+        distill = single_task_distillation(tasks, outputs, batch["teacher"], batch, task, distill_temperature)
+        return (1.0 - distill_weight) * loss + distill_weight * distill, loss
+
+    def step(state, batch, task, b, lr, base_rng, distill_weight=0.0):
+        rng = jax.random.fold_in(base_rng, state.step)
+        view = model.task_view(state.params, task)
+        (_, loss), grads = jax.value_and_grad(loss_fn, has_aux=True)(view, batch, b, task, rng, distill_weight)
+        grads, _ = clip.update(grads, clip.init(grads))
+        uses_trunk = jnp.arange(units) < b
+        shared = shared_of(view)
+        updates, shared_opt = tx.update(shared_of(grads), state.shared_opt, shared)
+        new_shared = jax.tree.map(lambda p, u: p - lr * u, shared, updates)
+        new_shared = _reference_select_units(new_shared, shared, uses_trunk, "trunk")
+        shared_opt = _reference_select_units(shared_opt, state.shared_opt, uses_trunk, "trunk")
+        uses_own = jnp.arange(units) >= b
+        mine = {"own": view["own"], "head": view["head"]}
+        my_opt = jax.tree.map(lambda x: x[task], state.task_opt)
+        updates, new_opt = tx.update({"own": grads["own"], "head": grads["head"]}, my_opt, mine)
+        new_mine = jax.tree.map(lambda p, u: p - lr * own_lr_scale * u, mine, updates)
+        new_mine = _reference_select_units(new_mine, mine, uses_own, "own")
+        new_opt = _reference_select_units(new_opt, my_opt, uses_own, "own")
+        put = lambda full, new: jax.tree.map(lambda f, n: f.at[task].set(n), full, new)
+        params = {"embeddings": new_shared["embeddings"], "trunk": new_shared["trunk"],
+                  "own": put(state.params["own"], new_mine["own"]),
+                  "heads": put(state.params["heads"], new_mine["head"])}
+        return BudgetState(state.step + 1, params, shared_opt, put(state.task_opt, new_opt)), loss
+
+    return jax.jit(step)
+
+
+@pytest.mark.parametrize("options", [{}, {"max_grad_norm": 0.05, "own_lr_scale": 2.0},
+                                     {"distill_temperature": 2.0}])
+def test_steps_match_the_reference_step(options):
+    """Seven steps over both tasks at branch points 0..4 (every unit trained from the trunk and from a task's own
+    copy, the clip active or not, distillation on or off) give the reference step's losses, weights, moments and
+    step counts: the same numbers up to float rounding (XLA orders a few sums differently)."""
+    model, params = _params(5)
+    tx = budget_optimizer(0.01)
+    ours, ref = make_budget_step(model, TASKS, tx, **options), _reference_step(model, TASKS, tx, **options)
+    a, b = init_budget_state(params, tx), init_budget_state(params, tx)
+    for k, (task, branch) in enumerate([(0, 2), (1, 0), (0, 4), (1, 3), (0, 1), (1, 2), (1, 4)]):
+        batch = _batch(task, seed=k)
+        args = [jnp.int32(task), jnp.int32(branch), jnp.float32(1e-3), jax.random.PRNGKey(7)]
+        if "distill_temperature" in options:
+            batch = dict(batch, teacher=jnp.asarray(np.random.default_rng(k).normal(size=(4, 2)), jnp.float32))
+            args.append(jnp.float32(0.3))
+        a, loss_a = ours(a, batch, *args)
+        b, loss_b = ref(b, batch, *args)
+        assert float(loss_a) == pytest.approx(float(loss_b), rel=1e-6), k
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    assert int(a.step) == 7
+    for field in ("params", "shared_opt", "task_opt"):
+        ours_leaves = jax.tree_util.tree_leaves_with_path(getattr(a, field))
+        ref_leaves = jax.tree.leaves(getattr(b, field))
+        # per-leaf tolerance: 1e-6 of the largest value of its kind (weights, mu, nu), since a value near zero, such
+        # as an attention key bias and its moments (its gradient is zero up to rounding), differs by its rounding;
+        # step counts exactly
+        kind = lambda path: jax.tree_util.keystr(path[:2]) if field != "params" else ""
+        scale = {}
+        for (path, _), y in zip(ours_leaves, ref_leaves):
+            if np.issubdtype(y.dtype, np.floating):
+                scale[kind(path)] = max(scale.get(kind(path), 0.0), float(np.max(np.abs(y))))
+        for (path, x), y in zip(ours_leaves, ref_leaves):
+            where = field + jax.tree_util.keystr(path)
+            if np.issubdtype(y.dtype, np.integer):
+                np.testing.assert_array_equal(x, y, err_msg=where)
+            else:
+                np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6 * scale[kind(path)], err_msg=where)
+    counts = [x.tolist() for p, x in jax.tree_util.tree_leaves_with_path(a.task_opt)
+              if jax.tree_util.keystr(p).endswith("count")]
+    assert counts == [[3, 4]]
