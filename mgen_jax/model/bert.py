@@ -4,6 +4,12 @@ The encoder is a sequence of U = 2L *units* (DESIGN.md section 2): unit 2l is la
 its FFN block, each a module of its own (parameters ``unit_<u>``) so that a multi-task model can run, share or stack
 them unit by unit. Parameters are plain pytrees: ``{"embeddings": ..., "unit_0": ..., ..., "unit_<U-1>": ...}``.
 Kernels are stored (in, out), Flax's convention; Hugging Face stores (out, in) (see ``weights.py``).
+
+Compute dtype (``BertConfig.compute_dtype``): "float32", or "bfloat16" for accelerators (mixed precision): parameters
+stay float32 (so gradients and optimizer states are float32); the encoder's matmuls and activations run in bfloat16,
+with the attention softmax and the LayerNorm statistics in float32; the embedding sum and its LayerNorm run in
+float32 and are cast; the head (pooling, pooler, classifier: under 0.5 % of the FLOPs) runs in float32 and returns
+float32 outputs, so losses are float32.
 """
 
 from __future__ import annotations
@@ -18,10 +24,13 @@ import jax.numpy as jnp
 
 from mgen_jax.errors import ConfigError
 
+COMPUTE_DTYPES = ("float32", "bfloat16")
+
 
 @dataclasses.dataclass(frozen=True)
 class BertConfig:
-    """Dims and regularisation of a BERT encoder, as in a Hugging Face config.json."""
+    """Dims and regularisation of a BERT encoder, as in a Hugging Face config.json, and the compute dtype (a training
+    choice, not part of the pretrained model: ``from_hf`` and ``to_hf`` leave it out)."""
 
     vocab_size: int = 30522
     hidden_size: int = 384
@@ -34,6 +43,7 @@ class BertConfig:
     hidden_dropout: float = 0.1
     attention_dropout: float = 0.1
     initializer_range: float = 0.02
+    compute_dtype: str = "float32"  # of matmuls and activations (module docstring); parameters are float32
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size", "max_position",
@@ -52,6 +62,14 @@ class BertConfig:
                 raise ConfigError(f"BERT config field '{name}' must be in [0, 1), got {getattr(self, name)}")
         if self.layer_norm_eps <= 0:
             raise ConfigError(f"BERT config field 'layer_norm_eps' must be > 0, got {self.layer_norm_eps!r}")
+        if self.compute_dtype not in COMPUTE_DTYPES:
+            raise ConfigError(f"BERT config field 'compute_dtype' must be one of {list(COMPUTE_DTYPES)}, "
+                              f"got {self.compute_dtype!r}")
+
+    @property
+    def dtype(self) -> jnp.dtype:
+        """The compute dtype as a numpy dtype."""
+        return jnp.dtype(self.compute_dtype)
 
     @property
     def num_units(self) -> int:
@@ -92,8 +110,15 @@ class BertConfig:
         }
 
 
-def _dense(features: int, cfg: BertConfig, name: str) -> nn.Dense:
-    return nn.Dense(features, kernel_init=nn.initializers.normal(cfg.initializer_range), name=name)
+def _dense(features: int, cfg: BertConfig, name: str, dtype=None) -> nn.Dense:
+    """A dense layer computing in ``dtype`` (default: the compute dtype) with float32 parameters."""
+    return nn.Dense(features, kernel_init=nn.initializers.normal(cfg.initializer_range), name=name,
+                    dtype=cfg.dtype if dtype is None else dtype)
+
+
+def _layer_norm(cfg: BertConfig, dtype=None) -> nn.LayerNorm:
+    """LayerNorm with float32 statistics and parameters, output in ``dtype`` (default: the compute dtype)."""
+    return nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=cfg.dtype if dtype is None else dtype, name="LayerNorm")
 
 
 class Embeddings(nn.Module):
@@ -109,7 +134,7 @@ class Embeddings(nn.Module):
             + nn.Embed(self.cfg.max_position, h, embedding_init=init, name="position")(positions)
             + nn.Embed(self.cfg.type_vocab_size, h, embedding_init=init, name="token_type")(token_type_ids)
         )
-        x = nn.LayerNorm(epsilon=self.cfg.layer_norm_eps, name="LayerNorm")(x)
+        x = _layer_norm(self.cfg, jnp.float32)(x).astype(self.cfg.dtype)
         return nn.Dropout(self.cfg.hidden_dropout)(x, deterministic=deterministic)
 
 
@@ -132,12 +157,13 @@ class AttentionUnit(nn.Module):
         q = split(_dense(h, cfg, "query")(x))
         k = split(_dense(h, cfg, "key")(x))
         v = split(_dense(h, cfg, "value")(x))
-        scores = jnp.einsum("bqhd,bkhd->bhqk", q, k) / jnp.sqrt(jnp.asarray(d, x.dtype)) + bias
-        probs = jax.nn.softmax(scores, axis=-1)
+        scores = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32)
+        scores = scores / jnp.sqrt(jnp.asarray(d, jnp.float32)) + bias.astype(jnp.float32)
+        probs = jax.nn.softmax(scores, axis=-1).astype(cfg.dtype)  # softmax in float32
         probs = nn.Dropout(cfg.attention_dropout)(probs, deterministic=deterministic)
         context = jnp.einsum("bhqk,bkhd->bqhd", probs, v).reshape(b, length, h)
         out = nn.Dropout(cfg.hidden_dropout)(_dense(h, cfg, "output")(context), deterministic=deterministic)
-        return nn.LayerNorm(epsilon=cfg.layer_norm_eps, name="LayerNorm")(out + x)
+        return _layer_norm(cfg)(out + x)
 
 
 class FFNUnit(nn.Module):
@@ -150,7 +176,7 @@ class FFNUnit(nn.Module):
         cfg = self.cfg
         y = nn.gelu(_dense(cfg.intermediate_size, cfg, "intermediate")(x), approximate=False)
         y = nn.Dropout(cfg.hidden_dropout)(_dense(cfg.hidden_size, cfg, "output")(y), deterministic=deterministic)
-        return nn.LayerNorm(epsilon=cfg.layer_norm_eps, name="LayerNorm")(y + x)
+        return _layer_norm(cfg)(y + x)
 
 
 def make_unit(cfg: BertConfig, u: int, name: str | None = None) -> nn.Module:
@@ -206,9 +232,11 @@ class ClassificationHead(nn.Module):
 
     @nn.compact
     def __call__(self, hidden: jax.Array, attention_mask: jax.Array, *, deterministic: bool = True) -> jax.Array:
-        pooled = jnp.tanh(_dense(self.cfg.hidden_size, self.cfg, "pooler")(pool(hidden, attention_mask, self.pooling)))
+        hidden = hidden.astype(jnp.float32)  # the head runs in float32 (module docstring)
+        pooler = _dense(self.cfg.hidden_size, self.cfg, "pooler", jnp.float32)
+        pooled = jnp.tanh(pooler(pool(hidden, attention_mask, self.pooling)))
         pooled = nn.Dropout(self.cfg.hidden_dropout)(pooled, deterministic=deterministic)
-        return _dense(self.num_labels, self.cfg, "classifier")(pooled)
+        return _dense(self.num_labels, self.cfg, "classifier", jnp.float32)(pooled)
 
 
 class SequenceClassifier(nn.Module):

@@ -10,6 +10,7 @@ from mgen_jax.data.pipeline import DEFAULT_BUCKETS
 from mgen_jax.data.splits import HeldoutSpec
 from mgen_jax.errors import ConfigError
 from mgen_jax.io import build_config, describe_value, read_config_yaml
+from mgen_jax.model.bert import COMPUTE_DTYPES
 
 
 MAX_TOKENS = 65_536  # max_length and every bucket: far beyond any BERT's positions, refused before any allocation
@@ -43,6 +44,9 @@ class FinetuneConfig:
     heldout_max_rows: int = 1000
     heldout_seed: int = 0
     data_seed: int = 0  # seed of the train cap (max_train_examples): every training seed sees the same rows
+    # of matmuls and activations: "float32", or "bfloat16" on GPU/TPU (parameters, optimizer state and losses stay
+    # float32: model/bert.py); on CPU bfloat16 is no faster
+    compute_dtype: str = "float32"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "buckets", tuple(int(b) for b in self.buckets))
@@ -82,6 +86,9 @@ class FinetuneConfig:
             raise ConfigError("finetune config fields 'weight_decay' must be >= 0 and 'max_grad_norm' > 0")
         if self.pooling not in ("mean", "cls"):
             raise ConfigError(f"finetune config field 'pooling' must be 'mean' or 'cls', got {self.pooling!r}")
+        if self.compute_dtype not in COMPUTE_DTYPES:
+            raise ConfigError(f"finetune config field 'compute_dtype' must be one of {list(COMPUTE_DTYPES)}, "
+                              f"got {describe_value(self.compute_dtype)}")
         if self.hidden_dropout is not None and not 0 <= self.hidden_dropout < 1:
             raise ConfigError(f"finetune config field 'hidden_dropout' must be in [0, 1), got {self.hidden_dropout!r}")
         if self.buckets and not 1 <= min(self.buckets) <= max(self.buckets) <= MAX_TOKENS:

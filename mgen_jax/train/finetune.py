@@ -222,6 +222,7 @@ def _train_and_evaluate(cfg: FinetuneConfig, workdir: Path, *, glue_dir, progres
     bert = pretrained.config
     if cfg.hidden_dropout is not None:
         bert = dataclasses.replace(bert, hidden_dropout=cfg.hidden_dropout)
+    bert = dataclasses.replace(bert, compute_dtype=cfg.compute_dtype)
     if cfg.max_length > bert.max_position:
         raise ConfigError(f"max_length {cfg.max_length} exceeds the model's {bert.max_position} positions")
     train, heldout, dev = prepare_data(cfg, pretrained.tokenizer, glue_dir)
