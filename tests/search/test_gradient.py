@@ -225,3 +225,37 @@ def test_one_run_spends_the_budget_meets_the_target_and_resumes(tmp_path, tiny_b
     # another seed draws other batches and samples; an infeasible target is refused with the range
     with pytest.raises(ConfigError, match="not feasible"):
         gradient_run(gen, low * 0.9, 0, gen.cfg.gradient)
+
+
+def test_where_enumeration_cannot_go():
+    """8 tasks on a bert-base-shaped model (24 units): 25^8 trees, which budget selection refuses to enumerate; the
+    constrained search and the decode run on it and meet the target (planted losses: odd tasks gain from sharing,
+    even tasks lose)."""
+    from mgen_jax import hw
+    from mgen_jax.search.select import all_branch_points
+    from mgen_jax.search.steps import EnergyModel
+
+    tasks, units = 8, 24
+    with pytest.raises(ConfigError, match="enumerates"):
+        all_branch_points(tasks, units)
+    arch = hw.load_arch("bert-base")
+    assert arch.num_units == units
+    tables = cost.build_tables(hw.load_spec("isaac"), arch, (2,) * tasks)
+    workload = cost.fixed_workload(tasks, tokens=64)
+    energy = EnergyModel(arch, tables, workload,
+                         float(cost.expected_energy(jnp.zeros((tasks, units)), tables, workload).total_j))
+    b = np.arange(units + 1) / units
+    table = np.stack([0.6 - 0.2 * b if t % 2 else 0.4 + 0.3 * b ** 2 for t in range(tasks)]).astype(np.float32)
+    target, steps = 0.4, 800
+    settings = GradientSettings()
+    step = make_logit_step(None, None, energy, settings, target, steps,
+                           every_b_losses=lambda params, task, batch: jnp.asarray(table)[task])
+    state = LogitState.zeros(tasks, units, settings.mu_init)
+    for k in range(steps):
+        state, _, _ = step(state, None, None, jnp.int32(k % tasks), jnp.int32(k), jax.random.PRNGKey(k))
+    ratio_of = lambda tree: tree_ratio(tree, tables, workload, energy.independent_j)
+    argmax = [int(x) for x in np.asarray(state.logits).argmax(axis=1)]
+    tree, _ = decode_tree(argmax, decode_costs(state, settings), target, ratio_of)
+    assert ratio_of(tree) <= target * (1 + 1e-6)
+    assert all(tree[t] == units for t in range(1, tasks, 2))  # the gaining tasks share everything
+    assert min(tree[t] for t in range(0, tasks, 2)) < units  # the losing ones keep some of their own units
