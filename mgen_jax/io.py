@@ -507,6 +507,18 @@ def check_field_types(cls: Any, values: dict[str, Any], *, source: str, what: st
     return out
 
 
+def check_known_fields(cls: Any, values: dict[str, Any], where: str) -> None:
+    """ConfigError naming ``where`` if ``values`` has keys that are not fields of the dataclass ``cls``."""
+    import dataclasses
+
+    from mgen_jax.errors import ConfigError
+
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(str(k) for k in values if k not in known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) {unknown[:10]}; known: {sorted(known)}")
+
+
 def build_config(cls: Any, values: dict[str, Any], *, source: str, what: str, required: tuple[str, ...],
                  field_sources: dict[str, str] | None = None) -> Any:
     """``cls(**values)`` for a frozen config dataclass: unknown and missing fields, values of the wrong type or not

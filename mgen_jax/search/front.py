@@ -26,7 +26,7 @@ import numpy as np
 from mgen_jax.data.bootstrap import paired_bootstrap_drop, seed_bootstrap_drop
 from mgen_jax.data.predictions import PREDICTIONS, read_predictions
 from mgen_jax.errors import ConfigError, DataError
-from mgen_jax.io import build_config, read_config_yaml, write_json_atomic
+from mgen_jax.io import build_config, check_known_fields, read_config_yaml, write_json_atomic
 from mgen_jax.search.judge import Goal, format_efficiency, read_front
 
 
@@ -114,10 +114,7 @@ class FrontConfig:
 def _candidate(values: Any, where: str) -> Candidate:
     if not isinstance(values, dict):
         raise ConfigError(f"{where} must be a mapping, got {type(values).__name__}")
-    known = {f.name for f in dataclasses.fields(Candidate)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ConfigError(f"{where}: unknown field(s) {unknown}; known: {sorted(known)}")
+    check_known_fields(Candidate, values, where)
     return Candidate(**values)
 
 

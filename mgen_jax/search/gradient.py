@@ -29,7 +29,7 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -39,7 +39,7 @@ from flax import struct
 
 from mgen_jax import cost
 from mgen_jax.errors import ConfigError
-from mgen_jax.io import write_json_atomic
+from mgen_jax.io import check_known_fields, write_json_atomic
 from mgen_jax.search.budget import BudgetState, init_budget_state, interleave, single_task_loss
 from mgen_jax.search.constrained import (
     MU_FLOOR, check_target, dual_step_size, dual_update, energy_ratio, feasible_range, lagrangian, natural_step,
@@ -120,10 +120,7 @@ class GradientSettings:
             return cls()
         if not isinstance(values, dict):
             raise ConfigError(f"search config field 'gradient' must be a mapping, got {type(values).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"search config field 'gradient' has unknown keys {unknown}; known: {sorted(known)}")
+        check_known_fields(cls, values, "search config field 'gradient'")
         return cls(**values)
 
     def run_settings(self) -> dict[str, Any]:
@@ -244,107 +241,136 @@ def target_range(gen) -> tuple[float, float]:
     return feasible_range(e.tables, e.workload, e.independent_j, len(gen.tasks))
 
 
+class _Plan(NamedTuple):
+    """What both parts of one run share: the equal-budget schedule and its training step."""
+
+    streams: list
+    schedule: np.ndarray  # the task of every global step
+    total: int  # global steps: the whole budget
+    search_steps: int
+    lr: Any  # global step -> learning rate
+    budget_fn: Any  # the equal-budget step (search/budget.py)
+    dropout_key: Any
+    batch_fn: Any  # global step -> batch on the devices
+
+
+def _plan(gen, seed: int, settings: GradientSettings) -> tuple[_Plan, Any]:
+    cfg = gen.cfg
+    streams = gen.budget_streams(seed)
+    schedule = interleave([s.steps for s in streams])
+    total = len(schedule)
+    search_steps = min(total, max(1, int(round(settings.search_fraction * total))))
+    tx, budget_fn = gen.budget_step()
+    plan = _Plan(streams, schedule, total, search_steps,
+                 warmup_linear_schedule(cfg.lr_finetune, total, warmup_ratio=cfg.warmup_ratio), budget_fn,
+                 gen._replicate(jax.random.PRNGKey(seed + 5)), gen.budget_batches(streams, schedule))
+    return plan, tx
+
+
+def _loss_log(gen):
+    """observe(t, loss) -> the logged values: the step's loss and every task's mean over its last 20 steps."""
+    recent: dict[int, list[float]] = {t: [] for t in range(len(gen.tasks))}
+
+    def observe(t, loss) -> dict[str, Any]:
+        recent[t] = (recent[t] + [float(loss)])[-20:]
+        return {"loss": float(loss), "task": gen.tasks[t].name} | {
+            f"loss_{x.name}": float(np.mean(recent[i])) for i, x in enumerate(gen.tasks) if recent[i]}
+
+    return observe
+
+
 def gradient_run(gen, target: float, seed: int, settings: GradientSettings, *, tag: str = "") -> dict[str, Any]:
     """One run of the gradient search at energy target ``target`` with training seed ``seed`` (``gen``: the
     experiment's ModelGenerator: model, data, budgets, energy model, run folder; ``tag`` names a variant of the
-    settings in the folder's name). Resumes from its folder; returns
-    the discrete model's record (held-out and dev metrics, exact energy) with the search's outcome under
-    ``"search"``."""
+    settings in the folder's name). Resumes from its folder; returns the discrete model's record (held-out and dev
+    metrics, exact energy) with the search's outcome under ``"search"``."""
     cfg = gen.cfg
     if cfg.finetune_budget != "independent" or cfg.finetune_init != "pretrained":
         raise ConfigError("the gradient search runs inside the equal training budget: it needs finetune_budget: "
                           "independent and finetune_init: pretrained")
     if cfg.distill_weight > 0:
         raise ConfigError("the gradient search does not distil (distill_weight must be 0)")
-    low, high = target_range(gen)
-    target = check_target(target, low, high)
+    if settings.task_weights is not None and len(settings.task_weights) != len(gen.tasks):
+        raise ConfigError(f"search config field 'gradient.task_weights' needs one weight per task "
+                          f"({len(gen.tasks)}), got {len(settings.task_weights)}")
+    target = check_target(target, *target_range(gen))
     directory = run_dir(gen, target, seed, tag)
     result_path = directory / "result.json"
     gen._check_phase_folder(directory, settings.run_settings() | gen.finetune_settings() | {
         "energy_target": target, "seed": seed}, "gradient run folder")
     if result_path.exists():
         return json.loads(result_path.read_text())
-    streams = gen.budget_streams(seed)
-    steps = [s.steps for s in streams]
-    schedule = interleave(steps)
-    total = len(schedule)
-    search_steps = min(total, max(1, int(round(settings.search_fraction * total))))
-    if settings.task_weights is not None and len(settings.task_weights) != len(gen.tasks):
-        raise ConfigError(f"search config field 'gradient.task_weights' needs one weight per task "
-                          f"({len(gen.tasks)}), got {len(settings.task_weights)}")
-    lr = warmup_linear_schedule(cfg.lr_finetune, total, warmup_ratio=cfg.warmup_ratio)
-    tx, budget_fn = gen.budget_step()
-    logit_fn = make_logit_step(gen.model, gen.tasks, gen.energy, settings, target, search_steps)
-    dropout_key = gen._replicate(jax.random.PRNGKey(seed + 5))
-    sample_key = jax.random.PRNGKey(seed * 7919 + 11)
-    batch_fn = gen.budget_batches(streams, schedule)
-    units = gen.num_units
+    plan, tx = _plan(gen, seed, settings)
     start = SearchState(jnp.asarray(0, jnp.int32), init_budget_state(gen.pretrained_params(seed), tx),
-                        LogitState.zeros(len(gen.tasks), units, settings.mu_init))
-
-    def search_step(state: SearchState, batch, k):
-        t = int(schedule[k])
-        logit, b, info = logit_fn(state.logit, state.budget.params, batch, jnp.int32(t), jnp.int32(k),
-                                  jax.random.fold_in(sample_key, k))
-        budget, loss = budget_fn(state.budget, batch, jnp.int32(t), b, jnp.float32(lr(k)), dropout_key)
-        return SearchState(budget.step, budget, logit), (t, loss, b) + info + (logit.mu,)
-
-    recent: dict[int, list[float]] = {t: [] for t in range(len(gen.tasks))}
-
-    def observe_search(k, outputs):
-        t, loss, b, ratio, tau, expected, mu = outputs
-        recent[t] = (recent[t] + [float(loss)])[-20:]
-        return {"loss": float(loss), "task": gen.tasks[t].name, "b": int(b), "energy_ratio": float(ratio),
-                "tau": float(tau), "mu": float(mu), "expected_loss": float(expected)} | {
-            f"loss_{x.name}": float(np.mean(recent[i])) for i, x in enumerate(gen.tasks) if recent[i]}
-
-    mean_b = lambda state: {"mean_b": float(np.mean(
-        np.asarray(jax.nn.softmax(state.logit.logits, axis=-1)) @ np.arange(units + 1)))}
-    place = lambda s: replicate(s, gen.mesh)
-    search_dir = directory / "search"
-    search_file = directory / "search.json"
-    if search_file.exists():
-        found = json.loads(search_file.read_text())
-        state = restore_checkpoint(search_dir / "checkpoint.msgpack", start)  # the search's last state
-        search_wall = found["wall_clock_s"]
-    else:
-        state, search_wall = gen._loop(search_dir, start, search_steps, batch_fn, search_step,
-                                       f"gradient search r={target:g} seed {seed}", observe_search, mean_b, place)
-        found = _discretise(gen, state, target, search_dir, settings, search_steps)
-        found |= {"steps": search_steps, "total_steps": total, "wall_clock_s": search_wall}
-        write_json_atomic(search_file, found)
+                        LogitState.zeros(len(gen.tasks), gen.num_units, settings.mu_init))
+    state, found = _search_phase(gen, plan, start, directory, target, seed, settings)
     b_arr = np.asarray(found["branch_points"], np.int32)
 
     def train_step(state: BudgetState, batch, k):
-        t = int(schedule[k])
-        state, loss = budget_fn(state, batch, jnp.int32(t), jnp.int32(b_arr[t]), jnp.float32(lr(k)), dropout_key)
+        t = int(plan.schedule[k])
+        state, loss = plan.budget_fn(state, batch, jnp.int32(t), jnp.int32(b_arr[t]), jnp.float32(plan.lr(k)),
+                                     plan.dropout_key)
         return state, (t, loss)
 
-    def observe_train(k, outputs):
-        t, loss = outputs
-        recent[t] = (recent[t] + [float(loss)])[-20:]
-        return {"loss": float(loss), "task": gen.tasks[t].name} | {
-            f"loss_{x.name}": float(np.mean(recent[i])) for i, x in enumerate(gen.tasks) if recent[i]}
-
-    budget_state, train_wall = gen._loop(directory / "finetune", state.budget, total, batch_fn, train_step,
-                                         f"gradient run r={target:g} seed {seed}: b={list(map(int, b_arr))}",
-                                         observe_train, place=place)
-    tokens = [s.tokens() for s in streams]
-    real, padded = sum(r for r, _ in tokens), sum(p for _, p in tokens)
-    record = gen.evaluate(directory, b_arr.tolist(), budget_state.params) | {
-        "seed": seed, "energy_target": target, "search": found, "settings": settings.run_settings(),
-        "finetune_steps": total, "finetune_budget": cfg.finetune_budget, "lr_finetune": cfg.lr_finetune,
-        "examples_seen": {t.name: s.examples() for t, s in zip(gen.tasks, streams)},
-        "steps_per_task": {t.name: s.steps for t, s in zip(gen.tasks, streams)},
-        "batch_size_per_task": {t.name: s.batch_size for t, s in zip(gen.tasks, streams)},
-        "padding_fraction": 1 - real / padded, "real_tokens": real, "finetune_init": cfg.finetune_init,
-        "search_wall_clock_s": search_wall, "train_wall_clock_s": train_wall,
-        "finetune_wall_clock_s": search_wall + train_wall, "devices": len(jax.devices()),
-    }
+    observe = _loss_log(gen)
+    budget_state, train_wall = gen._loop(directory / "finetune", state.budget, plan.total, plan.batch_fn, train_step,
+                                         f"gradient run r={target:g} seed {seed}: b={b_arr.tolist()}",
+                                         lambda k, out: observe(*out), place=lambda s: replicate(s, gen.mesh))
+    record = gen.evaluate(directory, b_arr.tolist(), budget_state.params) | _run_info(gen, plan, settings) | {
+        "seed": seed, "energy_target": target, "search": found, "search_wall_clock_s": found["wall_clock_s"],
+        "train_wall_clock_s": train_wall, "finetune_wall_clock_s": found["wall_clock_s"] + train_wall}
     write_json_atomic(result_path, record)
-    for folder in (search_dir, directory / "finetune"):
+    for folder in (directory / "search", directory / "finetune"):
         (folder / "checkpoint.msgpack").unlink(missing_ok=True)
     return record
+
+
+def _run_info(gen, plan: _Plan, settings: GradientSettings) -> dict[str, Any]:
+    cfg = gen.cfg
+    tokens = [s.tokens() for s in plan.streams]
+    real, padded = sum(r for r, _ in tokens), sum(p for _, p in tokens)
+    return {"settings": settings.run_settings(), "finetune_steps": plan.total, "finetune_budget": cfg.finetune_budget,
+            "lr_finetune": cfg.lr_finetune, "finetune_init": cfg.finetune_init,
+            "examples_seen": {t.name: s.examples() for t, s in zip(gen.tasks, plan.streams)},
+            "steps_per_task": {t.name: s.steps for t, s in zip(gen.tasks, plan.streams)},
+            "batch_size_per_task": {t.name: s.batch_size for t, s in zip(gen.tasks, plan.streams)},
+            "padding_fraction": 1 - real / padded, "real_tokens": real, "devices": len(jax.devices())}
+
+
+def _search_phase(gen, plan: _Plan, start: SearchState, directory: Path, target: float, seed: int,
+                  settings: GradientSettings) -> tuple[SearchState, dict[str, Any]]:
+    """The search part of a run (folder search/): its last state and its outcome (search.json, written once)."""
+    logit_fn = make_logit_step(gen.model, gen.tasks, gen.energy, settings, target, plan.search_steps)
+    sample_key = jax.random.PRNGKey(seed * 7919 + 11)
+    search_dir, search_file = directory / "search", directory / "search.json"
+    if search_file.exists():
+        return restore_checkpoint(search_dir / "checkpoint.msgpack", start), json.loads(search_file.read_text())
+
+    def step(state: SearchState, batch, k):
+        t = int(plan.schedule[k])
+        logit, b, info = logit_fn(state.logit, state.budget.params, batch, jnp.int32(t), jnp.int32(k),
+                                  jax.random.fold_in(sample_key, k))
+        budget, loss = plan.budget_fn(state.budget, batch, jnp.int32(t), b, jnp.float32(plan.lr(k)),
+                                      plan.dropout_key)
+        return SearchState(budget.step, budget, logit), (t, loss, b) + info + (logit.mu,)
+
+    log = _loss_log(gen)
+
+    def observe(k, outputs):
+        t, loss, b, ratio, tau, expected, mu = outputs
+        return log(t, loss) | {"b": int(b), "energy_ratio": float(ratio), "tau": float(tau), "mu": float(mu),
+                               "expected_loss": float(expected)}
+
+    units = gen.num_units
+    mean_b = lambda state: {"mean_b": float(np.mean(
+        np.asarray(jax.nn.softmax(state.logit.logits, axis=-1)) @ np.arange(units + 1)))}
+    state, wall = gen._loop(search_dir, start, plan.search_steps, plan.batch_fn, step,
+                            f"gradient search r={target:g} seed {seed}", observe, mean_b,
+                            lambda s: replicate(s, gen.mesh))
+    found = _discretise(gen, state, target, search_dir, settings, plan.search_steps) | {
+        "steps": plan.search_steps, "total_steps": plan.total, "wall_clock_s": wall}
+    write_json_atomic(search_file, found)
+    return state, found
 
 
 def _discretise(gen, state: SearchState, target: float, search_dir: Path, settings: GradientSettings,

@@ -8,6 +8,7 @@ import math
 from typing import Any, Sequence
 
 from mgen_jax.errors import ConfigError
+from mgen_jax.io import check_known_fields
 
 
 def format_efficiency(energy_ratio: float, *, digits: int = 3) -> str:
@@ -45,10 +46,7 @@ class Goal:
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any], where: str) -> "Goal":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"{where}: unknown field(s) {unknown}; known: {sorted(known)}")
+        check_known_fields(cls, values, where)
         return cls(**values)
 
 

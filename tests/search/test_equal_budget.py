@@ -22,13 +22,14 @@ HELDOUT = dict(heldout_max_rows=40)
 BUCKETS = (64,)  # one padded length: each length is one more compilation of every step
 
 
-def _independent(root: Path, model: Path, glue_dir, seed: int = 0) -> None:
-    """Two tasks of different budgets: SST-2 60 rows x 2 epochs, STS-B 40 rows x 1 epoch (batch 8)."""
+def _independent(root: Path, model: Path, glue_dir, seed: int = 0, max_dev_examples: int | None = 32) -> None:
+    """Two tasks of different budgets: SST-2 60 rows x 2 epochs, STS-B 40 rows x 1 epoch (batch 8); dev capped at
+    ``max_dev_examples`` rows (a subset drawn with the seed; None: every row)."""
     for task, rows, epochs in (("SST-2", 60, 2), ("STS-B", 40, 1)):
         if (root / task / "summary.json").exists():
             continue
         cfg = FinetuneConfig(task=task, model=str(model), max_train_examples=rows, epochs=epochs, batch_size=8,
-                             eval_batch_size=16, max_dev_examples=32, learning_rate=1e-3, max_length=64,
+                             eval_batch_size=16, max_dev_examples=max_dev_examples, learning_rate=1e-3, max_length=64,
                              buckets=BUCKETS, seed=seed, **HELDOUT)
         train_and_evaluate(cfg, root / task, glue_dir=glue_dir, progress=False)
 

@@ -11,18 +11,7 @@ from mgen_jax.errors import ConfigError
 from mgen_jax.search.front import Models, build_front, load_front_config, write_front
 from mgen_jax.search.judge import Goal, read_front
 
-from mgen_jax.train import FinetuneConfig, train_and_evaluate
-
-from test_equal_budget import BUCKETS, HELDOUT, TASKS  # noqa: E402  (tests/search is on sys.path)
-
-
-def _independent(root, model, glue_dir, seed):
-    """test_equal_budget's two tasks, evaluated on every dev row (a paired bootstrap needs the same rows)."""
-    for task, rows, epochs in (("SST-2", 60, 2), ("STS-B", 40, 1)):
-        cfg = FinetuneConfig(task=task, model=str(model), max_train_examples=rows, epochs=epochs, batch_size=8,
-                             eval_batch_size=64, learning_rate=1e-3, max_length=64, buckets=BUCKETS, seed=seed,
-                             **HELDOUT)
-        train_and_evaluate(cfg, root / task, glue_dir=glue_dir, progress=False)
+from test_equal_budget import BUCKETS, HELDOUT, TASKS, _independent  # noqa: E402  (tests/search is on sys.path)
 
 
 def _search_config(path, model, runs, **changes):
@@ -42,7 +31,7 @@ def front_setup(tmp_path_factory, tiny_bert_dir, glue_dir):
     root = tmp_path_factory.mktemp("front")
     runs = [root / "ind0", root / "ind1"]
     for seed, run in enumerate(runs):
-        _independent(run, tiny_bert_dir, glue_dir, seed)
+        _independent(run, tiny_bert_dir, glue_dir, seed, max_dev_examples=None)  # a paired bootstrap: every row
     search = _search_config(root / "tiny.yaml", tiny_bert_dir, runs)
     front = {"name": "front_tiny", "reference": search, "seeds": [0, 1], "bootstrap_samples": 50,
              "budgets": [{"label": "budget 0.95", "energy_ratio": 0.95, "candidates": [

@@ -43,7 +43,7 @@ def test_gradient_settings_name_the_field():
         GradientSettings(estimator="reinforce")
     with pytest.raises(ConfigError, match="gradient.search_fraction"):
         GradientSettings(search_fraction=0.0)
-    with pytest.raises(ConfigError, match="unknown keys"):
+    with pytest.raises(ConfigError, match="unknown field"):
         GradientSettings.from_mapping({"searchfraction": 0.2})
 
 
