@@ -25,6 +25,6 @@ for cfg in qnli:QNLI mnli:MNLI qqp:QQP; do
 done
 .venv/bin/python experiments/collect_baseline.py --runs runs/baseline runs/baseline_seed1 runs/baseline_seed2
 $MGEN analyze --runs runs/baseline --tasks SST-2,CoLA,MRPC,STS-B,RTE --out experiments/results --stem redundancy_glue5
-$MGEN sweep --config configs/search/glue5.yaml
-$MGEN sweep --config configs/search/glue8.yaml
+$MGEN sweep --config configs/search/glue5.yaml --out experiments/results
+$MGEN sweep --config configs/search/glue8.yaml --out experiments/results
 .venv/bin/python experiments/schedule_experiment.py

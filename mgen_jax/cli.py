@@ -740,7 +740,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--lambda", dest="lam", type=_nonnegative_float,
                            help="instead of a target: a fixed weight of the energy term after a warm-up")
         else:
-            p.add_argument("--out", default="experiments/results", help="results folder [experiments/results]")
+            p.add_argument("--out", default="runs/results", help="results folder [runs/results]; the committed "
+                           "records in experiments/results are rewritten by the experiment scripts that own them")
             p.add_argument("--report-only", action="store_true", help="train nothing: write the record and plot of "
                            "the models finished so far, the others listed as pending")
         p.set_defaults(func=func)
