@@ -72,7 +72,10 @@ def _best(problem: SchedulingProblem, schedules) -> Solution:
 
 
 def maximal_pinnings(problem: SchedulingProblem) -> Iterator[frozenset]:
-    """Every maximal feasible set of pinned nodes."""
+    """Every maximal feasible set of pinned nodes, in the order of a depth-first walk that takes each node before
+    leaving it out. Leaving node i out is not tried where node i, the chosen nodes and every later node fit together:
+    no set of that branch could then be maximal (node i could still join it; a subset of a feasible set is
+    feasible), so the walk visits the maximal sets, not all 2^nodes subsets."""
     nodes = problem.nodes
 
     def grow(i: int, chosen: frozenset) -> Iterator[frozenset]:
@@ -83,21 +86,32 @@ def maximal_pinnings(problem: SchedulingProblem) -> Iterator[frozenset]:
         with_node = chosen | {nodes[i]}
         if problem.fits(with_node):
             yield from grow(i + 1, with_node)
-        yield from grow(i + 1, chosen)
+        if not problem.fits(with_node | set(nodes[i + 1:])):
+            yield from grow(i + 1, chosen)
 
     yield from grow(0, frozenset())
 
 
+def exact_refusal(problem: SchedulingProblem, *, max_tasks: int = 5, max_requests: int = 12,
+                  max_nodes: int = 24) -> str | None:
+    """Why ``solve_exact`` refuses ``problem`` (too many tasks, requests, nodes or child orders), or None when it
+    solves it."""
+    if problem.tree.num_tasks > max_tasks or problem.num_requests > max_requests or len(problem.nodes) > max_nodes:
+        return (f"exact solver: instance too large ({problem.tree.num_tasks} tasks, {problem.num_requests} requests, "
+                f"{len(problem.nodes)} nodes; limits {max_tasks}, {max_requests}, {max_nodes}); use the fast solver")
+    if count_child_orders(problem.tree) > MAX_EXACT_ORDERS:
+        return (f"exact solver: {count_child_orders(problem.tree):,} child orders, more than its limit "
+                f"{MAX_EXACT_ORDERS:,}; use the fast solver")
+    return None
+
+
 def solve_exact(problem: SchedulingProblem, *, max_tasks: int = 5, max_requests: int = 12,
                 max_nodes: int = 24) -> Solution:
-    if problem.tree.num_tasks > max_tasks or problem.num_requests > max_requests or len(problem.nodes) > max_nodes:
-        raise ConfigError(
-            f"exact solver: instance too large ({problem.tree.num_tasks} tasks, {problem.num_requests} requests, "
-            f"{len(problem.nodes)} nodes; limits {max_tasks}, {max_requests}, {max_nodes}); use the fast solver"
-        )
-    if count_child_orders(problem.tree) > MAX_EXACT_ORDERS:
-        raise ConfigError(f"exact solver: {count_child_orders(problem.tree):,} child orders, more than its limit "
-                          f"{MAX_EXACT_ORDERS:,}; use the fast solver")
+    """Every schedule of the space (module docstring); ConfigError for an instance over its limits
+    (``exact_refusal``)."""
+    refusal = exact_refusal(problem, max_tasks=max_tasks, max_requests=max_requests, max_nodes=max_nodes)
+    if refusal is not None:
+        raise ConfigError(refusal)
     pinnings = list(maximal_pinnings(problem))
     orders = list(child_orders(problem.tree))
     schedules = (

@@ -12,6 +12,7 @@ from mgen_jax.errors import ConfigError
 from mgen_jax.hw.schedule import Schedule, child_orders
 from mgen_jax.schedule import SchedulingProblem, evaluate, request_major, solve_exact, solve_fast, task_major
 from mgen_jax.schedule.instances import random_small_instance
+from mgen_jax.schedule.solvers import maximal_pinnings
 from mgen_jax.sim import execute_schedule, simulate
 from mgen_jax.workload import Trace
 
@@ -117,6 +118,22 @@ def test_infeasible_inputs(isaac, minilm):
     problem = SchedulingProblem(isaac, minilm, hw.SharingTree.from_branch_points([0] * 8, 12), eight)
     with pytest.raises(ConfigError, match="need .* crossbars, the chip has 16128"):
         evaluate(problem, Schedule(frozenset(problem.nodes), 1))
+
+
+def test_maximal_pinnings_are_every_maximal_feasible_set(isaac, minilm):
+    rng = np.random.default_rng(11)
+    for _ in range(12):
+        spec, arch, tree, trace = random_small_instance(rng, isaac)
+        problem = SchedulingProblem(spec, arch, tree, trace)
+        nodes = problem.nodes
+        subsets = (frozenset(c) for k in range(len(nodes) + 1) for c in itertools.combinations(nodes, k))
+        maximal = [s for s in subsets if problem.fits(s) and all(n in s or not problem.fits(s | {n}) for n in nodes)]
+        found = list(maximal_pinnings(problem))
+        assert len(found) == len(set(found)) and set(found) == set(maximal)
+    # two independent MiniLM tasks: 24 nodes that all fit, one maximal set, found without walking 2^24 subsets
+    trace = Trace(np.full(1, 8), np.ones((1, 2), bool), ("a", "b"))
+    problem = SchedulingProblem(isaac, minilm, hw.SharingTree.from_branch_points([0, 0], 12), trace)
+    assert list(maximal_pinnings(problem)) == [frozenset(problem.nodes)]
 
 
 def test_exact_refuses_large_instances(isaac, minilm):
