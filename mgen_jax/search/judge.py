@@ -1,5 +1,6 @@
-"""How results are read against a goal: the front's headline (``read_front``), and efficiencies printed without
-crossing a goal by rounding (``format_efficiency``)."""
+"""How results are read against a goal, and the words that say so: the front's headline (``read_front``), the
+sweep's claim in one line (``sweep_headline``), and efficiencies printed without crossing a goal by rounding
+(``format_efficiency``). The command line prints these sentences; it does not build them."""
 
 from __future__ import annotations
 
@@ -88,3 +89,34 @@ def read_front(record: dict[str, Any], goal: Goal) -> dict[str, Any]:
 def _brief(p: dict[str, Any]) -> dict[str, Any]:
     return {k: p.get(k) for k in ("label", "efficiency", "efficiency_text", "energy_ratio_max", "dev_mean_score",
                                   "drop_points", "drop_interval", "branch_points_by_seed")}
+
+
+def sweep_headline(record: dict[str, Any]) -> str | None:
+    """One line on a sweep record's claim: the held-out-chosen model's efficiency, its dev points above or below the
+    independent models' mean and whether the sweep's goal (``goal_3x_within_1_point``) is met; None while the claim
+    has no dev mean yet.
+
+    >>> claim = {"chosen_on": "heldout", "label": "budget 0.5000", "seeds": [0, 1, 2], "energy_ratio": 0.48924,
+    ...          "independent_seeds": [0, 1, 2], "dev_mean_score": 69.79, "drop_points": -0.55}
+    >>> record = {"claim": claim, "goal_3x_within_1_point": {"met": False}}
+    >>> print(sweep_headline(record))  # doctest: +NORMALIZE_WHITESPACE
+    headline (heldout-chosen budget 0.5000, 3 seeds): 2.044x at 0.55 points above the independent models' dev mean
+    (3 seeds); goal met: False
+    """
+    claim = record.get("claim") or {}
+    if claim.get("dev_mean_score") is None:
+        return None
+    goal = record.get("goal_3x_within_1_point") or {}
+    drop = claim["drop_points"]
+    side = "below" if drop >= 0 else "above"
+    return (f"headline ({claim['chosen_on']}-chosen {claim['label']}, {len(claim['seeds'])} seeds): "
+            f"{format_efficiency(claim['energy_ratio'])} at {abs(drop):.2f} points {side} the independent models' "
+            f"dev mean ({len(claim['independent_seeds'])} seeds); goal met: {goal.get('met')}")
+
+
+def pending_line(pending: Sequence[str], what: str = "model(s)") -> str | None:
+    """The line that says a record is partial: how many of its runs are still to train, and which; None when none
+    is."""
+    if not pending:
+        return None
+    return f"partial: {len(pending)} {what} still to train: " + "; ".join(pending)
