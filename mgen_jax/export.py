@@ -1,4 +1,4 @@
-"""Export fine-tuned models as standard Hugging Face BERT directories (``mgen export``).
+"""Export fine-tuned models as standard Hugging Face BERT directories (``mgen export``), and load them back.
 
 Input: a fine-tuning run folder (``mgen finetune``: final_params.msgpack + config.json) or a discrete multi-task model
 folder of a sweep (``<workdir>/models/b_<...>``: params.msgpack + result.json; the sweep's settings.json two levels
@@ -6,20 +6,26 @@ up names the tasks). Output, per task: ``<out>/<TASK>/`` with
 
 - ``config.json`` (a BertModel config) and ``model.safetensors`` (the task's encoder in Hugging Face's names: for a
   multi-task model the embeddings, the trunk's units before the task's branch point and the task's own units after
-  it), loadable by ``transformers.BertModel.from_pretrained`` and by ``mgen_jax.model.load_pretrained``;
+  it, and BertModel's pooler, which holds the head's pooler weights), loadable by
+  ``transformers.BertModel.from_pretrained`` with nothing missing or newly initialized, and by
+  ``mgen_jax.model.load_pretrained``;
 - the tokenizer files of the pretrained model the run started from;
 - ``head.safetensors`` + ``head.json``: the task head, which is not Hugging Face's [CLS] pooler: mean pooling over
   the real tokens (attention mask), ``pooled = tanh(pooler.weight @ mean + pooler.bias)``, then
   ``logits = classifier.weight @ pooled + classifier.bias`` (weights stored (out, in) as in PyTorch); head.json holds
-  the pooling, the labels and, for a multi-task model, the branch point.
-"""
+  the pooling, the labels and, for a multi-task model, the branch point. BertModel's ``pooler_output`` applies the
+  same pooler to the [CLS] token: it is the head's pooled vector only for ``"pooling": "cls"``.
+
+``load_exported(directory)`` reads an export back and applies its head: ``logits`` of token ids, ``predict`` of
+texts (labels, or scores for a regression task)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -54,8 +60,10 @@ def write_export(out: Path, *, encoder: Any, head: Any, bert: BertConfig, task: 
     prepare_output(out / "config.json", "export folder")
     config = bert.to_hf() | {"architectures": ["BertModel"], "torch_dtype": "float32"}
     write_json_atomic(out / "config.json", config)
-    write_bytes_atomic(out / "model.safetensors", _safetensors_bytes(params_to_hf(encoder, bert)))
-    write_bytes_atomic(out / "head.safetensors", _safetensors_bytes(head_tensors(head, glue.num_labels)))
+    tensors = head_tensors(head, glue.num_labels)
+    pooler = {"pooler.dense.weight": tensors["pooler.weight"], "pooler.dense.bias": tensors["pooler.bias"]}
+    write_bytes_atomic(out / "model.safetensors", _safetensors_bytes(params_to_hf(encoder, bert) | pooler))
+    write_bytes_atomic(out / "head.safetensors", _safetensors_bytes(tensors))
     write_json_atomic(out / "head.json", {
         "task": glue.name, "pooling": pooling, "num_labels": glue.num_labels,
         "labels": None if glue.labels is None else list(glue.labels),
@@ -63,6 +71,9 @@ def write_export(out: Path, *, encoder: Any, head: Any, bert: BertConfig, task: 
         "formula": "pooled = tanh(pooler.weight @ pool(last_hidden_state) + pooler.bias); "
                    "logits = classifier.weight @ pooled + classifier.bias; pool = mean over attention_mask tokens"
                    if pooling == "mean" else "pool = the first ([CLS]) token",
+        "hf_pooler_output": "transformers' BertModel pooler_output is tanh(pooler.weight @ [CLS] + pooler.bias): "
+                            + ("the head's pooled vector" if pooling == "cls" else "not the head's input (the head "
+                               "pools the mean); use mgen_jax.export.load_exported or the formula above"),
     } | extra)
     for name in TOKENIZER_FILES:
         if (tokenizer_dir / name).is_file():
@@ -150,3 +161,47 @@ def head_outputs(hidden: np.ndarray, mask: np.ndarray, head: dict[str, np.ndarra
         pooled = hidden[:, 0]
     pooled = np.tanh(pooled @ head["pooler.weight"].T + head["pooler.bias"])
     return pooled @ head["classifier.weight"].T + head["classifier.bias"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportedModel:
+    """An exported task model: its encoder (``encoder``, read with mgen's loader; call it for the last hidden state),
+    its head's tensors (``head``) and head.json (``info``: task, labels, pooling, ...).
+
+    >>> model = load_exported("exported/SST-2")  # doctest: +SKIP
+    >>> model.predict(["a gripping, funny film", "two hours of nothing"])  # doctest: +SKIP
+    ['1', '0']
+    """
+
+    encoder: Any  # mgen_jax.model.pretrained.PretrainedBert
+    head: dict[str, np.ndarray]
+    info: dict[str, Any]
+
+    def logits(self, input_ids, attention_mask, token_type_ids=None) -> np.ndarray:
+        """[B, num_labels] float64: the head of head.json on the encoder's last hidden state of a padded batch
+        (token ids [B, L], attention mask [B, L] of 1 for real tokens and 0 for padding)."""
+        hidden = np.asarray(self.encoder(input_ids, attention_mask, token_type_ids))
+        return head_outputs(hidden, attention_mask, self.head, self.info["pooling"])
+
+    def predict(self, texts: Sequence[str], text_pairs: Sequence[str] | None = None, *,
+                max_length: int = 128) -> list:
+        """The task's answer for each text (or text pair, for MRPC, RTE, ...): its label string for a
+        classification task (label index when head.json has no names), its score for a regression task (STS-B)."""
+        from mgen_jax.data.tokenize import encode_pairs
+
+        ids, types = encode_pairs(self.encoder.tokenizer, texts, text_pairs, max_length=max_length)
+        width = max((len(row) for row in ids), default=1)
+        batch = np.zeros((3, len(ids), width), np.int32)  # ids, mask, types; 0 = [PAD]
+        for i, (row, kinds) in enumerate(zip(ids, types)):
+            batch[:, i, :len(row)] = row, np.ones(len(row)), kinds
+        logits = self.logits(*batch)
+        if self.info["problem_type"] == "regression":
+            return [float(x) for x in logits[:, 0]]
+        labels = self.info.get("labels")
+        return [labels[k] if labels else int(k) for k in logits.argmax(axis=1)]
+
+
+def load_exported(directory: str | Path) -> ExportedModel:
+    """An export of ``mgen export`` (one ``<out>/<TASK>/`` folder), ready to apply: encoder, head and head.json."""
+    encoder, head, info = load_export(directory)
+    return ExportedModel(encoder, head, info)

@@ -12,7 +12,7 @@ import pytest
 
 from mgen_jax import cli
 from mgen_jax.errors import ConfigError
-from mgen_jax.export import export_run, head_outputs, load_export
+from mgen_jax.export import export_run, head_outputs, load_export, load_exported
 from mgen_jax.model.bert import SequenceClassifier
 from mgen_jax.model.multitask import MultiTaskModel
 from mgen_jax.model.pretrained import load_pretrained
@@ -67,9 +67,8 @@ def test_export_of_a_fine_tuned_run(tiny_run, tmp_path, capsys):
         np.testing.assert_allclose(_torch_hidden(tmp_path / "STS-B", ids, mask, types), hidden, atol=1e-4)
 
 
-def test_export_of_a_multitask_model(tmp_path, tiny_bert_dir):
-    """Every task's export equals that task's path through the discrete model: trunk before its branch point,
-    its own units after, its head cut to its labels."""
+def _multitask_export(tmp_path, tiny_bert_dir):
+    """A 3-task discrete model (SST-2, STS-B, MNLI at b = 2, 4, 0) exported: (model, params, tasks, b, written)."""
     pretrained = load_pretrained(tiny_bert_dir)
     tasks, b = ["SST-2", "STS-B", "MNLI"], [2, 4, 0]
     model = MultiTaskModel(pretrained.config, [2, 1, 3])
@@ -82,7 +81,13 @@ def test_export_of_a_multitask_model(tmp_path, tiny_bert_dir):
     save_checkpoint(folder / "params.msgpack", params)
     (folder / "result.json").write_text(json.dumps({"branch_points": b}))
     (tmp_path / "sweep" / "settings.json").write_text(json.dumps({"tasks": tasks, "model": str(tiny_bert_dir)}))
-    written = export_run(folder, tmp_path / "out")
+    return model, params, tasks, b, export_run(folder, tmp_path / "out")
+
+
+def test_export_of_a_multitask_model(tmp_path, tiny_bert_dir):
+    """Every task's export equals that task's path through the discrete model: trunk before its branch point,
+    its own units after, its head cut to its labels."""
+    model, params, tasks, b, written = _multitask_export(tmp_path, tiny_bert_dir)
     assert [p.name for p in written] == tasks
     ids, mask, types = _batch(1)
     batch = {"input_ids": jnp.asarray(ids), "attention_mask": jnp.asarray(mask), "token_type_ids": jnp.asarray(types)}
@@ -94,6 +99,35 @@ def test_export_of_a_multitask_model(tmp_path, tiny_bert_dir):
         np.testing.assert_allclose(head_outputs(hidden, mask, head), expected, rtol=1e-4, atol=1e-5)
         if HAS_TORCH:
             np.testing.assert_allclose(_torch_hidden(tmp_path / "out" / task, ids, mask, types), hidden, atol=1e-4)
+
+
+def test_load_exported_applies_the_head_and_transformers_loads_cleanly(tmp_path, tiny_bert_dir, capfd):
+    """``load_exported`` gives the model's own logits and the task's labels (scores for STS-B); transformers'
+    BertModel finds every weight it expects (the pooler holds the head's pooler), so it warns of nothing missing or
+    newly initialized."""
+    from safetensors.numpy import load_file
+
+    model, params, tasks, b, written = _multitask_export(tmp_path, tiny_bert_dir)
+    ids, mask, types = _batch(2)
+    batch = {"input_ids": jnp.asarray(ids), "attention_mask": jnp.asarray(mask), "token_type_ids": jnp.asarray(types)}
+    for t, directory in enumerate(written):
+        exported = load_exported(directory)
+        expected = np.asarray(model.task_forward(params, t, b[t], batch))[:, : [2, 1, 3][t]]
+        np.testing.assert_allclose(exported.logits(ids, mask, types), expected, rtol=1e-4, atol=1e-5)
+        answers = exported.predict(["a gripping film", "dull"], ["it grips", "it bores"])
+        if exported.info["problem_type"] == "regression":
+            assert all(isinstance(a, float) for a in answers)
+        else:
+            assert set(answers) <= set(exported.info["labels"]) and len(answers) == 2
+        weights = load_file(str(directory / "model.safetensors"))
+        np.testing.assert_array_equal(weights["pooler.dense.weight"], exported.head["pooler.weight"])
+    if HAS_TORCH:
+        from transformers import BertModel
+
+        capfd.readouterr()
+        BertModel.from_pretrained(str(written[0]))
+        err = capfd.readouterr().err
+        assert "MISSING" not in err and "newly initialized" not in err and "not initialized" not in err, err
 
 
 def test_export_of_something_else_is_a_clear_error(tmp_path, capsys):
