@@ -8,6 +8,8 @@
 #   4. model generator, 8 tasks (recipe study: the    ~2 h          experiments/results/search_glue8.* (its best model is
 #      200-step recipe, no held-out split)                           the "searched" model of step 5)
 #   5. scheduler experiment (8 tasks, 2 chips)        ~2 min        experiments/results/schedule.*
+#   6. energy breakdown, independent vs fully shared  ~1 min        experiments/results/breakdown_isaac_minilm-l6_
+#      (5 and 8 tasks, real dev lengths)                              {5,8}tasks.*
 # The glue5 recipe-study configs (glue5_steps200, glue5_unweighted, glue5_distill, glue5_ft600, glue5_ftweights) ran
 # before the equal-budget protocol, on independent models trained without a held-out split; their committed results
 # are the record of that study (README, "Recipe study"), and `mgen sweep --config configs/search/<name>.yaml` reruns
@@ -28,3 +30,5 @@ $MGEN analyze --runs runs/baseline --tasks SST-2,CoLA,MRPC,STS-B,RTE --out exper
 $MGEN sweep --config configs/search/glue5.yaml --out experiments/results
 $MGEN sweep --config configs/search/glue8.yaml --out experiments/results
 .venv/bin/python experiments/schedule_experiment.py
+$MGEN report --tasks SST-2,CoLA,MRPC,STS-B,RTE --out experiments/results
+$MGEN report --tasks SST-2,CoLA,MRPC,STS-B,RTE,QNLI,MNLI,QQP --out experiments/results

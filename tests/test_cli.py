@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from mgen_jax.cli import headline_line, main
+from mgen_jax.cli import build_parser, main
 
 REQUIRED = ("energy_per_request_j", "breakdown_per_request_j", "crossbars", "area_mm2", "latency_per_request_s")
 
@@ -59,15 +59,24 @@ def test_bad_inputs_exit_2_with_a_message(capsys, argv, words):
     assert code == 2 and words in err
 
 
-def test_report_writes_json_and_png(tmp_path, capsys, glue_dir):
-    code, out, _ = _run(capsys, "report", "--tasks", "MRPC,RTE", "--glue-dir", str(glue_dir), "--out", str(tmp_path))
-    assert code == 0 and "independent / fully shared" in out
-    record = json.loads(next(tmp_path.glob("*.json")).read_text())
+def test_report_writes_json_and_png(tmp_path, capsys, glue_dir, monkeypatch):
+    """Its --json prints the record it writes; the files go to runs/results by default (never the committed
+    experiments/results); the "wrote" line is on stderr, as in every command."""
+    monkeypatch.chdir(tmp_path)
+    code, out, err = _run(capsys, "report", "--tasks", "MRPC,RTE", "--glue-dir", str(glue_dir), "--json")
+    assert code == 0
+    written = tmp_path / "runs/results/breakdown_isaac_minilm-l6_2tasks.json"
+    record = json.loads(written.read_text())
+    assert json.loads(out) == record and "wrote" not in out
+    png = written.with_suffix(".png")
+    assert err.strip() == f"wrote {written.relative_to(tmp_path)} and {png.relative_to(tmp_path)}"
     rows = record["models"]
     assert rows["independent"]["energy_per_request_j"] > 1.9 * rows["fully shared"]["energy_per_request_j"]
     for row in rows.values():
         assert row["cost_model_energy_per_request_j"] == pytest.approx(row["energy_per_request_j"], rel=1e-6)
-    assert next(tmp_path.glob("*.png")).stat().st_size > 10_000
+    assert png.stat().st_size > 10_000
+    code, out, err = _run(capsys, "report", "--tasks", "MRPC,RTE", "--glue-dir", str(glue_dir), "--out", "elsewhere")
+    assert code == 0 and "independent / fully shared" in out and err.startswith("wrote elsewhere/breakdown_")
 
 
 def test_schedule_command_compares_solvers(capsys):
@@ -76,7 +85,8 @@ def test_schedule_command_compares_solvers(capsys):
     code, out, _ = _run(capsys, *args)
     assert code == 0
     results = json.loads(out)
-    assert set(results) == {"request-major", "task-major", "fast"}
+    assert list(results) == ["request-major", "task-major", "fast", "exact"]
+    assert "8 tasks" in results.pop("exact")["skipped"]  # over the exact solver's limits: the output says so
     for r in results.values():
         assert all(k in r for k in REQUIRED) and r["schedule"]["loads"] > 0  # 8 encoders need swapping
         assert r["solver_cost"]["energy_j"] == pytest.approx(
@@ -87,13 +97,47 @@ def test_schedule_command_compares_solvers(capsys):
     assert code == 2 and "buffer" in err
 
 
-def test_headline_line_says_above_or_below():
-    claim = {"chosen_on": "heldout", "label": "budget 0.5000", "seeds": [0, 1, 2], "efficiency": 2.044,
-             "independent_seeds": [0, 1, 2], "dev_mean_score": 69.79}
-    goal = {"met": False}
-    above = headline_line({"claim": claim | {"drop_points": -0.55}, "goal_3x_within_1_point": goal})
-    below = headline_line({"claim": claim | {"drop_points": 1.25}, "goal_3x_within_1_point": goal})
-    assert "2.04x at 0.55 points above" in above and "3 seeds" in above and "goal met: False" in above
-    assert "1.25 points below" in below
-    assert headline_line({"claim": claim | {"dev_mean_score": None}}) is None
-    assert headline_line({"claim": None}) is None
+def test_schedule_all_runs_exact_where_it_can(capsys):
+    """--solver all is all of them: exact too on a 2-task instance (its optimum no worse than any other's), and
+    where the instance is too large for exact, the output says so."""
+    code, out, _ = _run(capsys, "schedule", "--tasks", "2", "--tokens", "8", "--task-subsets", "0:0.5,0+1:0.5",
+                        "--requests", "4", "--hw", "isaac-half", "--solver", "all", "--json")
+    results = json.loads(out)
+    assert code == 0 and list(results) == ["request-major", "task-major", "fast", "exact"]
+    assert results["exact"]["schedule_plan"] and results["exact"]["candidates_evaluated"] >= 4
+    assert results["exact"]["solver_cost"]["energy_j"] <= min(r["solver_cost"]["energy_j"] for r in results.values())
+    code, out, _ = _run(capsys, "schedule", "--tasks", "2", "--tokens", "8", "--task-subsets", "0:0.5,0+1:0.5",
+                        "--requests", "20", "--solver", "all")
+    assert code == 0 and "mgen schedule: exact: not run (exact solver: instance too large" in out
+    assert out.count("energy per request") == 3
+
+
+def _flag_actions(parser, seen):
+    """Every option string in the parser tree -> the ids of the argparse actions that declare it."""
+    for action in parser._actions:
+        for flag in action.option_strings:
+            seen.setdefault(flag, set()).add(id(action))
+        for sub in getattr(action, "choices", None) or {}:
+            if isinstance(action.choices, dict):
+                _flag_actions(action.choices[sub], seen)
+    return seen
+
+
+def test_no_flag_is_declared_twice():
+    """A flag that several commands take is one declaration (a shared parent parser), not a copy per command."""
+    parser = build_parser()
+    seen = _flag_actions(parser, {})
+    twice = {flag: len(ids) for flag, ids in seen.items() if len(ids) > 1 and flag not in ("-h", "--help")}
+    assert not twice, twice
+    commands = parser._subparsers._group_actions[0].choices
+    assert len(commands) == 11 and all(c in seen for c in ("--glue-dir", "--json", "--out", "--seed", "--tasks"))
+    takes = lambda flag: sorted(name for name, p in commands.items() if flag in p._option_string_actions)
+    assert takes("--json") == sorted(commands)
+    assert takes("--glue-dir") == ["analyze", "compress", "cost", "finetune", "front", "report", "schedule", "search",
+                                   "simulate", "sweep"]
+
+
+@pytest.mark.parametrize("argv", [["export", "--run"], ["compress", "--source"]])
+def test_export_and_compress_need_out(capsys, tmp_path, argv):
+    code, _, err = _run(capsys, *argv, str(tmp_path))
+    assert code == 2 and "required: --out" in err and "Traceback" not in err

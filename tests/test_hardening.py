@@ -193,9 +193,9 @@ def test_ctrl_c_and_a_closed_pipe_end_quietly(monkeypatch, capsys):
     def closed(args):
         raise BrokenPipeError
 
-    monkeypatch.setattr(cli, "cmd_simulate", interrupt)
+    monkeypatch.setattr(cli.hardware, "cmd_simulate", interrupt)
     assert cli.main(["simulate"]) == 130
-    monkeypatch.setattr(cli, "cmd_simulate", closed)
+    monkeypatch.setattr(cli.hardware, "cmd_simulate", closed)
     assert cli.main(["simulate"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "interrupted" in err[0] and "pipe closed" in err[1]
@@ -363,7 +363,7 @@ def test_hostile_yaml_in_any_field_is_bounded(tmp_path_factory, data):
     if group != "hw":  # the same value from the command line
         start = time.perf_counter()
         try:
-            load(path, **cli._overrides([f"{field}={_hostile_yaml(kind, size)}"]))
+            load(path, **cli.flags.overrides([f"{field}={_hostile_yaml(kind, size)}"]))
         except (ConfigError, DataError) as exc:
             assert len(str(exc)) < 1500 and field in str(exc), (field, kind, str(exc)[:300])
         assert time.perf_counter() - start < 60, (field, kind, size)  # hangs took hours

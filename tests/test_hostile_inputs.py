@@ -203,7 +203,7 @@ def busy(args):
     os.kill(os.getpid(), signal.SIGINT)
     time.sleep(5)
 
-cli.cmd_simulate = busy
+cli.hardware.cmd_simulate = busy
 sys.argv = ["mgen", "simulate"]
 code = cli.main()
 time.sleep(0.3)  # the two later interrupts arrive now
