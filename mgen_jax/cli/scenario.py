@@ -6,12 +6,19 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mgen_jax.cli.flags import (DEFAULT_MAX_LENGTH, DEFAULT_MODEL, DEFAULT_REQUESTS, GLUE5, MAX_REQUESTS, MAX_TASKS,
                                 or_default)
 from mgen_jax.errors import ConfigError
 from mgen_jax.io import describe_value
+
+if TYPE_CHECKING:  # the hardware and workload modules are imported when a scenario is built, not with the CLI
+    from mgen_jax.hw import BertArch, HardwareSpec, SharingTree
+    from mgen_jax.hw.delta import DeltaPlan
+    from mgen_jax.hw.density import InputDensities
+    from mgen_jax.workload import Trace
+
 
 @dataclasses.dataclass(frozen=True)
 class Scenario:
@@ -21,29 +28,31 @@ class Scenario:
     probability} of --task-subsets (None: every request runs every task); ``densities`` the measured input bit
     densities, ``plan`` the DeltaPlan of --compressed (None when not given)."""
 
-    spec: Any  # hw.HardwareSpec
-    arch: Any  # hw.BertArch
+    spec: HardwareSpec
+    arch: BertArch
     tasks: tuple[str, ...]
     num_labels: tuple[int, ...]
     branch_points: tuple[int, ...]
-    trace: Any  # workload.Trace
+    trace: Trace
     subsets: dict[tuple[int, ...], float] | None = None
     subsets_text: str | None = None
-    densities: Any = None
-    plan: Any = None
+    densities: InputDensities | None = None
+    plan: DeltaPlan | None = None
 
     @property
     def workload(self) -> str:
-        """The workload in words (the trace's description, and the distribution it was drawn from)."""
+        """The workload in words (lengths, request count, task sets): the trace's description."""
         return self.trace.description
 
-    def tree(self):
+    def tree(self) -> SharingTree:
+        """The sharing tree of the branch points."""
         from mgen_jax.hw import SharingTree
 
         return SharingTree.from_branch_points(list(self.branch_points), self.arch.num_units)
 
     def header(self) -> dict[str, Any]:
-        """The fields every command's result starts with."""
+        """What every command's result says of the scenario beside the simulator's summary: the branch points (those
+        of --compressed when given) and the workload in words."""
         return {"branch_points": list(self.branch_points), "workload": self.workload}
 
 
