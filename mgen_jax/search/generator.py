@@ -11,6 +11,7 @@ differ only in their branch points.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import json
@@ -52,6 +53,7 @@ from mgen_jax.train.checkpoint import restore_checkpoint, save_checkpoint
 from mgen_jax.train.optim import adamw_warmup_linear, warmup_linear_schedule
 from mgen_jax.train.loop import LoopHooks, LoopSettings, run_loop
 from mgen_jax.train.parallel import check_batch, data_mesh, is_main_process, replicate, shard_batch, to_host
+from mgen_jax.workfolder import lock_work_folder
 from mgen_jax.workload.glue import glue_trace
 
 WARMUP, SEARCH, FINETUNE = 0, 1, 2  # data streams
@@ -120,13 +122,12 @@ class ModelGenerator:
         self._tree_ratios = None
         self._task_weights = None if isinstance(cfg.search_task_weights, str) else cfg.search_task_weights
         self._check_workdir()
-        clean_partial_files(self.workdir)  # what a kill during an atomic write left behind
 
     # Fields that do not change what a phase computes: a workdir may be reused when only these differ.
     FREE_FIELDS = ("name", "lambdas", "uniform_branch_points", "heuristic_thresholds", "redundancy_file",
                    "checkpoint_every_steps", "energy_budgets", "budgets_at_baselines", "profile_batches",
                    "uniform_at_budgets", "claim_seeds", "task_weight_min_drop", "profile_metric", "trees",
-                   "full_sharing", "gradient")
+                   "full_sharing", "gradient", "claim_margin")
     # Fields that only the searches use (the warm-up runs with frozen uniform logits at temperature 1 and its own
     # warmup_sampling): they are checked per search folder, so that the warm-up and the fine-tuned discrete models
     # (baselines included) are kept when only the search settings change.
@@ -175,6 +176,15 @@ class ModelGenerator:
             raise ConfigError(f"{what} {directory} has no settings.json (it predates recorded {what} settings): "
                               "move it away to run it again")
         self._check_settings(path, settings, what)
+
+    @contextlib.contextmanager
+    def phase_folder(self, directory: Path, what: str):
+        """Hold ``directory``'s lock while a phase trains and writes there (another process gets a ConfigError naming
+        the folder; processes may share a work folder, each on its own phases), after deleting what a kill during an
+        atomic write left in it (only the tool's own temporary names, io.clean_partial_files)."""
+        with lock_work_folder(directory, what):
+            clean_partial_files(directory)
+            yield
 
     # ----- the independent runs: rows, budgets ---------------------------------------------------------------
     def _reference_runs(self) -> list[dict[str, Any]] | None:
@@ -300,6 +310,11 @@ class ModelGenerator:
         folder = self.workdir / "teachers"
         if self.cfg.teacher_run is not None:
             folder = folder / re.sub(r"[^A-Za-z0-9_.-]+", "_", self.cfg.teacher_run.strip("/"))
+        with self.phase_folder(folder, "teacher folder"):
+            self._teacher_outputs = self._teacher_outputs_in(folder)
+        return self._teacher_outputs
+
+    def _teacher_outputs_in(self, folder: Path) -> list[np.ndarray]:
         outputs, forward = [], None
         for t, task in enumerate(self.tasks):
             path = folder / f"{task.name}.npy"
@@ -323,7 +338,6 @@ class ModelGenerator:
             np.save(buffer, out)
             write_bytes_atomic(path, buffer.getvalue())
             outputs.append(out)
-        self._teacher_outputs = outputs
         return outputs
 
     # ----- the resumable loop (train/loop.py) ------------------------------------------------------------------
@@ -390,11 +404,12 @@ class ModelGenerator:
         if done.exists() and (directory / "result.json").exists():  # weights without result.json: a partial phase
             return restore_checkpoint(done, params)
         logits = jnp.zeros((len(self.tasks), self.num_units + 1))
-        state, wall = self._relaxed(directory, params, logits, self.cfg.warmup_steps, 0.0, train_logits=False,
-                                    desc="warm-up (logits frozen)")
-        save_checkpoint(done, state.params)
-        write_json_atomic(directory / "result.json", {"steps": self.cfg.warmup_steps, "wall_clock_s": wall})
-        _drop_checkpoint(directory)
+        with self.phase_folder(directory, "warm-up folder"):
+            state, wall = self._relaxed(directory, params, logits, self.cfg.warmup_steps, 0.0, train_logits=False,
+                                        desc="warm-up (logits frozen)")
+            save_checkpoint(done, state.params)
+            write_json_atomic(directory / "result.json", {"steps": self.cfg.warmup_steps, "wall_clock_s": wall})
+            _drop_checkpoint(directory)
         return state.params
 
     def search(self, lam: float, warm_params) -> dict[str, Any]:
@@ -405,16 +420,17 @@ class ModelGenerator:
         if result.exists():
             return json.loads(result.read_text())
         logits = jnp.zeros((len(self.tasks), self.num_units + 1))
-        state, wall = self._relaxed(directory, warm_params, logits, self.cfg.search_steps, lam, train_logits=True,
-                                    desc=f"search lambda={lam:g}")
-        logits = np.asarray(state.logits)
-        record = {
-            "lambda": lam, "logits": logits.tolist(), "branch_points": [int(b) for b in logits.argmax(axis=1)],
-            "expected_branch_points": expected_branch_points(logits).tolist(), "steps": self.cfg.search_steps,
-            "settings": self.search_settings(), "wall_clock_s": wall,
-        }
-        write_json_atomic(result, record)
-        _drop_checkpoint(directory)
+        with self.phase_folder(directory, "search folder"):
+            state, wall = self._relaxed(directory, warm_params, logits, self.cfg.search_steps, lam, train_logits=True,
+                                        desc=f"search lambda={lam:g}")
+            logits = np.asarray(state.logits)
+            record = {
+                "lambda": lam, "logits": logits.tolist(), "branch_points": [int(b) for b in logits.argmax(axis=1)],
+                "expected_branch_points": expected_branch_points(logits).tolist(), "steps": self.cfg.search_steps,
+                "settings": self.search_settings(), "wall_clock_s": wall,
+            }
+            write_json_atomic(result, record)
+            _drop_checkpoint(directory)
         return record
 
     # ----- budget selection ------------------------------------------------------------------------------------
@@ -571,6 +587,12 @@ class ModelGenerator:
         self._check_phase_folder(directory, self.finetune_settings(), "model folder")
         if result.exists():
             return json.loads(result.read_text())
+        with self.phase_folder(directory, "model folder"):
+            return self._finetune_and_evaluate(directory, b, warm_params, seed)
+
+    def _finetune_and_evaluate(self, directory: Path, b: list[int], warm_params, seed: int) -> dict[str, Any]:
+        cfg = self.cfg
+        result = directory / "result.json"
         if cfg.finetune_init == "pretrained":
             start = self.pretrained_params(seed)
         elif cfg.finetune_init == "independent":

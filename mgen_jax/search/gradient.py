@@ -300,6 +300,12 @@ def gradient_run(gen, target: float, seed: int, settings: GradientSettings, *, t
         "energy_target": target, "seed": seed}, "gradient run folder")
     if result_path.exists():
         return json.loads(result_path.read_text())
+    with gen.phase_folder(directory, "gradient run folder"):
+        return _gradient_run(gen, directory, target, seed, settings)
+
+
+def _gradient_run(gen, directory: Path, target: float, seed: int, settings: GradientSettings) -> dict[str, Any]:
+    result_path = directory / "result.json"
     plan, tx = _plan(gen, seed, settings)
     start = SearchState(jnp.asarray(0, jnp.int32), init_budget_state(gen.pretrained_params(seed), tx),
                         LogitState.zeros(len(gen.tasks), gen.num_units, settings.mu_init))

@@ -97,7 +97,8 @@ def test_equal_budget_sweep(tmp_path, tiny_bert_dir, glue_dir, independent_runs,
         return rows
 
     monkeypatch.setattr(search_data.MultiTaskData, "mixed_rows", recording_rows)
-    cfg = _config(tiny_bert_dir, independent_runs)
+    # a claim whatever the tiny models score (the claim's held-out rule itself: test_claim_margin_sets_the_bar)
+    cfg = _config(tiny_bert_dir, independent_runs, claim_margin=100.0)
     gen = ModelGenerator(cfg, tmp_path / "work", glue_dir=glue_dir, progress=False)
     record = run_sweep(gen, tmp_path / "out")
 
@@ -351,7 +352,7 @@ def test_claim_is_the_most_efficient_discrete_model_within_one_heldout_point():
     from mgen_jax.search.sweep import _claim
 
     class Gen:
-        cfg = SimpleNamespace(independent_dirs=["runs/a", "runs/b"], claim_seeds=[1, 2])
+        cfg = SimpleNamespace(independent_dirs=["runs/a", "runs/b"], claim_seeds=[1, 2], claim_margin=1.0)
         tasks = [SimpleNamespace(name="A")]
 
         def __init__(self):
@@ -385,3 +386,67 @@ def test_claim_is_the_most_efficient_discrete_model_within_one_heldout_point():
     points[0]["heldout_mean_score"] = 68.0  # now out of reach: the next most efficient within the bar
     other = Gen()
     assert _claim(other, points, independent, model_of(other))["label"] == "budget"
+
+
+HOLDER = """
+import sys, time
+from mgen_jax.workfolder import lock_work_folder
+lock = lock_work_folder(sys.argv[1])
+print("locked", flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_model_folder_in_use_is_left_alone(tmp_path, tiny_bert_dir, glue_dir, independent_runs):
+    """Two processes may share a work folder, each training its own models; a model folder whose lock another process
+    holds is refused with its name, and neither a new generator nor the refused phase deletes that process's
+    in-flight temporary file (the generator used to clean the whole work folder when it started)."""
+    import subprocess
+    import sys
+
+    cfg = _config(tiny_bert_dir, independent_runs, claim_seeds=[])
+    gen = ModelGenerator(cfg, tmp_path / "w", glue_dir=glue_dir, progress=False)
+    folder = gen.model_dir([2, 4], 0)
+    gen._check_phase_folder(folder, gen.finetune_settings(), "model folder")  # as the other run did when it started
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(folder)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "locked"
+        in_flight = folder / ".checkpoint.msgpack.mgen-partial-abcd1234.msgpack"
+        in_flight.write_bytes(b"half a checkpoint")
+        gen = ModelGenerator(cfg, tmp_path / "w", glue_dir=glue_dir, progress=False)
+        with pytest.raises(ConfigError, match="in use by another run") as info:
+            gen.finetune_and_evaluate([2, 4], None, seed=0)
+        assert str(folder) in str(info.value) and in_flight.exists()
+    finally:
+        proc.kill()
+        proc.wait()
+    left = folder / ".result.json.mgen-partial-abcd1234.json"  # what a killed run left: cleaned when a run takes over
+    left.write_text("{")
+    record = gen.finetune_and_evaluate([2, 4], None, seed=0)
+    assert record["branch_points"] == [2, 4] and not left.exists() and not in_flight.exists()
+
+
+@pytest.mark.parametrize("margin, chosen", [(1.0, "b"), (3.0, "c"), (0.0, "a"), (0.5, "a")])
+def test_claim_margin_sets_the_bar(margin, chosen):
+    """The claim model: the most efficient discrete model whose held-out mean is at most ``claim_margin`` points
+    below the reference independent run's (70.0 here); dev scores never enter the choice."""
+    from types import SimpleNamespace
+
+    from mgen_jax.search.sweep import _claim
+
+    gen = SimpleNamespace(cfg=SimpleNamespace(independent_dirs=["ref"], claim_margin=margin, claim_seeds=()),
+                          tasks=[SimpleNamespace(name="A")])
+    independent = {"seeds": [{"folder": "ref", "heldout_mean_score": 70.0, "mean_score": 60.0, "seed": 0}]}
+    points = [dict(label=label, kind="budget", branch_points=[1], heldout_mean_score=h, efficiency=e,
+                   energy_ratio=1 / e, scores={"A": dev}, mean_score=dev, seed=0, finetune_wall_clock_s=1.0)
+              for label, h, e, dev in (("a", 70.2, 1.5, 10.0), ("b", 69.0, 2.0, 90.0), ("c", 67.5, 3.0, 90.0))]
+    points.append(dict(label="independent", kind="independent", heldout_mean_score=70.0, efficiency=1.0))
+    claim = _claim(gen, points, independent, model=None)
+    assert claim["label"] == chosen and claim["heldout_bar"] == 70.0 - margin
+
+
+def test_claim_margin_is_checked(tiny_bert_dir):
+    for bad in (-1.0, float("nan"), "1", True):
+        with pytest.raises(ConfigError, match="claim_margin"):
+            _config(tiny_bert_dir, [], independent_runs=None, search_task_weights=None, claim_seeds=[],
+                    claim_margin=bad)
