@@ -51,6 +51,8 @@ class SearchConfig:
     # extra training seeds of the model that makes the headline claim (chosen on the held-out split), so that the
     # claim compares 3-seed means with the independent models'
     claim_seeds: tuple[int, ...] = ()
+    # the claim model may be this many held-out points (mean main metric x 100) below the reference independent run
+    claim_margin: float = 1.0
     # where every discrete model starts: "independent" = embeddings and trunk from the warm-up, own units and heads
     # from the independently fine-tuned models (b = 0 is then the independent models); "warmup" = all from the
     # warm-up; "pretrained" = every unit a copy of the pretrained encoder and fresh heads, as the independent models
@@ -147,6 +149,10 @@ class SearchConfig:
         if self.seed in self.claim_seeds or len(set(self.claim_seeds)) != len(self.claim_seeds):
             raise ConfigError(f"search config field 'claim_seeds' must hold distinct seeds other than seed "
                               f"({self.seed}), got {list(self.claim_seeds)}")
+        if isinstance(self.claim_margin, bool) or not isinstance(self.claim_margin, (int, float)) or not (
+                math.isfinite(self.claim_margin) and self.claim_margin >= 0):
+            raise ConfigError(f"search config field 'claim_margin' must be a finite number >= 0 (held-out points), "
+                              f"got {self.claim_margin!r}")
         self._check_caps_and_budget()
         self._check_trees()
         from mgen_jax.io import check_name

@@ -131,25 +131,31 @@ def _uniform_at_budgets(gen: ModelGenerator, budget_points: Sequence[dict], take
     return out
 
 
+def _points(margin: float, kind: str = "") -> str:
+    return f"{margin:g} {kind}point" + ("" if margin == 1 else "s")
+
+
 def _claim(gen: ModelGenerator, points: Sequence[dict], independent: dict | None, model: ModelFn
            ) -> dict[str, Any] | None:
     """The headline model, chosen on the held-out split: the most efficient discrete model of the sweep (a searched
     tree or a baseline tree such as full sharing: every one is a model the generator can output, trained with the
-    same recipe) whose held-out mean score is within 1 point of the reference independent run's (the first folder,
-    so that the choice never waits for the other seeds), fine-tuned again with every claim seed; its dev mean over
-    the seeds against the independent models' is the claim. A seed still to train (report_only) leaves the claim
-    ``"complete": false`` with no dev mean (its ``finetune_wall_clock_s`` counts the claim seeds finished so far)."""
+    same recipe) whose held-out mean score is within ``claim_margin`` points (default 1) of the reference
+    independent run's (the first folder, so that the choice never waits for the other seeds), fine-tuned again with
+    every claim seed; its dev mean over the seeds against the independent models' is the claim. A seed still to
+    train (report_only) leaves the claim ``"complete": false`` with no dev mean (its ``finetune_wall_clock_s`` counts
+    the claim seeds finished so far)."""
     cfg = gen.cfg
     if independent is None or not independent.get("seeds") or not cfg.independent_dirs:
         return None
     reference = independent["seeds"][0]
     if reference.get("folder") != cfg.independent_dirs[0] or "heldout_mean_score" not in reference:
         return None
-    bar = reference["heldout_mean_score"] - 1.0
+    bar = reference["heldout_mean_score"] - cfg.claim_margin
     candidates = [p for p in points if p["kind"] != "independent" and p.get("heldout_mean_score", -np.inf) >= bar]
     if not candidates:
         return {"chosen_on": "heldout", "model": None, "heldout_bar": bar,
-                "note": "no discrete model is within 1 held-out point of the independent models"}
+                "note": f"no discrete model is within {_points(cfg.claim_margin, 'held-out ')} of the independent "
+                        "models"}
     chosen = max(candidates, key=lambda p: (p["efficiency"], p["heldout_mean_score"]))
     runs = [chosen] + [model(chosen["branch_points"], f"{chosen['label']}, claim seed {s}", seed=s)
                        for s in cfg.claim_seeds]
@@ -346,8 +352,8 @@ def run_sweep(gen: ModelGenerator, out_dir: str | Path, *, report_only: bool = F
         "task_weights": ("calibrated on the held-out split (task_weights_heldout.json)"
                          if cfg.search_task_weights == "heldout" else
                          "from the config" if cfg.search_task_weights else "every task 1"),
-        "claim_model": "any discrete model of the sweep: held-out mean score within 1 point of the independent "
-                       "models', then greatest efficiency"
+        "claim_model": f"any discrete model of the sweep: held-out mean score within {_points(cfg.claim_margin)} "
+                       "of the independent models', then greatest efficiency"
         if claim else None,
         "checkpoints": "none: every model is its last step's weights",
         "dev": "evaluated once per final model, after training; reported only",
