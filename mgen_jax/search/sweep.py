@@ -25,6 +25,7 @@ import numpy as np
 from mgen_jax.errors import ConfigError
 from mgen_jax.io import save_figure_atomic, write_json_atomic
 from mgen_jax.search.generator import ModelGenerator, _fmt
+from mgen_jax.search.judge import format_efficiency
 
 
 def heuristic_branch_points(redundancy: dict[str, Any], tasks: Sequence[str], threshold: float) -> list[int]:
@@ -470,6 +471,7 @@ def summary_table(record: dict[str, Any]) -> str:
         seeds = f", mean of {p['num_seeds']} seeds" if p.get("num_seeds", 1) > 1 else ""
         lines.append(f"| {p['label']}{seeds}{' (Pareto)' if p['pareto'] else ''} | "
                      f"{','.join(map(str, p['branch_points']))} | {scores} | {p['mean_score']:.2f} | "
-                     f"{'-' if held is None else f'{held:.2f}'} | {p['energy_ratio']:.3f} | {p['efficiency']:.2f}x | "
+                     f"{'-' if held is None else f'{held:.2f}'} | {p['energy_ratio']:.3f} | "
+                     f"{format_efficiency(p['energy_ratio'])} | "
                      f"{p['crossbars']:,} | {_budget_label(p, tasks)} |")
     return "\n".join(lines)
