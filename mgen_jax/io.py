@@ -406,6 +406,41 @@ def read_config_yaml(path: str | Path, what: str) -> dict[str, Any]:
     return values
 
 
+MAX_EXTENDS = 32  # files a config may extend in a chain
+
+
+def read_extends_chain(path: str | Path, what: str, *, resolve: Callable[[str, Path], Path],
+                       check: Callable[[Path, dict[str, Any]], None] | None = None
+                       ) -> list[tuple[Path, dict[str, Any]]]:
+    """The YAML mappings of ``path`` and of every file its ``extends: <name or path>`` names in turn, the most basic
+    first and each without its 'extends' key: the caller merges them in that order (a hardware preset field by
+    field, a search config section by section). ``resolve(value, folder)`` is the file an 'extends' value names
+    (``folder``: the extending file's); ``check(path, mapping)`` sees each file's own mapping before its base is
+    read, so that a bad key is reported in the file that has it. ConfigError naming the file for a cycle, a chain
+    longer than MAX_EXTENDS files, or an 'extends' that is not a non-empty string."""
+    from mgen_jax.errors import ConfigError
+
+    path, chain, seen = Path(path), [], []
+    while True:
+        if path.resolve() in seen:
+            raise ConfigError(f"{what} {path}: 'extends' forms a cycle")
+        if len(seen) >= MAX_EXTENDS:
+            raise ConfigError(f"{what} {seen[0]}: its 'extends' chain is longer than {MAX_EXTENDS} files")
+        seen.append(path.resolve())
+        values = dict(read_config_yaml(path, what))
+        extends = "extends" in values
+        base = values.pop("extends", None)
+        if check is not None:
+            check(path, values)
+        chain.append((path, values))
+        if not extends:
+            return chain[::-1]
+        if not isinstance(base, str) or not base.strip():
+            raise ConfigError(f"{what} {path}: field 'extends' must name the file it starts from (a name or a YAML "
+                              f"path), got {describe_value(base)}")
+        path = Path(resolve(base, path.parent))
+
+
 def _describe(tp: Any) -> str:
     import types
     import typing

@@ -20,7 +20,7 @@ from typing import Any, Mapping
 
 from mgen_jax.errors import ConfigError
 from mgen_jax.hw.density import ENCODINGS as DENSITY_ENCODINGS
-from mgen_jax.io import build_config, check_name, describe_value, parse_yaml, read_text_file
+from mgen_jax.io import build_config, check_name, describe_value, read_extends_chain
 
 SIGNED_ENCODINGS = ("offset", "differential")  # of the weights
 # How a signed input is written as input_bits bits for the bit-serial DACs (hw/density.py): offset, two's
@@ -256,31 +256,19 @@ def _resolve(name_or_path: str | Path, relative_to: Path | None = None) -> Path:
     )
 
 
-MAX_EXTENDS = 32  # presets a spec may extend in a chain
-
-
-def _read_fields(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    if path.resolve() in seen:
-        raise ConfigError(f"hardware spec {path}: 'extends' forms a cycle")
-    if len(seen) >= MAX_EXTENDS:
-        raise ConfigError(f"hardware spec {seen[0]}: its 'extends' chain is longer than {MAX_EXTENDS} files")
-    raw = parse_yaml(read_text_file(path, "hardware spec"), f"hardware spec {path}")
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"hardware spec {path}: expected a mapping of field: value")
-    raw = dict(raw)
-    unknown = sorted(describe_value(k, 60) for k in raw if k not in SPEC_FIELDS and k != "extends")
+def _check_keys(path: Path, raw: dict[str, Any]) -> None:
+    unknown = sorted(describe_value(k, 60) for k in raw if k not in SPEC_FIELDS)
     if unknown:
         raise ConfigError(f"hardware spec {path}: unknown field(s) {unknown[:10]}; known fields are "
                           f"{list(SPEC_FIELDS)}")
+
+
+def _read_fields(path: Path) -> dict[str, Any]:
+    """The fields of ``path`` over those of the presets its ``extends:`` chain names (io.read_extends_chain)."""
     fields: dict[str, Any] = {}
-    if "extends" in raw:
-        base = raw.pop("extends")
-        if not isinstance(base, str) or not base.strip():
-            raise ConfigError(f"hardware spec {path}: field 'extends' must be a preset name or a YAML path, got "
-                              f"{describe_value(base)}")
-        base = _resolve(base, relative_to=path.parent)
-        fields.update(_read_fields(base, seen + (path.resolve(),)))
-    fields.update(raw)
+    for _, raw in read_extends_chain(path, "hardware spec", resolve=_resolve,
+                                     check=_check_keys):
+        fields.update(raw)
     return fields
 
 
