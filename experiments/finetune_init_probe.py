@@ -6,7 +6,7 @@ points of a search config (default glue5):
 - independent: embeddings and trunk from the warm-up, own units and heads as fine-tuned alone (finetune_init:
   independent).
 
-    .venv/bin/python experiments/finetune_init_probe.py [--config configs/search/glue5_steps200.yaml] [--b 0,6,10,12]
+    .venv/bin/python experiments/finetune_init_probe.py [--config configs/search/archive/glue5_steps200.yaml] [--b 0,6,10,12]
 
 Needs the sweep's warm-up (runs/search/<name>/warmup/params.msgpack). Runtime here: about 2 minutes per model.
 """
@@ -29,7 +29,7 @@ from mgen_jax.train.checkpoint import restore_checkpoint
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="configs/search/glue5_steps200.yaml")
+    parser.add_argument("--config", default="configs/search/archive/glue5_steps200.yaml")
     parser.add_argument("--workdir", help="the sweep's workdir [runs/search/<config name>]")
     parser.add_argument("--b", default="0,6,10,12", help="uniform branch points to score")
     parser.add_argument("--out", help="[experiments/results/finetune_init_<config name>.json]")

@@ -12,7 +12,7 @@
 #      (5 and 8 tasks, real dev lengths)                              {5,8}tasks.*
 # The glue5 recipe-study configs (glue5_steps200, glue5_unweighted, glue5_distill, glue5_ft600, glue5_ftweights) ran
 # before the equal-budget protocol, on independent models trained without a held-out split; their committed results
-# are the record of that study (README, "Recipe study"), and `mgen sweep --config configs/search/<name>.yaml` reruns
+# are the record of that study (README, "Recipe study"), and `mgen sweep --config configs/search/archive/<name>.yaml` reruns
 # one on today's baselines.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -30,6 +30,7 @@ from mgen_jax import cli, hw
 from mgen_jax.errors import ConfigError, DataError, MgenError
 from mgen_jax.hw.spec import HardwareSpec
 from mgen_jax.search.config import SearchConfig, load_search_config
+from mgen_jax.search.config_file import SECTION_OF
 from mgen_jax.train.config import FinetuneConfig, load_config
 
 REPO = Path(__file__).parents[1]
@@ -38,7 +39,7 @@ FUZZ = settings(max_examples=int(os.environ.get("MGEN_FUZZ_EXAMPLES", 120)), dea
 
 SHIPPED = {
     "finetune": (sorted((REPO / "configs/finetune").glob("*.yaml")), FinetuneConfig, load_config),
-    "search": (sorted((REPO / "configs/search").glob("*.yaml")), SearchConfig, load_search_config),
+    "search": (sorted((REPO / "configs/search").rglob("*.yaml")), SearchConfig, load_search_config),
     "hw": (sorted((REPO / "configs/hw").glob("*.yaml")), HardwareSpec, hw.load_spec),
 }
 
@@ -71,9 +72,14 @@ def test_every_field_of_every_shipped_config(tmp_path_factory, data):
     field = data.draw(st.sampled_from(sorted(hints)))
     kind = data.draw(st.sampled_from(KINDS))
     target = tmp_path_factory.mktemp("fuzz") / path.name
-    mutated = _mutate(values, field, kind)
-    if "extends" in mutated:  # a preset's 'extends' names a preset beside it: point it at the shipped one
-        mutated["extends"] = str(REPO / "configs/hw" / f"{mutated['extends']}.yaml")
+    section = SECTION_OF.get(field) if group == "search" else None  # a search config's fields are in sections
+    if section is None:
+        mutated = _mutate(values, field, kind)
+    else:
+        mutated = dict(values, **{section: _mutate(values.get(section) or {}, field, kind)})
+    if "extends" in mutated:  # it names a file beside it (search) or a preset: point it at the shipped one
+        mutated["extends"] = str(path.parent / mutated["extends"]) if group == "search" else \
+            str(REPO / "configs/hw" / f"{mutated['extends']}.yaml")
     if kind == "non_utf8":
         target.write_bytes(yaml.safe_dump(mutated).encode() + b"# \xff\xfe broken\n")
     else:
@@ -350,9 +356,14 @@ def test_hostile_yaml_in_any_field_is_bounded(tmp_path_factory, data):
     if "extends:" in text:
         text = text.replace("extends: isaac", f"extends: {REPO / 'configs/hw/isaac.yaml'}")
     target = tmp_path_factory.mktemp("hostile") / path.name
-    target.write_text(text + f"\n{field}: {_hostile_yaml(kind, size)}\n" if f"\n{field}:" not in text else
-                      "\n".join(line for line in text.splitlines() if not line.startswith(f"{field}:")) +
-                      f"\n{field}: {_hostile_yaml(kind, size)}\n")
+    if group == "search":  # a config extending the shipped one, with the value in its field's section
+        section = SECTION_OF.get(field)
+        body = f"{field}: {_hostile_yaml(kind, size)}"
+        target.write_text(f"extends: {path}\n" + (body if section is None else f"{section}:\n  {body}") + "\n")
+    else:
+        target.write_text(text + f"\n{field}: {_hostile_yaml(kind, size)}\n" if f"\n{field}:" not in text else
+                          "\n".join(line for line in text.splitlines() if not line.startswith(f"{field}:")) +
+                          f"\n{field}: {_hostile_yaml(kind, size)}\n")
     start = time.perf_counter()
     try:
         load(target)

@@ -97,8 +97,7 @@ def test_yaml_alias_bombs_are_refused_quickly(where, tmp_path, capsys):
     elif where == "finetune_set":
         argv = ["finetune", "--config", QUICK_FT, "--set", f"buckets={bomb}"] + work
     elif where == "search_file":
-        text = "\n".join(x for x in Path(QUICK_SEARCH).read_text().splitlines() if not x.startswith("lambdas:"))
-        (tmp_path / "s.yaml").write_text(text + f"\nlambdas: {bomb}\n")
+        (tmp_path / "s.yaml").write_text(f"extends: {QUICK_SEARCH}\nsearch:\n  lambdas: {bomb}\n")
         argv = ["sweep", "--config", str(tmp_path / "s.yaml"), "--out", str(tmp_path / "o")] + work
     elif where == "sweep_set":
         argv = ["sweep", "--config", QUICK_SEARCH, "--set", f"tasks={bomb}", "--out", str(tmp_path / "o")] + work

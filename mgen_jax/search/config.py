@@ -1,4 +1,5 @@
-"""Search (model generator) configuration: a frozen dataclass loaded from YAML (configs/search/*.yaml)."""
+"""Search (model generator) configuration: a frozen dataclass loaded from YAML (configs/search/*.yaml, in sections:
+search/config_file.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from mgen_jax.errors import ConfigError
-from mgen_jax.io import build_config, read_config_yaml
+from mgen_jax.io import build_config
 
 
 SAMPLING_MODES = ("soft", "gumbel", "hard", "enumerate")  # see search/steps.py: make_relaxed_step
@@ -354,10 +355,14 @@ def _task(name: Any, field: str) -> str:
 
 
 def load_search_config(path: str | Path, **overrides: Any) -> SearchConfig:
-    """Load a YAML config (its name defaults to the file stem); ``overrides`` (non-None values) replace fields."""
-    values = read_config_yaml(path, "search config")
-    values.setdefault("name", Path(path).stem)
+    """Load a YAML config in sections, with its ``extends`` chain (search/config_file.py; its name defaults to the
+    file stem); ``overrides`` (non-None values, by field name) replace fields."""
+    from mgen_jax.search.config_file import read_search_yaml
+
+    values = read_search_yaml(path)
     flags = {k: v for k, v in overrides.items() if v is not None}
     values.update(flags)
+    if "tasks" not in values:
+        raise ConfigError(f"search config {path}: missing field 'tasks' (section 'data:')")
     return build_config(SearchConfig, values, source=str(path), what="search config", required=("tasks",),
                         field_sources={k: f"from the command line: {k}" for k in flags})

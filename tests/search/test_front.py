@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from mgen_jax.errors import ConfigError
+from mgen_jax.search.config_file import nest
 from mgen_jax.search.front import Models, build_front, load_front_config, write_front
 from mgen_jax.search.judge import Goal, read_front
 
@@ -22,7 +23,7 @@ def _search_config(path, model, runs, **changes):
                   full_sharing=False, checkpoint_every_steps=5,
                   gradient={"search_fraction": 0.5, "logit_rows": 4}, **HELDOUT)
     values.update(changes)
-    path.write_text(yaml.safe_dump(values))
+    path.write_text(yaml.safe_dump(nest(values)))
     return str(path)
 
 

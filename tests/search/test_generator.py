@@ -243,7 +243,7 @@ def test_finetune_task_weights_are_validated_and_a_model_setting(tmp_path, glue_
 
 
 def test_shipped_search_configs_load():
-    paths = sorted((REPO / "configs/search").glob("*.yaml"))
+    paths = sorted((REPO / "configs/search").rglob("*.yaml"))  # archive/ included
     assert {"glue5", "glue5_steps200", "glue5_unweighted", "glue8", "quick"} <= {p.stem for p in paths}
     for path in paths:
         cfg = load_search_config(path)  # unknown fields and out-of-range values raise ConfigError

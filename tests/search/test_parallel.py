@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
+from mgen_jax.search.config_file import nest
 from mgen_jax.train.checkpoint import restore_checkpoint
 
 REPO = Path(__file__).parents[2]
@@ -25,7 +26,7 @@ def _config(path: Path, model: Path) -> Path:
                   max_dev_per_task=16, max_length=64, buckets=[64], per_task_batch=4, length_window=16, warmup_steps=2,
                   warmup_sampling="hard", search_steps=0, lambdas=[], profile_metric="score", energy_budgets=[0.6],
                   uniform_branch_points=[], heuristic_thresholds=[], redundancy_file=None, checkpoint_every_steps=4)
-    path.write_text(yaml.safe_dump(values))
+    path.write_text(yaml.safe_dump(nest(values)))
     return path
 
 
