@@ -93,8 +93,8 @@ class SearchConfig:
     # model the search will sample starts out trained (README: "The warm-up decides what the search can see")
     warmup_sampling: str = "soft"
     # the branch logits weigh task t's expected loss by w_t (one positive number per task, e.g. dev points per unit
-    # of loss, experiments/calibrate_task_weights.py; lambda searches need sampling "enumerate"), and so does budget
-    # selection; None = every task 1. The weights still train on the plain sum of task losses.
+    # of loss, experiments/archive/calibrate_task_weights.py; lambda searches need sampling "enumerate"), and so does
+    # budget selection; None = every task 1. The weights still train on the plain sum of task losses.
     # "heldout": calibrated in the sweep on the held-out split (search/select.py: calibrate_task_weights)
     search_task_weights: tuple[float, ...] | str | None = None
     task_weight_min_drop: float = 0.5  # floor of a task's score drop in that calibration, points

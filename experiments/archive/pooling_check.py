@@ -1,6 +1,6 @@
 """Why the heads mean-pool: the quick SST-2 run (configs/finetune/quick.yaml) with [CLS] vs mean pooling.
 
-    .venv/bin/python experiments/pooling_check.py [--out experiments/results/pooling_check.json]
+    .venv/bin/python experiments/archive/pooling_check.py [--out experiments/results/pooling_check.json]
 
 Runtime here: about 3 minutes (four 32-step runs).
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 from mgen_jax.io import write_json_atomic
 from mgen_jax.train import load_config, train_and_evaluate
 
-REPO = Path(__file__).parents[1]
+REPO = Path(__file__).parents[2]
 
 
 def main() -> None:

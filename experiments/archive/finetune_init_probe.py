@@ -6,7 +6,8 @@ points of a search config (default glue5):
 - independent: embeddings and trunk from the warm-up, own units and heads as fine-tuned alone (finetune_init:
   independent).
 
-    .venv/bin/python experiments/finetune_init_probe.py [--config configs/search/archive/glue5_steps200.yaml] [--b 0,6,10,12]
+    .venv/bin/python experiments/archive/finetune_init_probe.py [--config configs/search/archive/glue5_steps200.yaml] \
+        [--b 0,6,10,12]
 
 Needs the sweep's warm-up (runs/search/<name>/warmup/params.msgpack). Runtime here: about 2 minutes per model.
 """

@@ -1,7 +1,7 @@
 """Collect every discrete model and search a search workdir holds, superseded recipes included, into one file.
 
-    .venv/bin/python experiments/collect_recipe_study.py [--workdir runs/search/glue5_unweighted]
-                                                         [--out experiments/results/recipe_study_glue5.json]
+    .venv/bin/python experiments/archive/collect_recipe_study.py [--workdir runs/search/glue5_unweighted]
+        [--out experiments/results/recipe_study_glue5.json]
 
 Reads <workdir>/models/*/result.json, <workdir>/search_lambda_*/result.json and the same under every
 <workdir>/superseded_*/ folder (each with a README.txt that says which recipe it used). Prints a table.

@@ -2,7 +2,7 @@
 starts from (the warm-up's), for one or more run folders of one search config, and under the initial weights
 (pretrained trunk, own units and heads as fine-tuned alone: b = 0 there is the independent models).
 
-    .venv/bin/python experiments/warmup_profile.py --config configs/search/archive/glue5_steps200.yaml \
+    .venv/bin/python experiments/archive/warmup_profile.py --config configs/search/archive/glue5_steps200.yaml \
         --workdir runs/search/glue5_steps200 [--workdir runs/search/<other>] [--batches 24] \
         [--out experiments/results/warmup_profile_glue5.json] [--plot-only]
 

@@ -3,7 +3,7 @@
 Recipe study only: this script calibrates on dev scores (how the 200-step glue5 sweeps were run). The equal-budget
 sweep calibrates on the held-out split itself (``search_task_weights: heldout``, ModelGenerator.calibrate).
 
-    .venv/bin/python experiments/calibrate_task_weights.py --workdir runs/search/glue5_steps200 \
+    .venv/bin/python experiments/archive/calibrate_task_weights.py --workdir runs/search/glue5_steps200 \
         [--profile experiments/results/warmup_profile_glue5.json] \
         [--profile-key "after 120-step warm-up, hard sampling"] [--out experiments/results/task_weights_glue5.json]
 
@@ -14,11 +14,11 @@ against cross-entropies) and buy different amounts of score: in glue5, full shar
     w_t = (score_t(b = 0) - score_t(b = U)) / (loss_t(U) - loss_t(0)) / T
 
 from the two fine-tuned endpoint models of the workdir (models/b_0-...-0 and models/b_U-...-U, dev scores x 100) and
-the warm-up's loss profile (``experiments/warmup_profile.py``: mean train loss at every b on held-out batches). Then
-sum_t w_t (loss_t(b_t) - loss_t(0)) is a linear estimate of the mean dev-score drop, and lambda is in mean-score
-points per unit of energy ratio. The endpoints' scores are dev scores: the weights are tuned on the split the tables
-report (5 numbers from 2 baseline models), which the output says. A task whose score did not drop gets the floor
-``--min-drop`` points.
+the warm-up's loss profile (``experiments/archive/warmup_profile.py``: mean train loss at every b on held-out
+batches). Then sum_t w_t (loss_t(b_t) - loss_t(0)) is a linear estimate of the mean dev-score drop, and lambda is in
+mean-score points per unit of energy ratio. The endpoints' scores are dev scores: the weights are tuned on the split
+the tables report (5 numbers from 2 baseline models), which the output says. A task whose score did not drop gets the
+floor ``--min-drop`` points.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def main() -> None:
 
     profile_path = Path(args.profile)
     if not profile_path.is_file():
-        raise SystemExit(f"error: {profile_path} not found: run experiments/warmup_profile.py first")
+        raise SystemExit(f"error: {profile_path} not found: run experiments/archive/warmup_profile.py first")
     profile = json.loads(profile_path.read_text())
     if args.profile_key not in profile["profiles"]:
         raise SystemExit(f"error: {profile_path} has no profile {args.profile_key!r}; it has "
