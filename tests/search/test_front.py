@@ -101,3 +101,30 @@ def test_read_front_waits_for_a_complete_front_and_reads_the_goal():
     assert "4.500x" in out["sentence"] and "0.80 points below" in out["sentence"]
     record["points"][1]["representative"]["complete"] = False
     assert read_front(record, goal)["met"] is None
+
+
+def test_bench_gradient_run_times_both_and_resumes(front_setup, glue_dir, tmp_path, monkeypatch, capsys):
+    """experiments/bench_gradient_run.py on the tiny setup: one equal-budget model and one gradient run in a work
+    folder of their own, the ratio of their training wall clocks; a second invocation trains nothing and keeps the
+    times recorded by the first."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    root, _ = front_setup
+    path = Path(__file__).parents[2] / "experiments" / "bench_gradient_run.py"
+    spec = importlib.util.spec_from_file_location("bench_gradient_run", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    argv = ["bench", "--config", str(root / "tiny.yaml"), "--target", "0.95", "--tree", "1,1", "--workdir",
+            str(tmp_path / "w"), "--out", str(tmp_path / "bench.json"), "--glue-dir", str(glue_dir)]
+    monkeypatch.setattr(sys, "argv", argv)
+    bench.main()
+    record = json.loads((tmp_path / "bench.json").read_text())
+    model, run = record["equal_budget_model"], record["gradient_run"]
+    assert model["branch_points"] == [1, 1] and run["energy_ratio"] <= 0.95
+    assert run["search_wall_clock_s"] > 0 and run["train_wall_clock_s"] > 0
+    assert record["run_over_model_wall_clock"] == run["training_wall_clock_s"] / model["training_wall_clock_s"]
+    assert len(model["load_before"]) == 3 and record["goal_met"] == (record["run_over_model_wall_clock"] <= 1.15)
+    bench.main()  # resumes: both parts finished, nothing trains, the first invocation's times kept
+    assert json.loads((tmp_path / "bench.json").read_text()) == record

@@ -1,0 +1,107 @@
+"""One gradient-search run against one equal-budget model, side by side on one machine in one invocation (issue 31).
+
+    .venv/bin/python experiments/bench_gradient_run.py [--config configs/search/glue5_gradient.yaml]
+        [--target 0.334] [--seed 0] [--tree 12,4,12,12,12] [--workdir runs/bench/gradient_run]
+        [--out experiments/results/bench_gradient_run.json]
+
+Both train all-MiniLM-L6-v2 on glue5 with exactly the examples each task's independent model saw (the config's
+``finetune_budget: independent``), from the pretrained encoder, and are evaluated the same way (held-out, then dev
+once):
+- ``gradient run``: ``gradient_run`` at energy target ``--target``: ``gradient.search_fraction`` of the steps train the
+  weights and the branch logits together, then the decoded tree trains on for the rest of the budget;
+- ``equal-budget model``: one fixed tree (``--tree``, default the enumeration's tree at 0.334) trained over the whole
+  budget (``ModelGenerator.finetune_and_evaluate``), what every point of the front costs.
+
+They run one after the other, the model first, in a work folder of their own (nothing is shared with the front's
+runs, so both are trained here), recording the load average before and after each. A kill resumes where it
+stopped: the training loops' wall clocks exclude the time between sessions, and a part already finished keeps the
+load averages recorded when it ran (``bench_state.json`` in the work folder). The goal of issue 31: the run's wall
+clock (search + training) at most 1.15x the model's.
+
+Runtime: about 2 x 50 minutes on 2 quiet CPU cores. Writes ``--out`` (JSON).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+from mgen_jax.data.glue import default_glue_dir
+from mgen_jax.io import write_json_atomic
+from mgen_jax.search.config import load_search_config
+from mgen_jax.search.generator import ModelGenerator
+from mgen_jax.search.gradient import gradient_run
+from mgen_jax.search.judge import format_efficiency
+
+GOAL = 1.15
+
+
+def _timed(state: dict, state_path: Path, name: str, run) -> dict:
+    """``run()``'s record, with the load average before and after and this invocation's wall clock; a part finished
+    by an earlier invocation keeps what was recorded then."""
+    if name in state:
+        return state[name]
+    before = os.getloadavg()
+    start = time.perf_counter()
+    record = run()
+    state[name] = {"load_before": [round(x, 2) for x in before],
+                   "load_after": [round(x, 2) for x in os.getloadavg()],
+                   "invocation_wall_clock_s": time.perf_counter() - start,
+                   "training_wall_clock_s": record["finetune_wall_clock_s"],
+                   "eval_wall_clock_s": record.get("eval_wall_clock_s"),
+                   "branch_points": record["branch_points"], "energy_ratio": record["energy_ratio"],
+                   "heldout_mean_score": record.get("heldout_mean_score"), "dev_mean_score": record["mean_score"]}
+    if "search_wall_clock_s" in record:
+        state[name] |= {"search_wall_clock_s": record["search_wall_clock_s"],
+                        "train_wall_clock_s": record["train_wall_clock_s"],
+                        "search_steps": record.get("search", {}).get("steps")}
+    write_json_atomic(state_path, state)
+    return state[name]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="configs/search/glue5_gradient.yaml")
+    parser.add_argument("--target", type=float, default=0.334, help="energy target of the gradient run")
+    parser.add_argument("--seed", type=int, default=0, help="training seed of both")
+    parser.add_argument("--tree", default="12,4,12,12,12", help="branch points of the equal-budget model")
+    parser.add_argument("--workdir", default="runs/bench/gradient_run")
+    parser.add_argument("--out", default="experiments/results/bench_gradient_run.json")
+    parser.add_argument("--glue-dir", default=None)
+    args = parser.parse_args()
+
+    cfg = load_search_config(args.config)
+    tree = [int(x) for x in args.tree.split(",")]
+    workdir = Path(args.workdir)
+    gen = ModelGenerator(cfg, workdir, glue_dir=args.glue_dir or default_glue_dir(), progress=True)
+    state_path = workdir / "bench_state.json"
+    state = json.loads(state_path.read_text()) if state_path.exists() else {}
+    model = _timed(state, state_path, "equal_budget_model",
+                   lambda: gen.finetune_and_evaluate(tree, None, seed=args.seed))
+    run = _timed(state, state_path, "gradient_run", lambda: gradient_run(gen, args.target, args.seed, cfg.gradient))
+    ratio = run["training_wall_clock_s"] / model["training_wall_clock_s"]
+    record = {
+        "config": args.config, "target": args.target, "seed": args.seed,
+        "search_fraction": cfg.gradient.search_fraction, "estimator": cfg.gradient.estimator,
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "equal_budget_model": model, "gradient_run": run,
+        "run_over_model_wall_clock": ratio,
+        "run_over_model_incl_evaluation": (run["training_wall_clock_s"] + (run["eval_wall_clock_s"] or 0.0)) / (
+            model["training_wall_clock_s"] + (model["eval_wall_clock_s"] or 0.0)),
+        "goal": f"<= {GOAL}x", "goal_met": ratio <= GOAL,
+        "note": "training wall clocks of the loops (compilation included, time between sessions excluded); "
+                f"efficiencies: run {format_efficiency(run['energy_ratio'])}, "
+                f"model {format_efficiency(model['energy_ratio'])}",
+    }
+    write_json_atomic(args.out, record)
+    print(f"gradient run {run['training_wall_clock_s']:.0f} s (search {run.get('search_wall_clock_s', 0):.0f} s) "
+          f"against one equal-budget model {model['training_wall_clock_s']:.0f} s: {ratio:.3f}x (goal <= {GOAL}x)")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
