@@ -182,8 +182,35 @@ class Models:
         gen = self.generator(c.config)
         if c.kind == "tree":
             return gen.finetune_and_evaluate(list(c.branch_points), None, seed=seed)
-        settings = dataclasses.replace(gen.cfg.gradient, **(c.gradient or {}))
+        settings = self.gradient_settings(c, f"front candidate {c.label!r}: gradient")
         return gradient_run(gen, c.energy_target, seed, settings, tag=c.tag)
+
+    def gradient_settings(self, c: Candidate, where: str):
+        """The gradient section of ``c``'s search config with the candidate's overrides (checked)."""
+        from mgen_jax.search.gradient import GradientSettings
+
+        check_known_fields(GradientSettings, c.gradient or {}, where)
+        return dataclasses.replace(self.generator(c.config).cfg.gradient, **(c.gradient or {}))
+
+    def check(self, c: Candidate, where: str) -> None:
+        """ConfigError naming the candidate when it cannot run on its config's model and tasks: a tree of the wrong
+        length or depth, an infeasible energy target (the message gives the feasible range), invalid gradient
+        overrides. Checked before anything trains, with --report-only too."""
+        from mgen_jax.search.constrained import check_target
+        from mgen_jax.search.gradient import target_range
+
+        gen = self.generator(c.config)
+        try:
+            if c.kind == "tree":
+                b = list(c.branch_points)
+                if len(b) != len(gen.tasks) or any(not 0 <= x <= gen.num_units for x in b):
+                    raise ConfigError(f"branch points {b} do not fit {len(gen.tasks)} tasks and {gen.num_units} "
+                                      f"units")
+            else:
+                check_target(c.energy_target, *target_range(gen))
+                self.gradient_settings(c, "gradient")
+        except ConfigError as exc:
+            raise ConfigError(f"{where} ({c.config}): {exc}") from None
 
 
 def _runs_summary(c: Candidate, runs: Sequence[dict], tasks: Sequence[str], folders: Sequence[Path]) -> dict[str, Any]:
@@ -278,6 +305,11 @@ def build_front(cfg: FrontConfig, models: Models, *, report_only: bool = False,
     record."""
     start = time.perf_counter()
     train = not report_only
+    for budget in cfg.budgets:
+        for c in budget.candidates:
+            models.check(c, f"front budget {budget.label!r}, candidate {c.label!r}")
+    for c in cfg.baselines:
+        models.check(c, f"front baseline {c.label!r}")
     reference = _independent(models, cfg)
     tasks = [t.name for t in models.generator(cfg.reference).tasks]
     points, pending = [], []

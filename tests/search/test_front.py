@@ -2,6 +2,7 @@
 what is missing, the held-out split of seed 0 chooses, every chosen and all-seed candidate gets every seed, the drop
 interval resamples rows and seeds once every run kept its predictions, and the headline waits for a whole front."""
 
+import dataclasses
 import json
 
 import pytest
@@ -9,7 +10,7 @@ import yaml
 
 from mgen_jax.errors import ConfigError
 from mgen_jax.search.config_file import nest
-from mgen_jax.search.front import Models, build_front, load_front_config, write_front
+from mgen_jax.search.front import Candidate, Models, build_front, load_front_config, write_front
 from mgen_jax.search.judge import Goal, read_front
 
 from test_equal_budget import BUCKETS, HELDOUT, TASKS, _independent  # noqa: E402  (tests/search is on sys.path)
@@ -83,6 +84,26 @@ def test_front_config_errors_name_the_field(tmp_path):
     (tmp_path / "f.yaml").write_text(yaml.safe_dump(bad))
     with pytest.raises(ConfigError, match=r"budgets\[0\].energy_ratio"):
         load_front_config(tmp_path / "f.yaml")
+
+
+@pytest.mark.parametrize("candidate, words", [
+    ({"branch_points": [1, 1, 1]}, r"candidate 'c' .*branch points \[1, 1, 1\] do not fit 2 tasks and 4 units"),
+    ({"branch_points": [1, 5]}, "do not fit 2 tasks and 4 units"),
+    ({"energy_target": 0.01}, r"candidate 'c' .*energy target 0.01 is not feasible: it must be a number in \["),
+    ({"energy_target": 0.95, "gradient": {"search_fraction": 2}}, "gradient.search_fraction"),
+    ({"energy_target": 0.95, "gradient": {"nonsense": 1}}, r"gradient: unknown field\(s\) \['nonsense'\]"),
+])
+def test_candidates_are_checked_against_their_model_before_anything_runs(front_setup, glue_dir, tmp_path, candidate,
+                                                                         words):
+    """A front whose candidate cannot run on its config's model and tasks fails naming it, --report-only too (it
+    used to report such a front as merely pending)."""
+    root, cfg = front_setup
+    bad = dataclasses.replace(cfg, budgets=(dataclasses.replace(cfg.budgets[0], candidates=(
+        Candidate(label="c", config=cfg.reference, **candidate),)),))
+    models = Models(glue_dir=glue_dir, progress=False, runs_root=str(tmp_path / "runs"))
+    with pytest.raises(ConfigError, match=words):
+        build_front(bad, models, report_only=True)
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").rglob("result.json"))
 
 
 def test_read_front_waits_for_a_complete_front_and_reads_the_goal():
