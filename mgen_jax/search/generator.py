@@ -11,11 +11,8 @@ differ only in their branch points.
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import io
 import json
-import re
 import sys
 import time
 from pathlib import Path
@@ -32,14 +29,16 @@ from mgen_jax.data.metrics import main_score
 from mgen_jax.data.pipeline import BatchStream, collate
 from mgen_jax.errors import ConfigError
 from mgen_jax.data.predictions import PREDICTIONS, write_predictions
-from mgen_jax.io import clean_partial_files, write_bytes_atomic, write_json_atomic
+from mgen_jax.io import write_bytes_atomic, write_json_atomic
 from mgen_jax.model.multitask import MultiTaskModel
 from mgen_jax.model.pretrained import load_pretrained
 from mgen_jax.search.config import SearchConfig
+from mgen_jax.search.rundir import PhaseFields, RunDir
 from mgen_jax.search.budget import (
     budget_optimizer, init_budget_state, interleave, make_budget_step, task_steps, teacher_weight,
 )
 from mgen_jax.search.data import MultiTaskData
+from mgen_jax.search.gradient import GRADIENT_FIELDS
 from mgen_jax.search.steps import (
     DiscreteState, RelaxedState, energy_model, evaluate_discrete, expected_branch_points, make_discrete_step,
     make_loss_profile, make_relaxed_step, make_task_loss_profile, make_task_predict, split_loss_profile,
@@ -53,20 +52,30 @@ from mgen_jax.train.checkpoint import restore_checkpoint, save_checkpoint
 from mgen_jax.train.optim import adamw_warmup_linear, warmup_linear_schedule
 from mgen_jax.train.loop import LoopHooks, LoopSettings, run_loop
 from mgen_jax.train.parallel import check_batch, data_mesh, is_main_process, replicate, shard_batch, to_host
-from mgen_jax.workfolder import lock_work_folder
 from mgen_jax.workload.glue import glue_trace
 
 WARMUP, SEARCH, FINETUNE = 0, 1, 2  # data streams
 PROFILE = 7  # without a held-out split: mixed train batches no phase draws, for the loss profile
 
-
-def _fmt(x: float) -> str:
-    return f"{x:g}".replace(".", "p")
-
-
-def _drop_checkpoint(directory: Path) -> None:
-    """Delete a finished phase's resume checkpoint (its result is written; only a rerun of the phase needs it)."""
-    (directory / "checkpoint.msgpack").unlink(missing_ok=True)
+# The config fields that only one phase reads (rundir.PhaseFields); every other field is a run setting.
+# The searches (the warm-up runs with frozen uniform logits at temperature 1 and its own warmup_sampling): checked per
+# search folder, so that the warm-up and the fine-tuned discrete models (baselines included) are kept when only the
+# search settings change.
+SEARCH_FIELDS = PhaseFields(("search_steps", "lr_logits", "temperature_start", "temperature_end", "sampling",
+                             "search_task_weights"), "search folder")
+# The discrete models: checked per model folder.
+FINETUNE_FIELDS = PhaseFields(("finetune_steps", "lr_finetune", "finetune_init", "finetune_own_lr_scale",
+                               "distill_weight", "distill_temperature", "distill_anneal", "finetune_task_weights",
+                               "finetune_budget", "finetune_batch_size", "teacher_run"), "model folder")
+# Budget selection and the task-weight calibration: the profile file is named by its batches.
+SELECTION_FIELDS = PhaseFields(("profile_batches", "task_weight_min_drop", "profile_metric"))
+# The sweep: which models it trains and how it judges them.
+SWEEP_FIELDS = PhaseFields(("name", "lambdas", "uniform_branch_points", "heuristic_thresholds", "redundancy_file",
+                            "energy_budgets", "budgets_at_baselines", "uniform_at_budgets", "claim_seeds", "trees",
+                            "full_sharing", "claim_margin"))
+# The resumable loop: how often a checkpoint is written changes no result.
+LOOP_FIELDS = PhaseFields(("checkpoint_every_steps",))
+PHASES = (SEARCH_FIELDS, FINETUNE_FIELDS, SELECTION_FIELDS, SWEEP_FIELDS, GRADIENT_FIELDS, LOOP_FIELDS)
 
 
 class Interrupted(Exception):
@@ -82,7 +91,8 @@ class ModelGenerator:
         check_batch(cfg.per_task_batch, self.mesh, "per_task_batch")
         self.interrupt_at = interrupt_at
         self.cfg = cfg
-        self.workdir = Path(workdir)
+        self.run = RunDir(workdir, seed=cfg.seed)
+        self.workdir = self.run.root
         self.glue_dir = glue_dir
         self.progress = progress and is_main_process()
         self.tasks = [get_task(t) for t in cfg.tasks]
@@ -121,70 +131,7 @@ class ModelGenerator:
         self._budget_step = None
         self._tree_ratios = None
         self._task_weights = None if isinstance(cfg.search_task_weights, str) else cfg.search_task_weights
-        self._check_workdir()
-
-    # Fields that do not change what a phase computes: a workdir may be reused when only these differ.
-    FREE_FIELDS = ("name", "lambdas", "uniform_branch_points", "heuristic_thresholds", "redundancy_file",
-                   "checkpoint_every_steps", "energy_budgets", "budgets_at_baselines", "profile_batches",
-                   "uniform_at_budgets", "claim_seeds", "task_weight_min_drop", "profile_metric", "trees",
-                   "full_sharing", "gradient", "claim_margin")
-    # Fields that only the searches use (the warm-up runs with frozen uniform logits at temperature 1 and its own
-    # warmup_sampling): they are checked per search folder, so that the warm-up and the fine-tuned discrete models
-    # (baselines included) are kept when only the search settings change.
-    SEARCH_FIELDS = ("search_steps", "lr_logits", "temperature_start", "temperature_end", "sampling",
-                     "search_task_weights")
-    # Fields that only the discrete models use: checked per model folder.
-    FINETUNE_FIELDS = ("finetune_steps", "lr_finetune", "finetune_init", "finetune_own_lr_scale", "distill_weight",
-                       "distill_temperature", "distill_anneal", "finetune_task_weights", "finetune_budget",
-                       "finetune_batch_size", "teacher_run")
-
-    def _defaults(self) -> dict[str, Any]:
-        defaults = {f.name: f.default for f in dataclasses.fields(SearchConfig) if f.default is not dataclasses.MISSING}
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in defaults.items()}
-
-    def _check_settings(self, path: Path, settings: dict[str, Any], what: str) -> None:
-        """Write ``settings`` to ``path``, or refuse if the file holds other values (cached phases would be silently
-        reused). A field added to SearchConfig after the run started counts as its default value."""
-        if path.exists():
-            saved = json.loads(path.read_text())
-            defaults = self._defaults()
-            changed = sorted(k for k in set(saved) | set(settings)
-                             if saved.get(k, defaults.get(k)) != settings.get(k, defaults.get(k)))
-            if changed:
-                raise ConfigError(f"{what} {path.parent} holds a run with other settings ({changed}); "
-                                  "use another --workdir, move that folder away, or restore those values")
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_json_atomic(path, settings)
-
-    def _check_workdir(self) -> None:
-        phase_fields = self.FREE_FIELDS + self.SEARCH_FIELDS + self.FINETUNE_FIELDS
-        settings = {k: v for k, v in self.cfg.to_dict().items() if k not in phase_fields}
-        # the reference run (first folder) is what phases read; further seeds only join the reported means
-        settings["independent_runs"] = self.cfg.independent_dirs[0] if self.cfg.independent_dirs else None
-        self._check_settings(self.workdir / "settings.json", settings, "workdir")
-
-    def search_settings(self) -> dict[str, Any]:
-        return {k: v for k, v in self.cfg.to_dict().items() if k in self.SEARCH_FIELDS}
-
-    def finetune_settings(self) -> dict[str, Any]:
-        return {k: v for k, v in self.cfg.to_dict().items() if k in self.FINETUNE_FIELDS}
-
-    def _check_phase_folder(self, directory: Path, settings: dict[str, Any], what: str) -> None:
-        path = directory / "settings.json"
-        if directory.is_dir() and any(directory.iterdir()) and not path.exists():
-            raise ConfigError(f"{what} {directory} has no settings.json (it predates recorded {what} settings): "
-                              "move it away to run it again")
-        self._check_settings(path, settings, what)
-
-    @contextlib.contextmanager
-    def phase_folder(self, directory: Path, what: str):
-        """Hold ``directory``'s lock while a phase trains and writes there (another process gets a ConfigError naming
-        the folder; processes may share a work folder, each on its own phases), after deleting what a kill during an
-        atomic write left in it (only the tool's own temporary names, io.clean_partial_files)."""
-        with lock_work_folder(directory, what):
-            clean_partial_files(directory)
-            yield
+        self.run.check_run(cfg, PHASES)
 
     # ----- the independent runs: rows, budgets ---------------------------------------------------------------
     def _reference_runs(self) -> list[dict[str, Any]] | None:
@@ -307,10 +254,8 @@ class ModelGenerator:
         no teacher forward pass per step."""
         if self._teacher_outputs is not None:
             return self._teacher_outputs
-        folder = self.workdir / "teachers"
-        if self.cfg.teacher_run is not None:
-            folder = folder / re.sub(r"[^A-Za-z0-9_.-]+", "_", self.cfg.teacher_run.strip("/"))
-        with self.phase_folder(folder, "teacher folder"):
+        folder = self.run.teachers(self.cfg.teacher_run)
+        with self.run.phase_folder(folder, "teacher folder"):
             self._teacher_outputs = self._teacher_outputs_in(folder)
         return self._teacher_outputs
 
@@ -398,39 +343,39 @@ class ModelGenerator:
 
     def warmup(self) -> Any:
         """Train the relaxed model's weights with the branch logits frozen (uniform): lambda-independent."""
-        directory = self.workdir / "warmup"
+        directory = self.run.warmup
         done = directory / "params.msgpack"
         params = self.initial_params()
-        if done.exists() and (directory / "result.json").exists():  # weights without result.json: a partial phase
+        if done.exists() and self.run.finished(directory):  # weights without result.json: a partial phase
             return restore_checkpoint(done, params)
         logits = jnp.zeros((len(self.tasks), self.num_units + 1))
-        with self.phase_folder(directory, "warm-up folder"):
+        with self.run.phase_folder(directory, "warm-up folder"):
             state, wall = self._relaxed(directory, params, logits, self.cfg.warmup_steps, 0.0, train_logits=False,
                                         desc="warm-up (logits frozen)")
             save_checkpoint(done, state.params)
             write_json_atomic(directory / "result.json", {"steps": self.cfg.warmup_steps, "wall_clock_s": wall})
-            _drop_checkpoint(directory)
+            self.run.drop_checkpoint(directory)
         return state.params
 
     def search(self, lam: float, warm_params) -> dict[str, Any]:
         """Joint search of weights and branch logits for one lambda; b_t = argmax of the logits."""
-        directory = self.workdir / f"search_lambda_{_fmt(lam)}"
+        directory = self.run.search(lam)
         result = directory / "result.json"
-        self._check_phase_folder(directory, self.search_settings(), "search folder")
+        self.run.check_phase(directory, SEARCH_FIELDS.settings(self.cfg), SEARCH_FIELDS.folder)
         if result.exists():
             return json.loads(result.read_text())
         logits = jnp.zeros((len(self.tasks), self.num_units + 1))
-        with self.phase_folder(directory, "search folder"):
+        with self.run.phase_folder(directory, SEARCH_FIELDS.folder):
             state, wall = self._relaxed(directory, warm_params, logits, self.cfg.search_steps, lam, train_logits=True,
                                         desc=f"search lambda={lam:g}")
             logits = np.asarray(state.logits)
             record = {
                 "lambda": lam, "logits": logits.tolist(), "branch_points": [int(b) for b in logits.argmax(axis=1)],
                 "expected_branch_points": expected_branch_points(logits).tolist(), "steps": self.cfg.search_steps,
-                "settings": self.search_settings(), "wall_clock_s": wall,
+                "settings": SEARCH_FIELDS.settings(self.cfg), "wall_clock_s": wall,
             }
             write_json_atomic(result, record)
-            _drop_checkpoint(directory)
+            self.run.drop_checkpoint(directory)
         return record
 
     # ----- budget selection ------------------------------------------------------------------------------------
@@ -452,8 +397,7 @@ class ModelGenerator:
         return self.cfg.profile_metric != "score" or "mean_score" in json.loads(path.read_text())
 
     def profile_path(self) -> Path:
-        name = "loss_profile_heldout.json" if self.data.has_heldout else f"loss_profile_{self.cfg.profile_batches}.json"
-        return self.workdir / "warmup" / name
+        return self.run.loss_profile(heldout=self.data.has_heldout, batches=self.cfg.profile_batches)
 
     def warmup_profile(self, warm_params) -> dict[str, Any]:
         """The loss profile of the warm-up's weights (cached in the warm-up folder): over every row of the held-out
@@ -487,7 +431,7 @@ class ModelGenerator:
     def task_weights(self) -> list[float]:
         """The search's task weights: the config's list, the held-out calibration (``calibrate``), or every task 1."""
         if self.cfg.search_task_weights == "heldout" and self._task_weights is None:
-            path = self.workdir / "task_weights_heldout.json"
+            path = self.run.task_weights
             if not path.is_file():
                 raise ConfigError("search_task_weights: heldout are calibrated in the sweep, after the full-sharing "
                                   "model is fine-tuned (ModelGenerator.calibrate)")
@@ -514,7 +458,7 @@ class ModelGenerator:
                            "note": "held-out scores of the reference independent run (the first folder: choices never "
                                    "wait for the other seeds) and of the full-sharing model; loss rise from the "
                                    "warm-up's held-out loss profile"}
-        write_json_atomic(self.workdir / "task_weights_heldout.json", record)
+        write_json_atomic(self.run.task_weights, record)
         self._task_weights = record["weights"]
         return record
 
@@ -560,15 +504,14 @@ class ModelGenerator:
         return shard_batch(batch, self.mesh)
 
     def model_dir(self, b: Sequence[int], seed: int | None = None) -> Path:
-        suffix = "" if seed is None or seed == self.cfg.seed else f"_seed{seed}"
-        return self.workdir / "models" / ("b_" + "-".join(map(str, b)) + suffix)
+        return self.run.model(b, seed)
 
     def model_finished(self, b: Sequence[int], seed: int | None = None) -> bool:
         """Has the discrete model with branch points ``b`` (training seed ``seed``) been fine-tuned and evaluated?"""
-        return (self.model_dir(b, seed) / "result.json").exists()
+        return self.run.finished(self.run.model(b, seed))
 
     def search_finished(self, lam: float) -> bool:
-        return (self.workdir / f"search_lambda_{_fmt(lam)}" / "result.json").exists()
+        return self.run.finished(self.run.search(lam))
 
     def finetune_and_evaluate(self, branch_points: Sequence[int], warm_params, *, seed: int | None = None
                               ) -> dict[str, Any]:
@@ -582,12 +525,12 @@ class ModelGenerator:
         seed = cfg.seed if seed is None else int(seed)
         if seed != cfg.seed and cfg.finetune_budget is None:
             raise ConfigError("another training seed needs a fine-tuning budget (finetune_budget)")
-        directory = self.model_dir(b, seed)
+        directory = self.run.model(b, seed)
         result = directory / "result.json"
-        self._check_phase_folder(directory, self.finetune_settings(), "model folder")
+        self.run.check_phase(directory, FINETUNE_FIELDS.settings(cfg), FINETUNE_FIELDS.folder)
         if result.exists():
             return json.loads(result.read_text())
-        with self.phase_folder(directory, "model folder"):
+        with self.run.phase_folder(directory, FINETUNE_FIELDS.folder):
             return self._finetune_and_evaluate(directory, b, warm_params, seed)
 
     def _finetune_and_evaluate(self, directory: Path, b: list[int], warm_params, seed: int) -> dict[str, Any]:
@@ -614,7 +557,7 @@ class ModelGenerator:
             "finetune_task_weights": None if cfg.finetune_task_weights is None else list(cfg.finetune_task_weights),
             "finetune_wall_clock_s": wall}
         write_json_atomic(result, record)
-        _drop_checkpoint(directory)
+        self.run.drop_checkpoint(directory)
         return record
 
     def evaluate(self, directory: Path, b: Sequence[int], params) -> dict[str, Any]:

@@ -41,6 +41,7 @@ from mgen_jax import cost
 from mgen_jax.errors import ConfigError
 from mgen_jax.io import check_known_fields, write_json_atomic
 from mgen_jax.search.budget import BudgetState, init_budget_state, interleave, single_task_loss
+from mgen_jax.search.rundir import PhaseFields
 from mgen_jax.search.constrained import (
     MU_FLOOR, check_target, dual_step_size, dual_update, energy_ratio, feasible_range, lagrangian, natural_step,
     decode_tree, read_estimate, temperature, tree_ratio, update_estimate,
@@ -50,6 +51,8 @@ from mgen_jax.train.optim import warmup_linear_schedule
 from mgen_jax.train.parallel import replicate
 
 ESTIMATORS = ("enumerate", "straight-through")
+# The config's gradient section: every run checks it (with the fine-tuning fields) in its own folder.
+GRADIENT_FIELDS = PhaseFields(("gradient",), "gradient run folder")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -224,15 +227,7 @@ def mu_converged(tail: Sequence[float], tolerance: float) -> bool:
 
 def run_dir(gen, target: float, seed: int, tag: str = "") -> Path:
     """The run's folder: <workdir>/gradient/r<target>[_<tag>]_seed<seed> (a tag names overridden settings)."""
-    return gen.workdir / "gradient" / (f"r{_fmt(target)}" + (f"_{tag}" if tag else "") + f"_seed{seed}")
-
-
-def _fmt(x: float) -> str:
-    return f"{x:g}".replace(".", "p")
-
-
-def run_finished(gen, target: float, seed: int, tag: str = "") -> bool:
-    return (run_dir(gen, target, seed, tag) / "result.json").exists()
+    return gen.run.gradient(target, seed, tag)
 
 
 def target_range(gen) -> tuple[float, float]:
@@ -293,14 +288,16 @@ def gradient_run(gen, target: float, seed: int, settings: GradientSettings, *, t
     if settings.task_weights is not None and len(settings.task_weights) != len(gen.tasks):
         raise ConfigError(f"search config field 'gradient.task_weights' needs one weight per task "
                           f"({len(gen.tasks)}), got {len(settings.task_weights)}")
+    from mgen_jax.search.generator import FINETUNE_FIELDS
+
     target = check_target(target, *target_range(gen))
     directory = run_dir(gen, target, seed, tag)
     result_path = directory / "result.json"
-    gen._check_phase_folder(directory, settings.run_settings() | gen.finetune_settings() | {
-        "energy_target": target, "seed": seed}, "gradient run folder")
+    gen.run.check_phase(directory, settings.run_settings() | FINETUNE_FIELDS.settings(cfg) | {
+        "energy_target": target, "seed": seed}, GRADIENT_FIELDS.folder)
     if result_path.exists():
         return json.loads(result_path.read_text())
-    with gen.phase_folder(directory, "gradient run folder"):
+    with gen.run.phase_folder(directory, GRADIENT_FIELDS.folder):
         return _gradient_run(gen, directory, target, seed, settings)
 
 

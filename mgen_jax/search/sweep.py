@@ -24,7 +24,7 @@ import numpy as np
 
 from mgen_jax.errors import ConfigError
 from mgen_jax.io import save_figure_atomic, write_json_atomic
-from mgen_jax.search.generator import ModelGenerator, _fmt
+from mgen_jax.search.generator import ModelGenerator
 from mgen_jax.search.judge import format_efficiency
 
 
@@ -193,8 +193,8 @@ def _warm_start(gen: ModelGenerator, report_only: bool = False):
     resume from its result files alone (experiments/run_records.py carries them across machines)."""
     cfg = gen.cfg
     needs_profile = bool(cfg.energy_budgets or cfg.budgets_at_baselines)
-    result = gen.workdir / "warmup" / "result.json"
-    finished = result.exists() and (gen.profile_ready() or not needs_profile)
+    result = gen.run.warmup / "result.json"
+    finished = gen.run.finished(gen.run.warmup) and (gen.profile_ready() or not needs_profile)
     if report_only and not finished:
         raise ConfigError(f"nothing to report yet in {gen.workdir}: the warm-up" + (" and its loss profile" if
                           needs_profile else "") + " have not finished (run the sweep without report-only first)")
@@ -227,7 +227,7 @@ def run_sweep(gen: ModelGenerator, out_dir: str | Path, *, report_only: bool = F
         return gen.finetune_and_evaluate(b, warm, seed=seed)
     points: list[dict[str, Any]] = []
     baseline_points: list[dict[str, Any]] = []
-    search_wall = json.loads((gen.workdir / "warmup" / "result.json").read_text())["wall_clock_s"]
+    search_wall = gen.run.result(gen.run.warmup)["wall_clock_s"]
     u = gen.num_units
     t = len(gen.tasks)
     baselines = [("full sharing", "full sharing (b = U)", [u] * t, None)] if cfg.full_sharing else []
@@ -342,11 +342,10 @@ def run_sweep(gen: ModelGenerator, out_dir: str | Path, *, report_only: bool = F
             goal |= {"judged_on": "single-seed dev scores (no held-out claim: that needs independent runs and a "
                                   "held-out split)", "met": bool(ok), "models": [p["label"] for p in ok]}
     walls = [p.get("finetune_wall_clock_s", 0.0) for p in points if p["kind"] != "independent"]
-    sweep_total = json.loads((gen.workdir / "warmup" / "result.json").read_text())["wall_clock_s"] + sum(walls) + (
+    sweep_total = gen.run.result(gen.run.warmup)["wall_clock_s"] + sum(walls) + (
         gen.warmup_profile(warm)["wall_clock_s"] if budget_points else 0.0) + (
         claim.get("finetune_wall_clock_s", 0.0) if claim else 0.0) + sum(
-        json.loads((gen.workdir / f"search_lambda_{_fmt(lam)}" / "result.json").read_text())["wall_clock_s"]
-        for lam in cfg.lambdas)
+        gen.run.result(gen.run.search(lam))["wall_clock_s"] for lam in cfg.lambdas)
     selection = {
         "split": "heldout" if gen.data.has_heldout else "none (recipe-study run: selection on dev, see README)",
         "loss_profile": gen.warmup_profile(warm).get("split") if budget_points else None,

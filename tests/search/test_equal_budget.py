@@ -14,6 +14,7 @@ import mgen_jax.search.generator as generator
 from mgen_jax.errors import ConfigError
 from mgen_jax.search import ModelGenerator
 from mgen_jax.search.config import SearchConfig
+from mgen_jax.search.generator import FINETUNE_FIELDS
 from mgen_jax.search.sweep import run_sweep
 from mgen_jax.train import FinetuneConfig, train_and_evaluate
 
@@ -407,7 +408,7 @@ def test_a_model_folder_in_use_is_left_alone(tmp_path, tiny_bert_dir, glue_dir, 
     cfg = _config(tiny_bert_dir, independent_runs, claim_seeds=[])
     gen = ModelGenerator(cfg, tmp_path / "w", glue_dir=glue_dir, progress=False)
     folder = gen.model_dir([2, 4], 0)
-    gen._check_phase_folder(folder, gen.finetune_settings(), "model folder")  # as the other run did when it started
+    gen.run.check_phase(folder, FINETUNE_FIELDS.settings(cfg), "model folder")  # as the other run did when it started
     proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(folder)], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "locked"

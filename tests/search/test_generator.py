@@ -11,7 +11,7 @@ import pytest
 from mgen_jax import cost
 from mgen_jax.errors import ConfigError
 from mgen_jax.search import ModelGenerator, load_search_config
-from mgen_jax.search.generator import Interrupted
+from mgen_jax.search.generator import FINETUNE_FIELDS, SEARCH_FIELDS, Interrupted
 from mgen_jax.search.sweep import heuristic_branch_points, pareto_front, run_sweep
 
 REPO = Path(__file__).parents[2]
@@ -227,7 +227,7 @@ def test_search_task_weights_are_validated_and_a_search_setting(tmp_path, glue_d
     cfg = load_search_config(REPO / "configs/search/quick.yaml", model=str(tiny_bert_dir), **TINY_DATA,
                              sampling="enumerate", search_task_weights=[1.0, 2.0])
     gen = ModelGenerator(cfg, tmp_path, glue_dir=glue_dir, progress=False)
-    assert gen.search_settings()["search_task_weights"] == [1.0, 2.0]
+    assert SEARCH_FIELDS.settings(gen.cfg)["search_task_weights"] == [1.0, 2.0]
     assert "search_task_weights" not in json.loads((tmp_path / "settings.json").read_text())  # not a workdir field
 
 
@@ -238,7 +238,7 @@ def test_finetune_task_weights_are_validated_and_a_model_setting(tmp_path, glue_
     cfg = load_search_config(REPO / "configs/search/quick.yaml", model=str(tiny_bert_dir), **TINY_DATA,
                              finetune_task_weights=[1.0, 3.0])
     gen = ModelGenerator(cfg, tmp_path, glue_dir=glue_dir, progress=False)
-    assert gen.finetune_settings()["finetune_task_weights"] == [1.0, 3.0]
+    assert FINETUNE_FIELDS.settings(gen.cfg)["finetune_task_weights"] == [1.0, 3.0]
     assert "finetune_task_weights" not in json.loads((tmp_path / "settings.json").read_text())  # per model folder
 
 
