@@ -29,7 +29,7 @@ from mgen_jax.io import write_json_atomic
 from mgen_jax.model.multitask import MultiTaskModel
 from mgen_jax.model.pretrained import load_pretrained
 from mgen_jax.search.data import MultiTaskData
-from mgen_jax.search.generator import SEARCH
+from mgen_jax.search.data import SEARCH_STREAM as SEARCH
 from mgen_jax.search.steps import RelaxedState, energy_model, make_loss_profile, make_relaxed_step, task_losses
 from mgen_jax.workload.glue import glue_trace
 

@@ -1,7 +1,7 @@
 """Task weights for the search's logits (``search_task_weights``): dev-score points per unit of train loss.
 
 Recipe study only: this script calibrates on dev scores (how the 200-step glue5 sweeps were run). The equal-budget
-sweep calibrates on the held-out split itself (``search_task_weights: heldout``, ModelGenerator.calibrate).
+sweep calibrates on the held-out split itself (``search_task_weights: heldout``, search.selection.calibrate).
 
     .venv/bin/python experiments/archive/calibrate_task_weights.py --workdir runs/search/glue5_steps200 \
         [--profile experiments/results/warmup_profile_glue5.json] \

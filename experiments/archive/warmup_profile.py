@@ -7,7 +7,7 @@ starts from (the warm-up's), for one or more run folders of one search config, a
         [--out experiments/results/warmup_profile_glue5.json] [--plot-only]
 
 Each workdir's own settings.json says how its warm-up was run (warmup_sampling). The batches come from a data stream
-no phase trains on (mixed batches of the train splits, dropout off; ``ModelGenerator.loss_profile``, which budget
+no phase trains on (mixed batches of the train splits, dropout off; ``search.selection.loss_profile``, which budget
 selection uses on the warm-up's weights). Writes the JSON and a PNG beside it.
 Runtime here: about 3 minutes per profile for 5 tasks and 24 batches.
 """
@@ -23,6 +23,7 @@ import numpy as np
 
 from mgen_jax.io import save_figure_atomic, write_json_atomic
 from mgen_jax.search import ModelGenerator, load_search_config
+from mgen_jax.search.selection import loss_profile
 from mgen_jax.train.checkpoint import restore_checkpoint
 
 def plot(record: dict, path: Path) -> None:
@@ -78,14 +79,14 @@ def main() -> None:
         initial = gen.initial_params()
         if "initial weights" not in record["profiles"]:
             start = time.perf_counter()
-            record["profiles"]["initial weights"] = gen.loss_profile(initial, args.batches)
+            record["profiles"]["initial weights"] = loss_profile(gen, initial, args.batches)
             print(f"initial weights: {time.perf_counter() - start:.0f} s", flush=True)
         path = Path(workdir) / "warmup" / "params.msgpack"
         if not path.is_file():
             raise SystemExit(f"{path} not found: run the warm-up of {workdir} first")
         start = time.perf_counter()
         label = f"after {saved['warmup_steps']}-step warm-up, {sampling} sampling"
-        record["profiles"][label] = gen.loss_profile(restore_checkpoint(path, initial), args.batches)
+        record["profiles"][label] = loss_profile(gen, restore_checkpoint(path, initial), args.batches)
         print(f"{label}: {time.perf_counter() - start:.0f} s", flush=True)
     for label, prof in record["profiles"].items():
         print(label)

@@ -116,7 +116,7 @@ class SearchConfig:
     full_sharing: bool = True  # fine-tune the full-sharing baseline (b = U for every task); heldout task weights need it
     profile_batches: int = 24
     # what ranks the trees: "loss" (the warm-up's mean loss per branch point) or "score" (its held-out main score,
-    # smoothed non-increasing in b; needs a held-out split): ModelGenerator.selection_profile
+    # smoothed non-increasing in b; needs a held-out split): search/selection.py: selection_profile
     profile_metric: str = "loss"
     # the gradient search in one run inside the training budget (search/gradient.py: GradientSettings): energy
     # targets, seeds, estimator, the share of the budget spent searching, the logits' and multiplier's steps
@@ -124,7 +124,7 @@ class SearchConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        from mgen_jax.search.gradient import GradientSettings
+        from mgen_jax.search.gradient_settings import GradientSettings
 
         if not isinstance(self.gradient, GradientSettings):
             object.__setattr__(self, "gradient", GradientSettings.from_mapping(self.gradient))

@@ -18,6 +18,11 @@ from mgen_jax.data.pipeline import EncodedSplit, bucket_for, collate, encode_spl
 from mgen_jax.data.splits import HeldoutSpec, train_and_heldout
 from mgen_jax.errors import ConfigError
 
+# The mixed-batch streams (``mixed_batch(step, stream)``): each phase draws its own batches; without a held-out split
+# the loss profile reads a stream that no phase trains on.
+WARMUP_STREAM, SEARCH_STREAM, FINETUNE_STREAM = 0, 1, 2
+PROFILE_STREAM = 7
+
 
 class MultiTaskData:
     """``train[t]``: task t's training rows (its train split minus the held-out split, capped at

@@ -24,23 +24,24 @@ Each part runs in its own folder of the run (search/, finetune/) with the resuma
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import math
-import time
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import struct
 
 from mgen_jax import cost
 from mgen_jax.errors import ConfigError
-from mgen_jax.io import check_known_fields, write_json_atomic
+from mgen_jax.io import write_json_atomic
 from mgen_jax.search.budget import BudgetState, init_budget_state, interleave, single_task_loss
+from mgen_jax.search.finetune import (
+    FINETUNE_FIELDS, budget_batches, budget_step, budget_streams, evaluate, per_task_fields, task_loss_log,
+    token_counts,
+)
+from mgen_jax.search.gradient_settings import GradientSettings
 from mgen_jax.search.rundir import PhaseFields
 from mgen_jax.search.constrained import (
     MU_FLOOR, check_target, dual_step_size, dual_update, energy_ratio, feasible_range, lagrangian, natural_step,
@@ -50,86 +51,8 @@ from mgen_jax.train.checkpoint import restore_checkpoint
 from mgen_jax.train.optim import warmup_linear_schedule
 from mgen_jax.train.parallel import replicate
 
-ESTIMATORS = ("enumerate", "straight-through")
 # The config's gradient section: every run checks it (with the fine-tuning fields) in its own folder.
 GRADIENT_FIELDS = PhaseFields(("gradient",), "gradient run folder")
-
-
-@dataclasses.dataclass(frozen=True)
-class GradientSettings:
-    """The ``gradient`` section of a search config: what the one-run search does, and where."""
-
-    energy_targets: tuple[float, ...] = ()  # energy per request / the independent models', each a run
-    seeds: tuple[int, ...] = (0,)  # training seeds of every target's run
-    estimator: str = "enumerate"  # the logits' gradient: "enumerate" (exact expectation) or "straight-through"
-    search_fraction: float = 0.2  # share of the training budget (global steps) spent searching
-    logit_rows: int = 8  # rows of each batch the logits' gradient reads
-    logit_damping: float = 0.5  # rho: the logits' mirror step is rho / tau, so that q moves a share rho of the way to
-    # the Gibbs distribution softmax(-costs / tau) at every step, whatever the temperature (constrained.natural_step)
-    dual_step: float = 1.0  # eta: mu's step per unit of constraint violation
-    dual_settle_fraction: float = 0.02  # eta_k = eta / (1 + k / (this x search steps))^dual_decay
-    dual_decay: float = 1.0
-    mu_init: float = 1.0  # mu's start: with losses normalized by their mean (normalize_losses), costs are of order 1
-    dual_tolerance: float = 0.1  # mu "converged": its range over the last tenth of the search is at most this
-    # x max(1, its mean there)
-    temperature_start: float = 1.0  # the entropy weight tau of the logits' objective (search/constrained.py)
-    temperature_end: float = 0.01
-    anneal_fraction: float = 0.75  # tau falls over this share of the search steps, then stays at temperature_end
-    task_weights: tuple[float, ...] | None = None  # w_t of sum_t w_t E[loss_t]; None = every task 1
-    normalize_losses: bool = True  # each task's loss over its mean over branch points: tasks of different loss
-    # scales (cross-entropy near 0.7, STS-B's squared error near 10 early) pull on their logits alike
-    loss_memory: float = 0.97  # moving-average factor per task step of each task's loss at every branch point
-
-    def __post_init__(self) -> None:
-        field = lambda name: f"search config field 'gradient.{name}'"
-        for name in ("energy_targets", "seeds"):
-            value = getattr(self, name)
-            if not isinstance(value, (list, tuple)):
-                raise ConfigError(f"{field(name)} must be a list, got {value!r}")
-            object.__setattr__(self, name, tuple(value))
-        for x in self.energy_targets:
-            if isinstance(x, bool) or not isinstance(x, (int, float)) or not (math.isfinite(x) and 0 < x <= 1):
-                raise ConfigError(f"{field('energy_targets')} must hold energy ratios in (0, 1], got {x!r}")
-        if not self.seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in self.seeds) \
-                or len(set(self.seeds)) != len(self.seeds):
-            raise ConfigError(f"{field('seeds')} must hold distinct integers >= 0, got {list(self.seeds)}")
-        if self.estimator not in ESTIMATORS:
-            raise ConfigError(f"{field('estimator')} must be one of {ESTIMATORS}, got {self.estimator!r}")
-        for name, low, high in (("search_fraction", 0.0, 1.0), ("dual_settle_fraction", 0.0, 10.0),
-                                ("logit_damping", 0.0, 1.0), ("dual_step", 0.0, 1e6), ("dual_tolerance", 0.0, 1e6),
-                                ("temperature_start", 0.0, 100.0), ("temperature_end", 0.0, 100.0),
-                                ("anneal_fraction", 0.0, 1.0), ("loss_memory", -1e-9, 0.999),
-                                ("dual_decay", 0.0, 1.0), ("mu_init", 0.0, 1e6)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low < value <= high:
-                raise ConfigError(f"{field(name)} must be in ({low:g}, {high:g}], got {value!r}")
-        if self.temperature_end > self.temperature_start:
-            raise ConfigError(f"{field('temperature_end')} ({self.temperature_end}) must be at most "
-                              f"temperature_start ({self.temperature_start})")
-        if isinstance(self.logit_rows, bool) or not isinstance(self.logit_rows, int) or self.logit_rows < 1:
-            raise ConfigError(f"{field('logit_rows')} must be a positive integer, got {self.logit_rows!r}")
-        if not isinstance(self.normalize_losses, bool):
-            raise ConfigError(f"{field('normalize_losses')} must be true or false, got {self.normalize_losses!r}")
-        if self.task_weights is not None:
-            weights = tuple(self.task_weights) if isinstance(self.task_weights, (list, tuple)) else None
-            if not weights or any(isinstance(w, bool) or not isinstance(w, (int, float)) or not
-                                  (math.isfinite(w) and w > 0) for w in weights):
-                raise ConfigError(f"{field('task_weights')} must hold positive numbers, got {self.task_weights!r}")
-            object.__setattr__(self, "task_weights", weights)
-
-    @classmethod
-    def from_mapping(cls, values: Any) -> "GradientSettings":
-        if values is None:
-            return cls()
-        if not isinstance(values, dict):
-            raise ConfigError(f"search config field 'gradient' must be a mapping, got {type(values).__name__}")
-        check_known_fields(cls, values, "search config field 'gradient'")
-        return cls(**values)
-
-    def run_settings(self) -> dict[str, Any]:
-        """What one run's result depends on (targets and seeds name the run's folder instead)."""
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()
-                if k not in ("energy_targets", "seeds")}
 
 
 @struct.dataclass
@@ -251,27 +174,15 @@ class _Plan(NamedTuple):
 
 def _plan(gen, seed: int, settings: GradientSettings) -> tuple[_Plan, Any]:
     cfg = gen.cfg
-    streams = gen.budget_streams(seed)
+    streams = budget_streams(gen, seed)
     schedule = interleave([s.steps for s in streams])
     total = len(schedule)
     search_steps = min(total, max(1, int(round(settings.search_fraction * total))))
-    tx, budget_fn = gen.budget_step()
+    tx, budget_fn = budget_step(gen)
     plan = _Plan(streams, schedule, total, search_steps,
                  warmup_linear_schedule(cfg.lr_finetune, total, warmup_ratio=cfg.warmup_ratio), budget_fn,
-                 gen._replicate(jax.random.PRNGKey(seed + 5)), gen.budget_batches(streams, schedule))
+                 gen.replicate(jax.random.PRNGKey(seed + 5)), budget_batches(gen, streams, schedule))
     return plan, tx
-
-
-def _loss_log(gen):
-    """observe(t, loss) -> the logged values: the step's loss and every task's mean over its last 20 steps."""
-    recent: dict[int, list[float]] = {t: [] for t in range(len(gen.tasks))}
-
-    def observe(t, loss) -> dict[str, Any]:
-        recent[t] = (recent[t] + [float(loss)])[-20:]
-        return {"loss": float(loss), "task": gen.tasks[t].name} | {
-            f"loss_{x.name}": float(np.mean(recent[i])) for i, x in enumerate(gen.tasks) if recent[i]}
-
-    return observe
 
 
 def gradient_run(gen, target: float, seed: int, settings: GradientSettings, *, tag: str = "") -> dict[str, Any]:
@@ -288,8 +199,6 @@ def gradient_run(gen, target: float, seed: int, settings: GradientSettings, *, t
     if settings.task_weights is not None and len(settings.task_weights) != len(gen.tasks):
         raise ConfigError(f"search config field 'gradient.task_weights' needs one weight per task "
                           f"({len(gen.tasks)}), got {len(settings.task_weights)}")
-    from mgen_jax.search.generator import FINETUNE_FIELDS
-
     target = check_target(target, *target_range(gen))
     directory = run_dir(gen, target, seed, tag)
     result_path = directory / "result.json"
@@ -315,11 +224,11 @@ def _gradient_run(gen, directory: Path, target: float, seed: int, settings: Grad
                                      plan.dropout_key)
         return state, (t, loss)
 
-    observe = _loss_log(gen)
-    budget_state, train_wall = gen._loop(directory / "finetune", state.budget, plan.total, plan.batch_fn, train_step,
+    observe = task_loss_log(gen.tasks)
+    budget_state, train_wall = gen.loop(directory / "finetune", state.budget, plan.total, plan.batch_fn, train_step,
                                          f"gradient run r={target:g} seed {seed}: b={b_arr.tolist()}",
                                          lambda k, out: observe(*out), place=lambda s: replicate(s, gen.mesh))
-    record = gen.evaluate(directory, b_arr.tolist(), budget_state.params) | _run_info(gen, plan, settings) | {
+    record = evaluate(gen, directory, b_arr.tolist(), budget_state.params) | _run_info(gen, plan, settings) | {
         "seed": seed, "energy_target": target, "search": found, "search_wall_clock_s": found["wall_clock_s"],
         "train_wall_clock_s": train_wall, "finetune_wall_clock_s": found["wall_clock_s"] + train_wall}
     write_json_atomic(result_path, record)
@@ -330,13 +239,9 @@ def _gradient_run(gen, directory: Path, target: float, seed: int, settings: Grad
 
 def _run_info(gen, plan: _Plan, settings: GradientSettings) -> dict[str, Any]:
     cfg = gen.cfg
-    tokens = [s.tokens() for s in plan.streams]
-    real, padded = sum(r for r, _ in tokens), sum(p for _, p in tokens)
+    real, padded = token_counts(plan.streams)
     return {"settings": settings.run_settings(), "finetune_steps": plan.total, "finetune_budget": cfg.finetune_budget,
-            "lr_finetune": cfg.lr_finetune, "finetune_init": cfg.finetune_init,
-            "examples_seen": {t.name: s.examples() for t, s in zip(gen.tasks, plan.streams)},
-            "steps_per_task": {t.name: s.steps for t, s in zip(gen.tasks, plan.streams)},
-            "batch_size_per_task": {t.name: s.batch_size for t, s in zip(gen.tasks, plan.streams)},
+            "lr_finetune": cfg.lr_finetune, "finetune_init": cfg.finetune_init, **per_task_fields(gen.tasks, plan.streams),
             "padding_fraction": 1 - real / padded, "real_tokens": real, "devices": len(jax.devices())}
 
 
@@ -357,7 +262,7 @@ def _search_phase(gen, plan: _Plan, start: SearchState, directory: Path, target:
                                       plan.dropout_key)
         return SearchState(budget.step, budget, logit), (t, loss, b) + info + (logit.mu,)
 
-    log = _loss_log(gen)
+    log = task_loss_log(gen.tasks)
 
     def observe(k, outputs):
         t, loss, b, ratio, tau, expected, mu = outputs
@@ -367,9 +272,9 @@ def _search_phase(gen, plan: _Plan, start: SearchState, directory: Path, target:
     units = gen.num_units
     mean_b = lambda state: {"mean_b": float(np.mean(
         np.asarray(jax.nn.softmax(state.logit.logits, axis=-1)) @ np.arange(units + 1)))}
-    state, wall = gen._loop(search_dir, start, plan.search_steps, plan.batch_fn, step,
+    state, wall = gen.loop(search_dir, start, plan.search_steps, plan.batch_fn, step,
                             f"gradient search r={target:g} seed {seed}", observe, mean_b,
-                            lambda s: replicate(s, gen.mesh))
+                           lambda s: replicate(s, gen.mesh))
     found = _discretise(gen, state, target, search_dir, settings, plan.search_steps) | {
         "steps": plan.search_steps, "total_steps": plan.total, "wall_clock_s": wall}
     write_json_atomic(search_file, found)

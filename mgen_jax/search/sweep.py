@@ -24,7 +24,9 @@ import numpy as np
 
 from mgen_jax.errors import ConfigError
 from mgen_jax.io import save_figure_atomic, write_json_atomic
+from mgen_jax.search import relaxed
 from mgen_jax.search.generator import ModelGenerator
+from mgen_jax.search.selection import pick_within_budget, profile_ready, task_weights, tree_ratios
 from mgen_jax.search.judge import format_efficiency
 
 
@@ -92,7 +94,7 @@ def _budget_points(gen: ModelGenerator, warm, baseline_points: Sequence[dict], f
     by_tree: dict[tuple[int, ...], dict[str, Any]] = {}
     waiting: dict[tuple[int, ...], dict[str, Any]] = {}
     for budget in sorted(budgets, reverse=True):
-        sel = gen.select_within_budget(budget, warm)
+        sel = pick_within_budget(gen, budget, warm)
         key = tuple(sel["branch_points"])
         if key in waiting:
             continue
@@ -119,7 +121,7 @@ def _budget_points(gen: ModelGenerator, warm, baseline_points: Sequence[dict], f
 def _uniform_at_budgets(gen: ModelGenerator, budget_points: Sequence[dict], taken: set) -> list[tuple]:
     """(kind, label, b) of the uniform-b baseline nearest in energy ratio to every budget-selected model (cost model;
     ties to the lower energy), those not already among the baselines."""
-    trees, ratios = gen.tree_ratios()
+    trees, ratios = tree_ratios(gen)
     uniform = np.flatnonzero(np.all(trees == trees[:, :1], axis=1))
     out = []
     for p in budget_points:
@@ -193,8 +195,7 @@ def _warm_start(gen: ModelGenerator, report_only: bool = False):
     resume from its result files alone (experiments/run_records.py carries them across machines)."""
     cfg = gen.cfg
     needs_profile = bool(cfg.energy_budgets or cfg.budgets_at_baselines)
-    result = gen.run.warmup / "result.json"
-    finished = gen.run.finished(gen.run.warmup) and (gen.profile_ready() or not needs_profile)
+    finished = relaxed.warmup_record(gen.run) is not None and (profile_ready(gen) or not needs_profile)
     if report_only and not finished:
         raise ConfigError(f"nothing to report yet in {gen.workdir}: the warm-up" + (" and its loss profile" if
                           needs_profile else "") + " have not finished (run the sweep without report-only first)")
@@ -202,7 +203,7 @@ def _warm_start(gen: ModelGenerator, report_only: bool = False):
         return None
     if cfg.warmup_steps == 0 and not needs_profile and not cfg.lambdas and cfg.finetune_init == "pretrained":
         # nothing reads warm-up weights: no warm-up at all (the independent runs' weights are not needed either)
-        write_json_atomic(result, {"steps": 0, "wall_clock_s": 0.0})
+        relaxed.record_no_warmup(gen.run)
         return None
     warm = gen.warmup()
     if needs_profile:
@@ -221,13 +222,13 @@ def run_sweep(gen: ModelGenerator, out_dir: str | Path, *, report_only: bool = F
     pending: list[str] = []
 
     def model(b: Sequence[int], label: str, seed: int | None = None) -> dict[str, Any] | None:
-        if report_only and not gen.model_finished(b, seed):
+        if report_only and not gen.run.finished(gen.run.model(b, seed)):
             pending.append(f"{label} (b = {','.join(map(str, b))})")
             return None
         return gen.finetune_and_evaluate(b, warm, seed=seed)
     points: list[dict[str, Any]] = []
     baseline_points: list[dict[str, Any]] = []
-    search_wall = gen.run.result(gen.run.warmup)["wall_clock_s"]
+    search_wall = relaxed.warmup_record(gen.run).wall_clock_s
     u = gen.num_units
     t = len(gen.tasks)
     baselines = [("full sharing", "full sharing (b = U)", [u] * t, None)] if cfg.full_sharing else []
@@ -266,7 +267,7 @@ def run_sweep(gen: ModelGenerator, out_dir: str | Path, *, report_only: bool = F
     if cfg.search_task_weights == "heldout" and full_sharing is not None:
         gen.calibrate(full_sharing, warm)
     for lam in cfg.lambdas:
-        if report_only and not (weights_ready and gen.search_finished(lam)):
+        if report_only and not (weights_ready and gen.run.finished(gen.run.search(lam))):
             pending.append(f"search lambda={lam:g} and its discrete model")
             continue
         found = gen.search(lam, warm)
@@ -342,7 +343,7 @@ def run_sweep(gen: ModelGenerator, out_dir: str | Path, *, report_only: bool = F
             goal |= {"judged_on": "single-seed dev scores (no held-out claim: that needs independent runs and a "
                                   "held-out split)", "met": bool(ok), "models": [p["label"] for p in ok]}
     walls = [p.get("finetune_wall_clock_s", 0.0) for p in points if p["kind"] != "independent"]
-    sweep_total = gen.run.result(gen.run.warmup)["wall_clock_s"] + sum(walls) + (
+    sweep_total = relaxed.warmup_record(gen.run).wall_clock_s + sum(walls) + (
         gen.warmup_profile(warm)["wall_clock_s"] if budget_points else 0.0) + (
         claim.get("finetune_wall_clock_s", 0.0) if claim else 0.0) + sum(
         gen.run.result(gen.run.search(lam))["wall_clock_s"] for lam in cfg.lambdas)
@@ -363,7 +364,7 @@ def run_sweep(gen: ModelGenerator, out_dir: str | Path, *, report_only: bool = F
         "tasks": [x.name for x in gen.tasks], "model": cfg.model, "hw": cfg.hw,
         "workload": gen.trace.description, "independent_energy_per_request_j": gen.independent_energy_j(),
         "config": cfg.to_dict(), "selection": selection, "points": points, "claim": claim,
-        "task_weights": gen.task_weights() if budget_points or cfg.lambdas else None,
+        "task_weights": task_weights(gen) if budget_points or cfg.lambdas else None,
         "goal_3x_within_1_point": goal,
         "wall_clock_s": {"search_total_incl_warmup_and_finetuning": search_wall, "sweep_total": sweep_total,
                          "independent_training": None if independent is None else independent["training_wall_clock_s"],

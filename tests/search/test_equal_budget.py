@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 import mgen_jax.search.data as search_data
-import mgen_jax.search.generator as generator
+import mgen_jax.search.finetune as finetune
 from mgen_jax.errors import ConfigError
 from mgen_jax.search import ModelGenerator
 from mgen_jax.search.config import SearchConfig
-from mgen_jax.search.generator import FINETUNE_FIELDS
+from mgen_jax.search.finetune import FINETUNE_FIELDS
 from mgen_jax.search.sweep import run_sweep
 from mgen_jax.train import FinetuneConfig, train_and_evaluate
 
@@ -88,7 +88,7 @@ def test_equal_budget_sweep(tmp_path, tiny_bert_dir, glue_dir, independent_runs,
             return collate(data, indices, *args, **kwargs)
         return wrapped
 
-    monkeypatch.setattr(generator, "collate", recording(generator.collate))  # the equal-budget fine-tuning
+    monkeypatch.setattr(finetune, "collate", recording(finetune.collate))  # the equal-budget fine-tuning
     mixed_rows = search_data.MultiTaskData.mixed_rows
 
     def recording_rows(self, step, stream=0):  # the warm-up's (and any mixed phase's) batches
@@ -152,7 +152,7 @@ def test_equal_budget_sweep(tmp_path, tiny_bert_dir, glue_dir, independent_runs,
     def no_training(*args, **kwargs):
         raise AssertionError("report_only trained a model")
 
-    monkeypatch.setattr(generator.ModelGenerator, "_finetune_budget", no_training)
+    monkeypatch.setattr(finetune, "train_budget", no_training)
     work3 = tmp_path / "work3"
     shutil.copytree(tmp_path / "work", work3)
     result_in = lambda b, seed=None: work3 / gen.model_dir(b, seed).relative_to(tmp_path / "work") / "result.json"
@@ -269,7 +269,7 @@ def test_teacher_annealing_at_equal_budget(tmp_path, tiny_bert_dir, glue_dir, in
         assert (tmp_path / "work" / "teachers" / f"{task.name}.npy").is_file()
 
     seen = []  # (task, teacher rows of the batch, weight) of every step
-    step_fn = generator.make_budget_step
+    step_fn = finetune.make_budget_step
 
     def recording(*args, **kwargs):
         assert kwargs["distill_temperature"] == 1.0
@@ -280,7 +280,7 @@ def test_teacher_annealing_at_equal_budget(tmp_path, tiny_bert_dir, glue_dir, in
             return inner(state, batch, task, b, lr, key, weight)
         return step
 
-    monkeypatch.setattr(generator, "make_budget_step", recording)
+    monkeypatch.setattr(finetune, "make_budget_step", recording)
     files = sorted((tmp_path / "work" / "teachers").glob("*.npy"))
     stamps = [f.stat().st_mtime_ns for f in files]
     gen2 = ModelGenerator(cfg, tmp_path / "work", glue_dir=glue_dir, progress=False)

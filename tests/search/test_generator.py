@@ -11,7 +11,9 @@ import pytest
 from mgen_jax import cost
 from mgen_jax.errors import ConfigError
 from mgen_jax.search import ModelGenerator, load_search_config
-from mgen_jax.search.generator import FINETUNE_FIELDS, SEARCH_FIELDS, Interrupted
+from mgen_jax.search.finetune import FINETUNE_FIELDS
+from mgen_jax.search.generator import Interrupted
+from mgen_jax.search.relaxed import SEARCH_FIELDS
 from mgen_jax.search.sweep import heuristic_branch_points, pareto_front, run_sweep
 
 REPO = Path(__file__).parents[2]
@@ -22,11 +24,11 @@ TINY_DATA = dict(max_train_per_task={"SST-2": 256, "MRPC": 256}, heldout_max_row
 
 
 def test_warmup_sampling_reaches_the_warmup_and_is_a_workdir_setting(tmp_path, glue_dir, tiny_bert_dir, monkeypatch):
-    import mgen_jax.search.generator as generator
+    import mgen_jax.search.relaxed as relaxed
 
     seen = []
-    real = generator.make_relaxed_step
-    monkeypatch.setattr(generator, "make_relaxed_step",
+    real = relaxed.make_relaxed_step
+    monkeypatch.setattr(relaxed, "make_relaxed_step",
                         lambda *a, sampling, **k: seen.append(sampling) or real(*a, sampling=sampling, **k))
     cfg = load_search_config(REPO / "configs/search/quick.yaml", model=str(tiny_bert_dir), **TINY_DATA,
                              warmup_steps=1, search_steps=1, warmup_sampling="hard", sampling="gumbel")

@@ -11,7 +11,9 @@ import pytest
 from mgen_jax.errors import ConfigError
 from mgen_jax.io import write_json_atomic
 from mgen_jax.search.config import SearchConfig, load_search_config
-from mgen_jax.search.generator import FINETUNE_FIELDS, PHASES, SEARCH_FIELDS
+from mgen_jax.search.finetune import FINETUNE_FIELDS
+from mgen_jax.search.generator import PHASES
+from mgen_jax.search.relaxed import SEARCH_FIELDS
 from mgen_jax.search.rundir import RunDir, number_tag, run_settings
 
 REPO = Path(__file__).parents[2]

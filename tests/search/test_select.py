@@ -102,11 +102,12 @@ def test_weights_change_the_pick():
     assert select.select_within_budget(trees, ratios, cheap_second, 0.6)["branch_points"] == [0, 2]
 
 
-def test_budget_points_at_baselines_one_model_per_tree():
+def test_budget_points_at_baselines_one_model_per_tree(monkeypatch):
     """budgets_at_baselines adds the baselines' ratios strictly between full sharing's and 1; two budgets that pick
     the same tree give one fine-tuned model that lists both."""
     from types import SimpleNamespace
 
+    import mgen_jax.search.sweep as sweep
     from mgen_jax.search.sweep import _budget_points
 
     picks = {0.9: [1, 1], 0.7: [2, 2], 0.5: [2, 2]}
@@ -114,9 +115,9 @@ def test_budget_points_at_baselines_one_model_per_tree():
     gen = SimpleNamespace(
         cfg=SimpleNamespace(energy_budgets=(0.9,), budgets_at_baselines=True, search_task_weights=None,
                             warmup_steps=3, warmup_sampling="hard"),
-        select_within_budget=lambda budget, warm: {"branch_points": picks[budget], "estimated_loss": 1.0,
-                                                   "cost_model_energy_ratio": budget, "profile_batches": 2},
         finetune_and_evaluate=lambda b, warm: tuned.append(b) or {"branch_points": b, "energy_ratio": 0.4})
+    monkeypatch.setattr(sweep, "pick_within_budget", lambda gen, budget, warm: {
+        "branch_points": picks[budget], "estimated_loss": 1.0, "cost_model_energy_ratio": budget, "profile_batches": 2})
     baselines = [{"label": "full", "energy_ratio": 0.2}, {"label": "u4", "energy_ratio": 0.7},
                  {"label": "h", "energy_ratio": 0.5}, {"label": "u0", "energy_ratio": 1.0}]
     model = lambda b, label, seed=None: gen.finetune_and_evaluate(b, None)
