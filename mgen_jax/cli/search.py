@@ -94,7 +94,8 @@ def _search_target(gen, args: argparse.Namespace) -> None:
 
 def cmd_sweep(args: argparse.Namespace) -> None:
     from mgen_jax.search.judge import pending_line, sweep_headline
-    from mgen_jax.search.sweep import run_sweep, summary_table
+    from mgen_jax.search.sweep import run_sweep
+    from mgen_jax.search.sweep_record import summary_table
 
     out = or_default(args.out, DEFAULT_OUT)
     record = run_sweep(_generator(args), out, report_only=args.report_only)

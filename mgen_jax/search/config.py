@@ -54,6 +54,10 @@ class SearchConfig:
     claim_seeds: tuple[int, ...] = ()
     # the claim model may be this many held-out points (mean main metric x 100) below the reference independent run
     claim_margin: float = 1.0
+    # the sweep's goal (judge.sweep_goal): its claim at least this efficiency (independent energy / its energy) ...
+    goal_efficiency: float = 3.0
+    # ... at most this many dev points (mean main metric x 100) below the independent models' mean
+    goal_max_drop_points: float = 1.0
     # where every discrete model starts: "independent" = embeddings and trunk from the warm-up, own units and heads
     # from the independently fine-tuned models (b = 0 is then the independent models); "warmup" = all from the
     # warm-up; "pretrained" = every unit a copy of the pretrained encoder and fresh heads, as the independent models
@@ -161,6 +165,11 @@ class SearchConfig:
         check_name(self.name, "search config field 'name'")  # it names the run folder and the record files
         if len(self.tasks) < 2:
             raise ConfigError(f"search config '{self.name}': field 'tasks' needs at least two tasks")
+        self._check_training()
+        self._check_sweep()
+        self._check_task_weights()
+
+    def _check_training(self) -> None:
         for name in ("max_length", "per_task_batch", "length_window", "checkpoint_every_steps", "profile_batches"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -204,6 +213,8 @@ class SearchConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
                 raise ConfigError(f"search config field '{name}' must be in [{low:g}, {high:g}], got {value!r}")
+
+    def _check_sweep(self) -> None:
         if any(isinstance(b, bool) or not isinstance(b, int) or b < 0 for b in self.uniform_branch_points):
             raise ConfigError(f"search config field 'uniform_branch_points' must hold integers >= 0 (at most U, the "
                               f"model's units), got {list(self.uniform_branch_points)}")
@@ -239,6 +250,13 @@ class SearchConfig:
             raise ConfigError(f"search config field 'task_weight_min_drop' must be > 0, got {self.task_weight_min_drop!r}")
         if not isinstance(self.full_sharing, bool):
             raise ConfigError(f"search config field 'full_sharing' must be true or false, got {self.full_sharing!r}")
+        for name, low in (("goal_efficiency", 1.0), ("goal_max_drop_points", 0.0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value)
+                                                                                      and value >= low):
+                raise ConfigError(f"search config field '{name}' must be a finite number >= {low:g}, got {value!r}")
+
+    def _check_task_weights(self) -> None:
         if isinstance(self.search_task_weights, str) and not self.full_sharing:
             raise ConfigError("search config field 'search_task_weights: heldout' calibrates on the full-sharing "
                               "model: it needs 'full_sharing: true'")
@@ -340,7 +358,17 @@ class SearchConfig:
         return () if runs is None else ((runs,) if isinstance(runs, str) else tuple(runs))
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
+        """Every field (tuples as lists), but those of OMITTED_AT_DEFAULT that hold their defaults."""
+        out = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
+        for name in OMITTED_AT_DEFAULT:
+            if out[name] == SearchConfig.__dataclass_fields__[name].default:
+                del out[name]
+        return out
+
+
+# Fields added after committed records were written: a record's config (to_dict) names them only when they differ
+# from their defaults, so that those records are rebuilt equal.
+OMITTED_AT_DEFAULT = ("goal_efficiency", "goal_max_drop_points")
 
 
 def _task(name: Any, field: str) -> str:

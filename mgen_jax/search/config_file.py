@@ -45,9 +45,9 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "finetune": ("finetune_steps", "finetune_budget", "finetune_batch_size", "finetune_init", "lr_finetune",
                  "finetune_own_lr_scale", "finetune_task_weights", "distill_weight", "distill_temperature",
                  "distill_anneal", "teacher_run"),
-    # which trees the energy budgets pick (on the warm-up's profile) and the rule of the headline claim
+    # which trees the energy budgets pick (on the warm-up's profile), the rule of the headline claim and its goal
     "selection": ("energy_budgets", "budgets_at_baselines", "profile_metric", "profile_batches", "claim_seeds",
-                  "claim_margin"),
+                  "claim_margin", "goal_efficiency", "goal_max_drop_points"),
     # the other models a sweep trains beside its picks: baselines and trees given by their branch points
     "sweep": ("full_sharing", "uniform_branch_points", "uniform_at_budgets", "heuristic_thresholds",
               "redundancy_file", "trees"),

@@ -30,6 +30,7 @@ from mgen_jax.errors import ConfigError
 from mgen_jax.model.multitask import MultiTaskModel
 from mgen_jax.model.pretrained import load_pretrained
 from mgen_jax.search import finetune, independent, relaxed, selection, teachers
+from mgen_jax.search.baselines import SWEEP_FIELDS
 from mgen_jax.search.config import SearchConfig
 from mgen_jax.search.data import MultiTaskData
 from mgen_jax.search.gradient import GRADIENT_FIELDS
@@ -41,10 +42,6 @@ from mgen_jax.train.loop import LoopHooks, LoopSettings, run_loop
 from mgen_jax.train.parallel import check_batch, data_mesh, is_main_process, replicate, shard_batch
 from mgen_jax.workload.glue import glue_trace
 
-# The sweep: which models it trains and how it judges them.
-SWEEP_FIELDS = PhaseFields(("name", "lambdas", "uniform_branch_points", "heuristic_thresholds", "redundancy_file",
-                            "energy_budgets", "budgets_at_baselines", "uniform_at_budgets", "claim_seeds", "trees",
-                            "full_sharing", "claim_margin"))
 # The resumable loop: how often a checkpoint is written changes no result.
 LOOP_FIELDS = PhaseFields(("checkpoint_every_steps",))
 # Every declaration of fields that only one phase reads; every other config field is a run setting (rundir.py).

@@ -1,11 +1,83 @@
-"""Plots of search records (matplotlib, written atomically): the front of pre-registered budgets."""
+"""Plots of search records (matplotlib, written atomically): a sweep's points (``plot_pareto``) and the front of
+pre-registered budgets (``plot_front``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from mgen_jax.io import save_figure_atomic
+
+SWEEP_STYLES = {"search": ("o", "tab:red"), "budget": ("D", "tab:orange"), "full sharing": ("X", "black"),
+                "uniform": ("s", "tab:blue"), "heuristic": ("^", "tab:green"), "given": ("v", "tab:brown"),
+                "independent": ("*", "tab:purple")}
+
+
+def _style(p) -> str:
+    """A sweep point's style: its kind, or "budget" for a budget pick."""
+    return "budget" if p.method == "budget" else p.kind
+
+
+def _tag(p, style: str) -> str:
+    """A sweep point's label on the plot."""
+    if style == "search":
+        return f"λ={p.details.get('lambda', 0):g}"
+    if style == "budget":
+        return f"≤{p.details.get('budget', 0):.2f}"
+    if style == "given":
+        return "b=" + ",".join(str(b) for b in p.branch_points)
+    return {"full sharing": "b=U", "independent": ""}.get(style, p.label.split()[-1])
+
+
+def plot_pareto(points: Sequence[Any], path: str | Path, *, title: str, goal, reference_mean_score: float | None,
+                claim: dict[str, Any] | None) -> Path:
+    """Energy ratio (x) against mean dev score (y) of a sweep's points (points.SweepPoint: one series per kind,
+    budget picks apart from lambda searches), the claim's model as its seeds' mean ± std, and ``goal``
+    (judge.Goal) as dotted lines: its efficiency, and its drop below ``reference_mean_score``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.8))
+    for style, (marker, color) in SWEEP_STYLES.items():
+        pts = sorted((p for p in points if _style(p) == style), key=lambda p: p.energy_ratio)
+        if not pts:
+            continue
+        label = {"search": "search (lambda)", "budget": "search (energy budget)"}.get(style, style)
+        ax.plot([p.energy_ratio for p in pts], [p.mean_score for p in pts], marker=marker, color=color,
+                linestyle="-" if style in ("search", "budget", "uniform") else "none",
+                markersize=9 if style == "independent" else 7, label=label, alpha=0.9)
+        offset = (4, -10) if style == "budget" else (4, 4)  # budget tags below, lambda tags above the line
+        for p in pts:
+            ax.annotate(_tag(p, style), (p.energy_ratio, p.mean_score), textcoords="offset points", xytext=offset,
+                        fontsize=7)
+    _claim_and_goal(ax, claim or {}, goal, reference_mean_score)
+    ax.set_xlabel("energy per request / independent models (exact simulator, real dev lengths)")
+    ax.set_ylabel("mean dev score (main metric x 100)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    save_figure_atomic(fig, path, dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
+def _claim_and_goal(ax, claim: dict[str, Any], goal, reference_mean_score: float | None) -> None:
+    if claim.get("dev_mean_score") is not None:
+        ax.errorbar([claim["energy_ratio"]], [claim["dev_mean_score"]], yerr=[claim["dev_mean_score_std"] or 0.0],
+                    marker="P", color="tab:red", markersize=10, capsize=3, linestyle="none",
+                    label=f"headline model (chosen on held-out), mean of {len(claim['seeds'])} seeds ± std")
+    ratio = 1 / goal.efficiency  # the goal: at least this efficiency (left of the vertical line) ...
+    ax.axvline(ratio, color="grey", linestyle=":", linewidth=1)
+    ax.text(ratio, 0.01, f" {goal.efficiency:g}x", color="grey", fontsize=8, va="bottom",
+            transform=ax.get_xaxis_transform())
+    if reference_mean_score is not None:  # ... within this drop (above the horizontal one)
+        drop = goal.max_drop_points
+        ax.axhline(reference_mean_score - drop, color="grey", linestyle=":", linewidth=1)
+        ax.text(ax.get_xlim()[1], reference_mean_score - drop, f"{drop:g} point{'' if drop == 1 else 's'} below "
+                "independent ", color="grey", fontsize=8, va="top", ha="right")
 
 
 def _tree(p: dict[str, Any]) -> str:

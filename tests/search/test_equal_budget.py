@@ -350,7 +350,8 @@ def test_claim_is_the_most_efficient_discrete_model_within_one_heldout_point():
     and judged on its dev mean over the seeds."""
     from types import SimpleNamespace
 
-    from mgen_jax.search.sweep import _claim
+    from mgen_jax.search.judge import sweep_claim
+    from mgen_jax.search.points import SweepPoint
 
     class Gen:
         cfg = SimpleNamespace(independent_dirs=["runs/a", "runs/b"], claim_seeds=[1, 2], claim_margin=1.0)
@@ -363,30 +364,30 @@ def test_claim_is_the_most_efficient_discrete_model_within_one_heldout_point():
             self.trained.append((tuple(b), seed))
             return {"seed": seed, "scores": {"A": 60.0 + seed}, "mean_score": 60.0 + seed, "finetune_wall_clock_s": 2.0}
 
-    point = lambda kind, label, eff, held, dev: {"kind": kind, "label": label, "efficiency": eff, "energy_ratio": 1 / eff,
-                                                 "heldout_mean_score": held, "branch_points": [int(eff)], "seed": 0,
-                                                 "scores": {"A": dev}, "mean_score": dev}
+    point = lambda kind, label, eff, held, dev: SweepPoint(kind, label, {
+        "efficiency": eff, "energy_ratio": 1 / eff, "heldout_mean_score": held, "branch_points": [int(eff)], "seed": 0,
+        "scores": {"A": dev}, "mean_score": dev}, "")
     independent = {"seeds": [{"folder": "runs/a", "heldout_mean_score": 70.0, "mean_score": 62.0, "seed": 0},
                              {"folder": "runs/b", "heldout_mean_score": 10.0, "mean_score": 64.0, "seed": 1}]}
     points = [point("full sharing", "full", 5.0, 69.1, 99.0), point("search", "budget", 3.0, 70.5, 10.0),
-              point("search", "cheap", 6.0, 68.9, 99.0), dict(point("independent", "ind", 1.0, 99.0, 99.0))]
+              point("search", "cheap", 6.0, 68.9, 99.0), point("independent", "ind", 1.0, 99.0, 99.0)]
     gen = Gen()
     model_of = lambda g: lambda b, label, seed=None: g.finetune_and_evaluate(b, None, seed)
-    claim = _claim(gen, points, independent, model_of(gen))
+    claim = sweep_claim(gen.cfg, ["A"], points, independent, model_of(gen))
     assert claim["label"] == "full" and claim["kind"] == "full sharing" and claim["heldout_bar"] == 69.0
     assert gen.trained == [((5,), 1), ((5,), 2)] and claim["complete"] is True
     assert claim["dev_mean_score"] == pytest.approx((99.0 + 61.0 + 62.0) / 3)
     assert claim["independent_dev_mean_score"] == 63.0 and claim["drop_points"] == pytest.approx(63.0 - 74.0)
     # report_only: a claim seed still to train leaves the claim provisional, without a dev mean
     later = Gen()
-    partial = _claim(later, points, independent, lambda b, label, seed=None: None if seed == 2 else
-                     later.finetune_and_evaluate(b, None, seed))
+    partial = sweep_claim(later.cfg, ["A"], points, independent, lambda b, label, seed=None: None if seed == 2 else
+                          later.finetune_and_evaluate(b, None, seed))
     assert partial["label"] == "full" and partial["complete"] is False and "dev_mean_score" not in partial
     assert partial["seeds_finished"] == [0, 1] and partial["seeds_pending"] == [2]
     assert claim["finetune_wall_clock_s"] == 4.0 and partial["finetune_wall_clock_s"] == 2.0  # seeds trained so far
-    points[0]["heldout_mean_score"] = 68.0  # now out of reach: the next most efficient within the bar
+    points[0] = point("full sharing", "full", 5.0, 68.0, 99.0)  # now out of reach: the next most efficient
     other = Gen()
-    assert _claim(other, points, independent, model_of(other))["label"] == "budget"
+    assert sweep_claim(other.cfg, ["A"], points, independent, model_of(other))["label"] == "budget"
 
 
 HOLDER = """
@@ -433,16 +434,16 @@ def test_claim_margin_sets_the_bar(margin, chosen):
     below the reference independent run's (70.0 here); dev scores never enter the choice."""
     from types import SimpleNamespace
 
-    from mgen_jax.search.sweep import _claim
+    from mgen_jax.search.judge import sweep_claim
+    from mgen_jax.search.points import SweepPoint
 
-    gen = SimpleNamespace(cfg=SimpleNamespace(independent_dirs=["ref"], claim_margin=margin, claim_seeds=()),
-                          tasks=[SimpleNamespace(name="A")])
+    cfg = SimpleNamespace(independent_dirs=["ref"], claim_margin=margin, claim_seeds=())
     independent = {"seeds": [{"folder": "ref", "heldout_mean_score": 70.0, "mean_score": 60.0, "seed": 0}]}
-    points = [dict(label=label, kind="budget", branch_points=[1], heldout_mean_score=h, efficiency=e,
-                   energy_ratio=1 / e, scores={"A": dev}, mean_score=dev, seed=0, finetune_wall_clock_s=1.0)
+    points = [SweepPoint("search", label, dict(branch_points=[1], heldout_mean_score=h, efficiency=e, energy_ratio=1 / e,
+                                               scores={"A": dev}, mean_score=dev, seed=0, finetune_wall_clock_s=1.0), "")
               for label, h, e, dev in (("a", 70.2, 1.5, 10.0), ("b", 69.0, 2.0, 90.0), ("c", 67.5, 3.0, 90.0))]
-    points.append(dict(label="independent", kind="independent", heldout_mean_score=70.0, efficiency=1.0))
-    claim = _claim(gen, points, independent, model=None)
+    points.append(SweepPoint("independent", "independent", dict(heldout_mean_score=70.0, efficiency=1.0), ""))
+    claim = sweep_claim(cfg, ["A"], points, independent, model=None)
     assert claim["label"] == chosen and claim["heldout_bar"] == 70.0 - margin
 
 

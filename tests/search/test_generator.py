@@ -14,7 +14,9 @@ from mgen_jax.search import ModelGenerator, load_search_config
 from mgen_jax.search.finetune import FINETUNE_FIELDS
 from mgen_jax.search.generator import Interrupted
 from mgen_jax.search.relaxed import SEARCH_FIELDS
-from mgen_jax.search.sweep import heuristic_branch_points, pareto_front, run_sweep
+from mgen_jax.search.baselines import heuristic_branch_points
+from mgen_jax.search.points import pareto_front
+from mgen_jax.search.sweep import run_sweep
 
 REPO = Path(__file__).parents[2]
 # 256 training rows per task (not all of SST-2's 60,000, tokenized anew by every ModelGenerator), 64 held-out rows
@@ -125,7 +127,7 @@ def test_quick_sweep_record(tmp_path, glue_dir, tiny_bert_dir):
 def test_pareto_and_heuristic_helpers():
     points = [{"energy_ratio": 1.0, "mean_score": 80}, {"energy_ratio": 0.5, "mean_score": 79},
               {"energy_ratio": 0.6, "mean_score": 78}, {"energy_ratio": 0.2, "mean_score": 70}]
-    assert pareto_front(points) == [0, 1, 3]
+    assert pareto_front([(p["energy_ratio"], p["mean_score"]) for p in points]) == [0, 1, 3]
     redundancy = {"cka_to_pretrained": {"A": [0.99, 0.95, 0.7, 0.99], "B": [0.5, 0.99, 0.99, 0.99]}}
     assert heuristic_branch_points(redundancy, ["A", "B"], 0.9) == [2, 0]
     assert heuristic_branch_points(redundancy, ["A", "B"], 0.6) == [4, 0]

@@ -3,6 +3,7 @@ that each phase declares give exactly the settings files the former hand-kept fi
 folder made before resumes."""
 
 import dataclasses
+import doctest
 import json
 from pathlib import Path
 
@@ -60,6 +61,13 @@ def test_settings_files_are_the_former_ones(path, tmp_path):
 def test_committed_run_folders_hold_these_settings_byte_for_byte(name, tmp_path):
     cfg = load_search_config(REPO / "configs" / "search" / f"{name}.yaml")
     assert _bytes(tmp_path, run_settings(cfg, PHASES)) == (RECORDS / name / "settings.json").read_bytes()
+
+
+def test_docstring_examples():
+    import mgen_jax.search.points as points
+    import mgen_jax.search.rundir as rundir
+
+    assert doctest.testmod(rundir).failed == 0 and doctest.testmod(points).failed == 0
 
 
 def test_layout_names():

@@ -107,29 +107,28 @@ def test_budget_points_at_baselines_one_model_per_tree(monkeypatch):
     the same tree give one fine-tuned model that lists both."""
     from types import SimpleNamespace
 
-    import mgen_jax.search.sweep as sweep
-    from mgen_jax.search.sweep import _budget_points
+    import mgen_jax.search.baselines as baselines
+    from mgen_jax.search.points import SweepPoint
 
     picks = {0.9: [1, 1], 0.7: [2, 2], 0.5: [2, 2]}
     tuned = []
-    gen = SimpleNamespace(
-        cfg=SimpleNamespace(energy_budgets=(0.9,), budgets_at_baselines=True, search_task_weights=None,
-                            warmup_steps=3, warmup_sampling="hard"),
-        finetune_and_evaluate=lambda b, warm: tuned.append(b) or {"branch_points": b, "energy_ratio": 0.4})
-    monkeypatch.setattr(sweep, "pick_within_budget", lambda gen, budget, warm: {
+    monkeypatch.setattr(baselines, "pick_within_budget", lambda gen, budget, warm: {
         "branch_points": picks[budget], "estimated_loss": 1.0, "cost_model_energy_ratio": budget, "profile_batches": 2})
-    baselines = [{"label": "full", "energy_ratio": 0.2}, {"label": "u4", "energy_ratio": 0.7},
-                 {"label": "h", "energy_ratio": 0.5}, {"label": "u0", "energy_ratio": 1.0}]
-    model = lambda b, label, seed=None: gen.finetune_and_evaluate(b, None)
-    points, waiting = _budget_points(gen, None, baselines, "3 fine-tuning steps", model)
-    assert tuned == [[1, 1], [2, 2]] and [p["branch_points"] for p in points] == [[1, 1], [2, 2]] and waiting == []
-    assert points[0]["budgets"] == [{"budget": 0.9, "source": "energy_budgets"}]
-    assert points[1]["budgets"] == [{"budget": 0.7, "source": "energy of u4"}, {"budget": 0.5, "source": "energy of h"}]
-    assert all(p["kind"] == "search" and p["method"] == "budget" for p in points)
+    gen = SimpleNamespace(cfg=SimpleNamespace(energy_budgets=(0.9,), budgets_at_baselines=True, search_task_weights=None,
+                                              warmup_steps=3, warmup_sampling="hard"))
+    model = lambda b, label, seed=None: tuned.append(b) or {"branch_points": b, "energy_ratio": 0.4}
+    given = [SweepPoint("uniform", label, {"energy_ratio": ratio}, "") for label, ratio in
+             (("full", 0.2), ("u4", 0.7), ("h", 0.5), ("u0", 1.0))]
+    points, waiting = baselines.budget_points(gen, None, given, "3 fine-tuning steps", model)
+    assert tuned == [[1, 1], [2, 2]] and [p.branch_points for p in points] == [[1, 1], [2, 2]] and waiting == []
+    assert points[0].details["budgets"] == [{"budget": 0.9, "source": "energy_budgets"}]
+    assert points[1].details["budgets"] == [{"budget": 0.7, "source": "energy of u4"},
+                                            {"budget": 0.5, "source": "energy of h"}]
+    assert all(p.kind == "search" and p.method == "budget" for p in points)
     # report_only: a tree still to train (the model function gives None) is listed once, at its first budget
     pending = lambda b, label, seed=None: None if b == [2, 2] else model(b, label)
-    points, waiting = _budget_points(gen, None, baselines, "3 fine-tuning steps", pending)
-    assert [p["branch_points"] for p in points] == [[1, 1]]
+    points, waiting = baselines.budget_points(gen, None, given, "3 fine-tuning steps", pending)
+    assert [p.branch_points for p in points] == [[1, 1]]
     assert waiting == [{"label": "budget 0.7000", "energy_ratio": 0.7}]
 
 
