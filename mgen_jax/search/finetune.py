@@ -44,14 +44,20 @@ FINETUNE_FIELDS = PhaseFields(("finetune_steps", "lr_finetune", "finetune_init",
                                "finetune_budget", "finetune_batch_size", "teacher_run"), "model folder")
 
 
+def check_branch_points(gen, branch_points: Sequence[int]) -> list[int]:
+    """``branch_points`` as a list of ints; ConfigError unless it has one entry per task, each in 0..U."""
+    b = [int(x) for x in branch_points]
+    if len(b) != len(gen.tasks) or any(not 0 <= x <= gen.num_units for x in b):
+        raise ConfigError(f"branch points {b} do not fit {len(gen.tasks)} tasks and {gen.num_units} units")
+    return b
+
+
 def finetune_and_evaluate(gen, branch_points: Sequence[int], warm_params, *, seed: int | None = None
                           ) -> dict[str, Any]:
     """Fine-tune the discrete model (from the weights ``finetune_init`` names, for the budget ``finetune_budget``
     sets, with training seed ``seed``, default the config's); held-out and dev metrics (dev only reported);
     exact-simulator energy, area and latency. A finished model's record is read back, not trained again."""
-    b = [int(x) for x in branch_points]
-    if len(b) != len(gen.tasks) or any(not 0 <= x <= gen.num_units for x in b):
-        raise ConfigError(f"branch points {b} do not fit {len(gen.tasks)} tasks and {gen.num_units} units")
+    b = check_branch_points(gen, branch_points)
     cfg = gen.cfg
     seed = cfg.seed if seed is None else int(seed)
     if seed != cfg.seed and cfg.finetune_budget is None:

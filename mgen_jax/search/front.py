@@ -197,15 +197,13 @@ class Models:
         length or depth, an infeasible energy target (the message gives the feasible range), invalid gradient
         overrides. Checked before anything trains, with --report-only too."""
         from mgen_jax.search.constrained import check_target
+        from mgen_jax.search.finetune import check_branch_points
         from mgen_jax.search.gradient import target_range
 
         gen = self.generator(c.config)
         try:
             if c.kind == "tree":
-                b = list(c.branch_points)
-                if len(b) != len(gen.tasks) or any(not 0 <= x <= gen.num_units for x in b):
-                    raise ConfigError(f"branch points {b} do not fit {len(gen.tasks)} tasks and {gen.num_units} "
-                                      f"units")
+                check_branch_points(gen, c.branch_points)
             else:
                 check_target(c.energy_target, *target_range(gen))
                 self.gradient_settings(c, "gradient")
