@@ -18,17 +18,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 MGEN=.venv/bin/mgen
 export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-runs/jax_cache}
-experiments/run_independent.sh 0 1 2
+experiments/glue5/run_independent.sh 0 1 2
 for cfg in qnli:QNLI mnli:MNLI qqp:QQP; do
   name=${cfg##*:}
   if [ ! -f "runs/baseline/$name/summary.json" ]; then
     $MGEN finetune --config "configs/finetune/${cfg%%:*}.yaml" --workdir "runs/baseline/$name"
   fi
 done
-.venv/bin/python experiments/collect_baseline.py --runs runs/baseline runs/baseline_seed1 runs/baseline_seed2
+.venv/bin/python experiments/glue5/collect_baseline.py --runs runs/baseline runs/baseline_seed1 runs/baseline_seed2
 $MGEN analyze --runs runs/baseline --tasks SST-2,CoLA,MRPC,STS-B,RTE --out experiments/results --stem redundancy_glue5
 $MGEN sweep --config configs/search/glue5.yaml --out experiments/results
 $MGEN sweep --config configs/search/glue8.yaml --out experiments/results
-.venv/bin/python experiments/schedule_experiment.py
+.venv/bin/python experiments/schedule/schedule_experiment.py
 $MGEN report --tasks SST-2,CoLA,MRPC,STS-B,RTE --out experiments/results
 $MGEN report --tasks SST-2,CoLA,MRPC,STS-B,RTE,QNLI,MNLI,QQP --out experiments/results

@@ -82,8 +82,8 @@ SHARED: dict[str, dict[str, Any]] = {
     "--requests": dict(type=positive_int, help=f"with --tokens and --task-subsets: requests (at most "
                                                f"{MAX_REQUESTS:,}), task sets in exact proportion "
                                                f"[{DEFAULT_REQUESTS:,}]"),
-    "--input-densities": dict(help="measured input bit densities (JSON, experiments/fidelity.py) for a preset with "
-                                   "data_dependent_inputs [the preset's input_bit_density_default]"),
+    "--input-densities": dict(help="measured input bit densities (JSON, experiments/hardware/fidelity.py) for a "
+                                   "preset with data_dependent_inputs [the preset's input_bit_density_default]"),
     "--compressed": dict(help="own unit copies as base + compressed delta: a folder of mgen compress (or its "
                               "report.json, or a plan JSON); its branch points are the model's"),
     "--glue-dir": dict(help="GLUE TSV folder [$MGEN_GLUE_DIR or ../shared/data/glue]"),

@@ -18,7 +18,7 @@ from mgen_jax.data.tokenize import encode_pairs
 from mgen_jax.errors import ConfigError
 
 # Every 8 tokens up to 128: 13.8% padding over the glue5 fine-tuning budgets (25.6% with 16, 32, 48, 64, 96, 128),
-# one compiled step per bucket (experiments/bench_train.py).
+# one compiled step per bucket (experiments/training_speed/bench_train.py).
 DEFAULT_BUCKETS = tuple(range(8, 129, 8))
 POOL_BATCHES = 64
 

@@ -13,13 +13,13 @@ own units b_t..U-1 and its head. AdamW is lazy: a parameter the step does not us
 momentum drift and no weight decay on a unit no task used), and each task's own units and head keep their own Adam
 step count. Gradients are clipped to a global norm over what the step trains, as in independent fine-tuning.
 
-The step costs what an independent step costs (experiments/bench_train_step.py): the forward and backward passes run
-one copy of each unit (``MultiTaskModel.view_path``), and AdamW updates each unit where it lives, in place: a trunk
-unit when b > u, else the task's row of the stacked own unit, each behind a loop of 0 or 1 trips, so that the copy a
-step does not train is neither read nor written. Two details keep XLA from adding the work back: the task's row of a
-stacked optimizer state is read through a conditional (``_task_row``), because an update in place whose inputs read
-the stack it overwrites makes XLA copy the whole stack first; and the compiled step does without XLA's hoisting of
-loop-invariant code, which would compute the gated updates outside their loops, every step.
+The step costs what an independent step costs (experiments/training_speed/bench_train_step.py): the forward and
+backward passes run one copy of each unit (``MultiTaskModel.view_path``), and AdamW updates each unit where it lives,
+in place: a trunk unit when b > u, else the task's row of the stacked own unit, each behind a loop of 0 or 1 trips, so
+that the copy a step does not train is neither read nor written. Two details keep XLA from adding the work back: the
+task's row of a stacked optimizer state is read through a conditional (``_task_row``), because an update in place
+whose inputs read the stack it overwrites makes XLA copy the whole stack first; and the compiled step does without
+XLA's hoisting of loop-invariant code, which would compute the gated updates outside their loops, every step.
 """
 
 from __future__ import annotations

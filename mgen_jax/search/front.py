@@ -266,7 +266,8 @@ def _independent(models: Models, cfg: FrontConfig) -> dict[str, Any]:
     record = gen.independent_record()
     if record is None:
         raise ConfigError(f"front reference {cfg.reference}: its independent runs {list(gen.cfg.independent_dirs)} "
-                          "are not finished (experiments/run_independent.sh, or experiments/run_records.py restore)")
+                          "are not finished (experiments/glue5/run_independent.sh, or experiments/run_records.py "
+                          "restore)")
     tasks = [t.name for t in gen.tasks]
     seeds = record["seeds"]
     preds = []

@@ -30,7 +30,7 @@ def reference_runs(cfg, tasks: Sequence[Any]) -> list[dict[str, Any]] | None:
         missing = [str(p) for p in paths if not p.is_file()]
         if missing:
             raise ConfigError(f"finetune_budget: independent needs the finished independent {task.name} run: "
-                              f"{missing[0]} not found (mgen finetune, experiments/run_independent.sh)")
+                              f"{missing[0]} not found (mgen finetune, experiments/glue5/run_independent.sh)")
         config, summary = (json.loads(p.read_text()) for p in paths)
         if "train_examples_seen" not in summary:
             raise ConfigError(f"{folder}: the run predates held-out splits and recorded budgets; fine-tune it again")

@@ -1,5 +1,5 @@
 """A planted branch-point problem on a real (tiny, random) BERT, with a known answer: for tests of the logits'
-search and for comparing its gradient estimators (experiments/gradient_estimators.py).
+search and for comparing its gradient estimators (experiments/gradient/gradient_estimators.py).
 
 Two teachers share embeddings: A (units a_u, head h_A) and B (units b_u, head h_B). Task 0's labels are A's
 predictions, task 1's are B's, on random token sequences. The multi-task model's trunk holds A's units, task 0's own

@@ -1,7 +1,7 @@
 """Our Flax BERT vs Hugging Face transformers' PyTorch BertModel on the same all-MiniLM-L6-v2 weights.
 
 Two references: the committed fixture (tests/fixtures/minilm_reference.npz, written by
-experiments/make_bert_reference.py from PyTorch), and a live PyTorch run when torch is installed (CI installs it).
+experiments/bert/make_bert_reference.py from PyTorch), and a live PyTorch run when torch is installed (CI installs it).
 """
 
 import importlib.util

@@ -1,7 +1,7 @@
 """Fast vs exact scheduler on random small instances (mgen_jax.schedule.instances), and how often each cost term
 matters.
 
-    .venv/bin/python experiments/schedule_gap.py [--instances 60] [--out experiments/results/schedule_gap.json]
+    .venv/bin/python experiments/schedule/schedule_gap.py [--instances 60] [--out experiments/results/schedule_gap.json]
 
 Runtime here: about 30 s.
 """

@@ -1,9 +1,9 @@
 """Area (issue 15): the independent glue5 models as one pretrained base + compressed task deltas, no retraining.
 
-    .venv/bin/python experiments/compress_glue5.py [--runs runs/baseline] [--work runs/compress/glue5]
+    .venv/bin/python experiments/compress/compress_glue5.py [--runs runs/baseline] [--work runs/compress/glue5]
         [--tolerance 0.5] [--out experiments/results/compress_glue5.json]
-    .venv/bin/python experiments/compress_glue5.py --searched <sweep>/models/b_<...> [--work DIR]
-    .venv/bin/python experiments/compress_glue5.py --confidence 0.8 [--runs runs/baseline]
+    .venv/bin/python experiments/compress/compress_glue5.py --searched <sweep>/models/b_<...> [--work DIR]
+    .venv/bin/python experiments/compress/compress_glue5.py --confidence 0.8 [--runs runs/baseline]
 
 Independent mode (default):
 1. ``mgen compress`` on the five fine-tuned runs (``--runs``/<TASK>): every task's private units over the pretrained

@@ -1,6 +1,6 @@
 """Training throughput (sequences/s) of all-MiniLM-L6-v2 fine-tuning, with and without length bucketing.
 
-    .venv/bin/python experiments/bench_train.py [--steps 20] [--out experiments/results/bench_train.json]
+    .venv/bin/python experiments/training_speed/bench_train.py [--steps 20] [--out experiments/results/bench_train.json]
 
 For each task, real train rows are batched (batch 32) either by length buckets (16, 32, 48, 64, 96, 128) or padded
 to max_length 128; the script compiles every shape first, then times ``--steps`` training steps, the two variants in

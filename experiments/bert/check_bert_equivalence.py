@@ -1,6 +1,6 @@
 """Record how far our Flax encoder is from the PyTorch reference fixture (tests/fixtures/minilm_reference.npz).
 
-    .venv/bin/python experiments/check_bert_equivalence.py [--out experiments/results/bert_equivalence.json]
+    .venv/bin/python experiments/bert/check_bert_equivalence.py [--out experiments/results/bert_equivalence.json]
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 from mgen_jax.io import write_json_atomic
 from mgen_jax.model import load_pretrained
 
-FIXTURE = Path(__file__).parents[1] / "tests" / "fixtures" / "minilm_reference.npz"
+FIXTURE = Path(__file__).parents[2] / "tests" / "fixtures" / "minilm_reference.npz"
 
 
 def main() -> None:

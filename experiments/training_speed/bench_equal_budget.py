@@ -1,6 +1,7 @@
 """Throughput of equal-budget multi-task fine-tuning (search/budget.py) against independent fine-tuning on glue5.
 
-    .venv/bin/python experiments/bench_equal_budget.py [--sample 48] [--padding-only] [--out experiments/results/bench_equal_budget.json]
+    .venv/bin/python experiments/training_speed/bench_equal_budget.py [--sample 48] [--padding-only]
+        [--out experiments/results/bench_equal_budget.json]
 
 1. Padding, exact: over every step of one equal-budget glue5 model (each task's stream as its independent model
    trains it: configs/finetune/{sst2,cola,mrpc,stsb,rte}.yaml, the held-out split removed, batch 32), for the shipped

@@ -1,7 +1,7 @@
 """Scheduler experiment: request-major, task-major and our schedule on independent, fully shared and searched MiniLM
 models, 8 GLUE tasks, real dev lengths, on an ISAAC chip and on one of half its size.
 
-    .venv/bin/python experiments/schedule_experiment.py [--out experiments/results]
+    .venv/bin/python experiments/schedule/schedule_experiment.py [--out experiments/results]
 
 Writes schedule.json (energy by component, loads, worst-cell writes, peak buffer, DRAM traffic, lifetime at 1e6 and
 1e12 writes per cell) and schedule.png. The searched model is read from experiments/results/search_glue8.json when

@@ -2,9 +2,9 @@
 with and without data dependence, the sensitivity of the searched models' energy ratio to the energy table, and
 whether budget selection picks other trees on the other preset.
 
-    .venv/bin/python experiments/fidelity.py [--sweep experiments/results/search_glue5_steps200.json]
+    .venv/bin/python experiments/hardware/fidelity.py [--sweep experiments/results/search_glue5_steps200.json]
         [--runs runs/baseline] [--examples 256] [--remeasure] [--out experiments/results/fidelity.json]
-    .venv/bin/python experiments/fidelity.py --sweep experiments/results/search_glue5.json \
+    .venv/bin/python experiments/hardware/fidelity.py --sweep experiments/results/search_glue5.json \
         --out experiments/results/fidelity_equal_budget.json    # the equal-budget sweep (needs its run records)
 
 1. Densities: every crossbar matrix's inputs of each independently fine-tuned glue5 model (``--runs``/<TASK>/

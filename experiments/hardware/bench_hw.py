@@ -1,6 +1,6 @@
 """Benchmark of the hardware side: cost-model throughput, gradient time, simulator throughput on a real trace.
 
-    .venv/bin/python experiments/bench_hw.py [--out experiments/results/bench_hw.json]
+    .venv/bin/python experiments/hardware/bench_hw.py [--out experiments/results/bench_hw.json]
 
 Runtime here (2 CPU cores): about a minute. Goals (issue 2): >= 1e6 cost-model evaluations per second (jit + vmap
 over >= 10,000 relaxed configurations of T = 8 tasks on bert-base) and the whole 8-task GLUE-dev trace simulated in

@@ -1,7 +1,8 @@
 """Collect the independent fine-tuned baselines into experiments/results/baseline_independent.json.
 
     for t in sst2 cola mrpc stsb rte; do mgen finetune --config configs/finetune/$t.yaml --workdir runs/baseline/...; done
-    .venv/bin/python experiments/collect_baseline.py [--runs runs/baseline runs/baseline_seed1 runs/baseline_seed2]
+    .venv/bin/python experiments/glue5/collect_baseline.py
+        [--runs runs/baseline runs/baseline_seed1 runs/baseline_seed2]
 
 Reads <runs>/<TASK>/summary.json of every task that has finished in each run folder (one per training seed), and
 prints a Markdown table: seed 0's metrics, the dev score's mean (and standard deviation) over the seeds, seed 0's

@@ -1,6 +1,7 @@
 """Step time of the model generator's search on glue5 (MiniLM, 5 tasks x 8 examples per mixed batch).
 
-    .venv/bin/python experiments/bench_search_step.py [--steps 10] [--out experiments/results/bench_search_step.json]
+    .venv/bin/python experiments/training_speed/bench_search_step.py [--steps 10]
+        [--out experiments/results/bench_search_step.json]
 
 Times, on the same real mixed batches (search data stream, bucketed lengths):
 - the loss profile (every task's loss at every branch point b = 0..U, the part of an ``enumerate`` step that the

@@ -10,7 +10,7 @@
 # (experiments/run_records.py), so a later session restores them and trains only what is missing: commit them
 # before a session ends. About 12 hours on 2 CPU cores.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 PY=.venv/bin/python
 MGEN=${MGEN:-.venv/bin/mgen}  # or a frozen copy of the code: "env PYTHONPATH=<copy> .venv/bin/python -P -m mgen_jax.cli"
 # (with a copy outside the checkout, set MGEN_GLUE_DIR: the default GLUE folder is found beside the package)
@@ -24,10 +24,10 @@ SAVER=$!
 trap 'kill $SAVER 2>/dev/null; $PY experiments/run_records.py save
       $MGEN sweep --config configs/search/glue5.yaml --out experiments/results --report-only --no-progress \
         > /dev/null 2>&1 || true' EXIT
-experiments/run_independent.sh 0 1 2
+experiments/glue5/run_independent.sh 0 1 2
 $PY experiments/run_records.py save
 # the three held-out-protocol seeds; baseline_independent.json keeps the earlier runs (recipe study, glue8)
-$PY experiments/collect_baseline.py --runs runs/baseline runs/baseline_seed1 runs/baseline_seed2 \
+$PY experiments/glue5/collect_baseline.py --runs runs/baseline runs/baseline_seed1 runs/baseline_seed2 \
   --out experiments/results/baseline_glue5.json
 if [ ! -f experiments/run_records/analysis_glue5.done ]; then
   $MGEN analyze --runs runs/baseline --tasks SST-2,CoLA,MRPC,STS-B,RTE --out experiments/results --stem redundancy_glue5

@@ -1,6 +1,6 @@
 """Benchmark: the fast scheduler's time for 8 tasks and 10,000 requests (MiniLM, real GLUE dev lengths).
 
-    .venv/bin/python experiments/bench_schedule.py [--out experiments/results/bench_schedule.json]
+    .venv/bin/python experiments/schedule/bench_schedule.py [--out experiments/results/bench_schedule.json]
 
 Runtime here: about a minute. Every request runs all 8 tasks; lengths are the first 10,000 of the 8-task GLUE-dev
 trace. Times are the best of 3 runs.

@@ -3,7 +3,7 @@ mgen_jax/search/planted.py (a tiny BERT whose task 0 gains from sharing and task
 tree under each target known by enumeration of the exact losses), and their cost on all-MiniLM-L6-v2 from the
 compiled programs' FLOP counts (load-independent).
 
-    .venv/bin/python experiments/gradient_estimators.py [--out experiments/results] [--steps 400]
+    .venv/bin/python experiments/gradient/gradient_estimators.py [--out experiments/results] [--steps 400]
 
 Runtime here: about 5 minutes (2 CPU cores). Writes gradient_estimators.json: per problem seed, target and
 estimator, whether the argmax and the decoded tree are the best tree, mu's convergence, and the FLOPs per search step.

@@ -1,7 +1,7 @@
 """Training-step speed, side by side: the independent fine-tuning step, the equal-budget multi-task step at b = 0, 6
 and 12, and a PyTorch eager step (transformers + torch.optim.AdamW) when torch is installed (issue 34).
 
-    .venv/bin/python experiments/bench_train_step.py [--rounds 6] [--steps 3] [--former 57cdc3d]
+    .venv/bin/python experiments/training_speed/bench_train_step.py [--rounds 6] [--steps 3] [--former 57cdc3d]
         [--dtypes float32[,bfloat16]] [--hlo] [--out experiments/results/bench_train_step.json]
 
 Every variant trains all-MiniLM-L6-v2 (pretrained weights) on the same batch, 32 sequences x 64 real tokens, dropout
@@ -54,7 +54,7 @@ from mgen_jax.search.budget import budget_optimizer, init_budget_state, make_bud
 from mgen_jax.train.finetune import TrainState, make_train_step
 from mgen_jax.train.optim import adamw_warmup_linear
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 GLUE5 = ("SST-2", "CoLA", "MRPC", "STS-B", "RTE")
 BATCH, LENGTH = 32, 64
 LR, WEIGHT_DECAY, MAX_GRAD_NORM = 1e-4, 0.01, 1.0

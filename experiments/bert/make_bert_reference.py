@@ -1,6 +1,6 @@
 """Write the reference outputs of Hugging Face transformers' PyTorch BertModel for the equivalence test.
 
-    .venv/bin/pip install torch==2.13.0 && .venv/bin/python experiments/make_bert_reference.py
+    .venv/bin/pip install torch==2.13.0 && .venv/bin/python experiments/bert/make_bert_reference.py
 
 Encodes fixed inputs (single sentences, a sentence pair, a padded batch) with the all-MiniLM-L6-v2 tokenizer, runs
 the PyTorch BertModel on the same model.safetensors, and saves input ids, masks, token types and last_hidden_state to
