@@ -130,10 +130,10 @@ def test_no_flag_is_declared_twice():
     twice = {flag: len(ids) for flag, ids in seen.items() if len(ids) > 1 and flag not in ("-h", "--help")}
     assert not twice, twice
     commands = parser._subparsers._group_actions[0].choices
-    assert len(commands) == 11 and all(c in seen for c in ("--glue-dir", "--json", "--out", "--seed", "--tasks"))
+    assert len(commands) == 12 and all(c in seen for c in ("--glue-dir", "--json", "--out", "--seed", "--tasks"))
     takes = lambda flag: sorted(name for name, p in commands.items() if flag in p._option_string_actions)
     assert takes("--json") == sorted(commands)
-    assert takes("--glue-dir") == ["analyze", "compress", "cost", "finetune", "front", "report", "schedule", "search",
+    assert takes("--glue-dir") == ["analyze", "compress", "cost", "demo", "finetune", "front", "report", "schedule", "search",
                                    "simulate", "sweep"]
 
 

@@ -1,5 +1,6 @@
 """The ``mgen`` command line: thin parsing around the library.
 
+    mgen demo      a small live gradient search, then the committed five-task front (the README's first command)
     mgen simulate  exact simulator on a trace (fixed length or real GLUE dev lengths)
     mgen cost      differentiable cost model on the same workload statistics
     mgen schedule  task scheduler (residency, batch size, order) and its simulated cost
@@ -14,7 +15,7 @@
 
 Every command prints its result on stdout (a table, or one JSON object with --json) and its logs and "wrote <path>"
 lines on stderr. Files go to runs/ unless --out or --workdir say otherwise. One module per command group:
-hardware (simulate, cost, report), schedule, train (finetune, analyze), search (search, sweep, front), models
+demo, hardware (simulate, cost, report), schedule, train (finetune, analyze), search (search, sweep, front), models
 (export, compress); the flags several commands share are declared once, in flags.
 """
 
@@ -24,11 +25,11 @@ import argparse
 import sys
 from typing import Sequence
 
-from mgen_jax.cli import hardware, models, schedule, search, train
+from mgen_jax.cli import demo, hardware, models, schedule, search, train
 from mgen_jax.cli.flags import shared_flags
 from mgen_jax.cli.run import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, run_command
 
-GROUPS = (hardware, schedule, train, search, models)  # in the order of ``mgen --help``
+GROUPS = (demo, hardware, schedule, train, search, models)  # in the order of ``mgen --help``
 
 
 def _version() -> str:

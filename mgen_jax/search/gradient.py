@@ -1,8 +1,9 @@
 """The gradient search in one run, inside the training budget (DESIGN.md section 6, issue 31).
 
 A run trains the multi-task model's weights and its branch-point logits together, then the tree they settle on, on
-exactly the examples each task's independent model saw (``finetune_budget: independent``): the global schedule of
-one-task batches of equal-budget fine-tuning (search/budget.py) is cut in two.
+exactly the examples each task's independent model saw (``finetune_budget: independent``; or a budget given per task,
+``{examples: N}`` or ``{epochs: E}``, where no independent models exist): the global schedule of one-task batches of
+equal-budget fine-tuning (search/budget.py) is cut in two.
 
 1. **Search** (the first ``search_fraction`` of the N steps). At step k, task t = schedule[k]: a branch point b ~
    q_t = softmax(z_t) is drawn and the weights take an equal-budget step of that discrete model (lazy
@@ -191,9 +192,9 @@ def gradient_run(gen, target: float, seed: int, settings: GradientSettings, *, t
     settings in the folder's name). Resumes from its folder; returns the discrete model's record (held-out and dev
     metrics, exact energy) with the search's outcome under ``"search"``."""
     cfg = gen.cfg
-    if cfg.finetune_budget != "independent" or cfg.finetune_init != "pretrained":
-        raise ConfigError("the gradient search runs inside the equal training budget: it needs finetune_budget: "
-                          "independent and finetune_init: pretrained")
+    if cfg.finetune_budget is None or cfg.finetune_init != "pretrained":
+        raise ConfigError("the gradient search runs inside a training budget: it needs finetune_budget (independent, "
+                          "or examples or epochs per task) and finetune_init: pretrained")
     if cfg.distill_weight > 0:
         raise ConfigError("the gradient search does not distil (distill_weight must be 0)")
     if settings.task_weights is not None and len(settings.task_weights) != len(gen.tasks):

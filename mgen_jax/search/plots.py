@@ -8,14 +8,14 @@ from typing import Any, Sequence
 
 from mgen_jax.io import save_figure_atomic
 
-SWEEP_STYLES = {"search": ("o", "tab:red"), "budget": ("D", "tab:orange"), "full sharing": ("X", "black"),
+SWEEP_STYLES = {"search": ("o", "tab:red"), "gradient": ("P", "tab:red"), "budget": ("D", "tab:orange"), "full sharing": ("X", "black"),
                 "uniform": ("s", "tab:blue"), "heuristic": ("^", "tab:green"), "given": ("v", "tab:brown"),
                 "independent": ("*", "tab:purple")}
 
 
 def _style(p) -> str:
-    """A sweep point's style: its kind, or "budget" for a budget pick."""
-    return "budget" if p.method == "budget" else p.kind
+    """A sweep point's style: its kind, or "budget" / "gradient" for a budget pick / a gradient run."""
+    return p.method if p.method in ("budget", "gradient") else p.kind
 
 
 def _tag(p, style: str) -> str:
@@ -24,6 +24,8 @@ def _tag(p, style: str) -> str:
         return f"λ={p.details.get('lambda', 0):g}"
     if style == "budget":
         return f"≤{p.details.get('budget', 0):.2f}"
+    if style == "gradient":
+        return f"r≤{p.details.get('energy_target', 0):g}"
     if style == "given":
         return "b=" + ",".join(str(b) for b in p.branch_points)
     return {"full sharing": "b=U", "independent": ""}.get(style, p.label.split()[-1])
@@ -44,9 +46,10 @@ def plot_pareto(points: Sequence[Any], path: str | Path, *, title: str, goal, re
         pts = sorted((p for p in points if _style(p) == style), key=lambda p: p.energy_ratio)
         if not pts:
             continue
-        label = {"search": "search (lambda)", "budget": "search (energy budget)"}.get(style, style)
+        label = {"search": "search (lambda)", "budget": "search (energy budget)",
+                 "gradient": "gradient search (energy target)"}.get(style, style)
         ax.plot([p.energy_ratio for p in pts], [p.mean_score for p in pts], marker=marker, color=color,
-                linestyle="-" if style in ("search", "budget", "uniform") else "none",
+                linestyle="-" if style in ("search", "budget", "gradient", "uniform") else "none",
                 markersize=9 if style == "independent" else 7, label=label, alpha=0.9)
         offset = (4, -10) if style == "budget" else (4, 4)  # budget tags below, lambda tags above the line
         for p in pts:

@@ -7,7 +7,8 @@
    (``trees``: e.g. another sweep's selections, trained here with another recipe, kind "given"). They do not
    depend on the search settings, so that a sweep interrupted during the searches keeps them.
 3. The held-out task-weight calibration on the full-sharing model (``search_task_weights: heldout``).
-4. The lambda searches and their discrete models; the budget picks (one model per distinct tree); a uniform
+4. The lambda searches and their discrete models; the gradient search's runs at every energy target and seed
+   (gradient.py: search and training in one run); the budget picks (one model per distinct tree); a uniform
    baseline at the energy of every pick (``uniform_at_budgets``).
 5. The independent models as separately fine-tuned (independent.py), and the claim: the held-out-chosen model
    trained again with every claim seed (judge.py, which also reads the goal).
@@ -101,6 +102,26 @@ def _searches(gen: ModelGenerator, models: _Models, recipe: str, weights_ready: 
     return points, searches
 
 
+def _gradient_runs(gen: ModelGenerator, models: _Models, recipe: str) -> list[SweepPoint]:
+    """The gradient search's runs (gradient.py): one per energy target of ``gradient.energy_targets`` and seed of
+    ``gradient.seeds``, each a searched model trained inside the budget."""
+    from mgen_jax.search.gradient import gradient_run, run_dir
+
+    settings, points = gen.cfg.gradient, []
+    for target in settings.energy_targets:
+        for seed in settings.seeds:
+            label = f"gradient r={target:g}" + (f" seed {seed}" if len(settings.seeds) > 1 else "")
+            if models.report_only and not gen.run.finished(run_dir(gen, target, seed)):
+                models.pending.append(wording.pending_gradient(target, seed))
+                continue
+            record = gradient_run(gen, target, seed, settings)
+            details = {"energy_target": target, "seed": seed, "repaired": record["search"]["repaired"],
+                       "argmax_branch_points": record["search"]["argmax_branch_points"]}
+            points.append(SweepPoint("search", label, record, wording.gradient_obtained(settings, target, recipe),
+                                     method="gradient", details=details))
+    return points
+
+
 def _picks(gen: ModelGenerator, models: _Models, baselines: list[SweepPoint], recipe: str, weights_ready: bool
            ) -> tuple[list[SweepPoint], list[SweepPoint]]:
     """The budget picks' models and, with ``uniform_at_budgets``, the uniform baselines at their energies."""
@@ -140,6 +161,7 @@ def run_phases(gen: ModelGenerator, report_only: bool = False) -> SweepOutcome:
     if cfg.search_task_weights == "heldout" and full_sharing is not None:
         gen.calibrate(dict(full_sharing.model), warm)
     searched, searches = _searches(gen, models, recipe, weights_ready)
+    searched += _gradient_runs(gen, models, recipe)
     picked, uniform = _picks(gen, models, baselines, recipe, weights_ready)
     independent = _independent_point(gen)
     points = searched + picked + baselines + uniform + ([independent] if independent is not None else [])

@@ -34,8 +34,8 @@ class SweepOutcome:
 
 
 def wall_clocks(outcome: SweepOutcome, this_call_s: float) -> dict[str, Any]:
-    """The record's ``wall_clock_s``: the search alone (warm-up, lambda searches and their models, budget picks'
-    models and the profile), the whole sweep (every model, the claim's seeds included), the independent models'
+    """The record's ``wall_clock_s``: the search alone (warm-up, lambda searches and their models, gradient runs,
+    budget picks' models and the profile), the whole sweep (every model, the claim's seeds included), the independent models'
     training and this call."""
     points = outcome.points
     profile_s = outcome.profile["wall_clock_s"] if outcome.profile is not None else 0.0
@@ -44,6 +44,8 @@ def wall_clocks(outcome: SweepOutcome, this_call_s: float) -> dict[str, Any]:
         if p.method == "lambda":
             found = next(s for s in outcome.searches if s["lambda"] == p.details["lambda"])
             search_s += found["wall_clock_s"] + p.model["finetune_wall_clock_s"]
+        if p.method == "gradient":  # search and training in one run
+            search_s += p.model["finetune_wall_clock_s"]
     searched = {tuple(p.branch_points) for p in points if p.method == "lambda"}
     search_s += sum(p.model["finetune_wall_clock_s"] for p in points
                     if p.method == "budget" and tuple(p.branch_points) not in searched)

@@ -44,6 +44,13 @@ def lambda_obtained(cfg, lam: float, recipe: str) -> str:
             f"after a shared {cfg.warmup_steps}-step {cfg.warmup_sampling} warm-up), argmax branch points, {recipe}")
 
 
+def gradient_obtained(settings, target: float, recipe: str) -> str:
+    """A gradient search's model (one run: search, then training of the decoded tree)."""
+    return (f"gradient search in one run (energy target {target:g}, {settings.estimator} estimator, the first "
+            f"{settings.search_fraction:g} of the budget searching with the weights, then the decoded tree trained "
+            f"on from the search's weights), {recipe}")
+
+
 def budget_obtained(cfg, budget: float, source: str, pick: dict[str, Any], recipe: str) -> str:
     """A budget pick's model (``pick``: selection.pick_within_budget's record)."""
     weights = "search_task_weights" if cfg.search_task_weights else "unit task weights"
@@ -84,6 +91,10 @@ def pending_model(label: str, b: Sequence[int]) -> str:
 
 def pending_search(lam: float) -> str:
     return f"search lambda={lam:g} and its discrete model"
+
+
+def pending_gradient(target: float, seed: int) -> str:
+    return f"gradient r={target:g} seed {seed} (search and training in one run)"
 
 
 def pending_budget(budget: float) -> str:

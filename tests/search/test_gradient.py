@@ -259,3 +259,32 @@ def test_where_enumeration_cannot_go():
     assert ratio_of(tree) <= target * (1 + 1e-6)
     assert all(tree[t] == units for t in range(1, tasks, 2))  # the gaining tasks share everything
     assert min(tree[t] for t in range(0, tasks, 2)) < units  # the losing ones keep some of their own units
+
+
+def test_sweep_runs_the_gradient_targets_on_a_per_task_budget(tmp_path, tiny_bert_dir, glue_dir):
+    """`mgen sweep` on a config with ``gradient.energy_targets`` and a budget given per task (no independent models:
+    the README's first command): report-only lists the run as pending, the sweep trains it inside the budget (search
+    and training together spend each task's examples), and the record holds it as a searched point beside the
+    baselines, its exact energy within the target."""
+    from mgen_jax.search.sweep import run_sweep
+
+    budget = {"SST-2": {"examples": 48}, "STS-B": {"examples": 32}}
+    cfg = _config(tiny_bert_dir, [], independent_runs=None, finetune_budget=budget, finetune_batch_size=8,
+                  warmup_steps=0, energy_budgets=[], uniform_at_budgets=False, search_task_weights=None,
+                  claim_seeds=[], uniform_branch_points=[0], gradient={"energy_targets": [0.8], "logit_rows": 4})
+    gen = ModelGenerator(cfg, tmp_path / "w", glue_dir=glue_dir, progress=False)
+    with pytest.raises(ConfigError, match="nothing to report|not finished"):
+        run_sweep(gen, tmp_path / "out", report_only=True)  # the baselines have not trained either
+    record = run_sweep(gen, tmp_path / "out")
+    [point] = [p for p in record["points"] if p.get("method") == "gradient"]
+    assert point["kind"] == "search" and point["label"] == "gradient r=0.8" and point["energy_target"] == 0.8
+    assert point["examples_seen"] == {"SST-2": 48, "STS-B": 32}  # 6 + 4 batches of 8: search and training together
+    assert point["energy_ratio"] <= 0.8 * (1 + 1e-6)
+    assert point["search"]["steps"] == 2  # search_fraction 0.2 of the 10 steps
+    kinds = sorted(p["kind"] for p in record["points"])
+    assert kinds == ["full sharing", "search", "uniform"]
+    assert record["wall_clock_s"]["search_total_incl_warmup_and_finetuning"] == pytest.approx(
+        point["finetune_wall_clock_s"])
+    again = run_sweep(ModelGenerator(cfg, tmp_path / "w", glue_dir=glue_dir, progress=False), tmp_path / "out2",
+                      report_only=True)  # everything finished: the same numbers from the result files
+    assert [p["mean_score"] for p in again["points"]] == [p["mean_score"] for p in record["points"]]
