@@ -358,11 +358,15 @@ def read_text_file(path: str | Path, what: str, *, max_bytes: int = MAX_TEXT_BYT
     from mgen_jax.errors import ConfigError
 
     path = Path(path)
-    if not path.exists():
+    try:
+        missing, folder, regular = not path.exists(), path.is_dir(), path.is_file()
+    except OSError as exc:  # a name too long, a loop of links
+        raise ConfigError(f"{what} {describe_value(str(path))}: cannot be read ({exc.strerror or exc})") from None
+    if missing:
         raise ConfigError(f"{what} {path} not found")
-    if path.is_dir():
+    if folder:
         raise ConfigError(f"{what} {path} is a folder, not a file")
-    if not path.is_file():  # a FIFO or a device would block the read, or never end
+    if not regular:  # a FIFO or a device would block the read, or never end
         raise ConfigError(f"{what} {path} is not a regular file")
     try:
         size = path.stat().st_size
@@ -438,7 +442,11 @@ def read_extends_chain(path: str | Path, what: str, *, resolve: Callable[[str, P
         if not isinstance(base, str) or not base.strip():
             raise ConfigError(f"{what} {path}: field 'extends' must name the file it starts from (a name or a YAML "
                               f"path), got {describe_value(base)}")
-        path = Path(resolve(base, path.parent))
+        try:
+            path = Path(resolve(base, path.parent))
+        except OSError as exc:  # a name too long for the file system
+            raise ConfigError(f"{what} {path}: field 'extends' names no readable file ({exc.strerror or exc}): "
+                              f"{describe_value(base)}") from None
 
 
 def _describe(tp: Any) -> str:

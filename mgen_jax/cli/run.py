@@ -92,7 +92,24 @@ def run_command(build_parser: Callable[[], argparse.ArgumentParser], argv: Seque
     except (MgenError, OSError) as exc:
         print(f"mgen {args.command}: {_failure(exc)}", file=sys.stderr)
         return EXIT_FAILED if isinstance(exc, (TrainingError, OSError)) else EXIT_BAD_INPUT
+    except Exception as exc:
+        if not out_of_memory(exc):
+            raise
+        print(f"mgen {args.command}: failed: out of memory ({_first_line(exc)}): a batch size, length or count "
+              "is too large for this machine; its last checkpoint is kept", file=sys.stderr)
+        return EXIT_FAILED
     return 0
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` says that an allocation failed: numpy's (a MemoryError) or XLA's (RESOURCE_EXHAUSTED)."""
+    return isinstance(exc, MemoryError) or (type(exc).__name__ in ("JaxRuntimeError", "XlaRuntimeError")
+                                            and "RESOURCE_EXHAUSTED" in str(exc)[:200])
+
+
+def _first_line(exc: BaseException) -> str:
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return text if len(text) <= 200 else text[:200] + "..."
 
 
 def _failure(exc: Exception) -> str:

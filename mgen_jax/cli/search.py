@@ -45,6 +45,11 @@ def cmd_search(args: argparse.Namespace) -> None:
     if (args.energy_target is None) == (args.lam is None):
         raise ConfigError("mgen search needs exactly one of --energy-target (the gradient search in one run inside "
                           "the training budget) and --lambda (a fixed energy weight after a warm-up)")
+    from mgen_jax.search.config import MAX_LAMBDA
+
+    if args.lam is not None and args.lam > MAX_LAMBDA:
+        raise ConfigError(f"--lambda {args.lam:g} is more than {MAX_LAMBDA:g} (lambda x energy ratio must stay a "
+                          "finite loss)")
     if args.lam is not None and args.seed is not None:
         raise ConfigError("--seed has no effect with --lambda (the run trains with the config's seed); leave it out "
                           "or give --set seed=N")

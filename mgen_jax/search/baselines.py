@@ -8,13 +8,13 @@ kept whatever their values, since every model keeps its own folder.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import numpy as np
 
 from mgen_jax.errors import ConfigError
+from mgen_jax.io import read_json_file
 from mgen_jax.search.points import SweepPoint
 from mgen_jax.search.rundir import PhaseFields
 from mgen_jax.search.selection import pick_within_budget, tree_ratios
@@ -61,7 +61,7 @@ def baseline_trees(cfg, tasks: Sequence[str], units: int) -> list[Tree]:
         path = Path(cfg.redundancy_file)
         if not path.is_file():
             raise ConfigError(f"redundancy file {path} not found: run mgen analyze first, or set redundancy_file: null")
-        redundancy = json.loads(path.read_text())
+        redundancy = read_json_file(path, "redundancy file")
         trees += [Tree("heuristic", f"heuristic CKA>={th:g}", heuristic_branch_points(redundancy, tasks, th))
                   for th in cfg.heuristic_thresholds]
     return trees + [Tree("given", tree["label"], list(tree["branch_points"]), tree.get("source"))

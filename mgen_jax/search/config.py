@@ -14,6 +14,7 @@ from mgen_jax.io import build_config
 
 SAMPLING_MODES = ("soft", "gumbel", "hard", "enumerate")  # see search/steps.py: make_relaxed_step
 WARMUP_SAMPLING_MODES = ("soft", "gumbel", "hard")  # the warm-up's logits are frozen: "enumerate" would be "hard"
+MAX_LAMBDA = 1e6  # the energy term's weight: lambda x energy ratio stays a finite float32 loss
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,12 +144,8 @@ class SearchConfig:
             if not self.independent_runs:
                 raise ConfigError("search config field 'independent_runs' must name at least one folder, or be null")
         _ = self.heldout  # validates the held-out fields
-        for name in ("data_seed", "finetune_batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < (1 if name == "finetune_batch_size"
-                                                                                  else 0):
-                raise ConfigError(f"search config field '{name}' must be an integer >= "
-                                  f"{1 if name == 'finetune_batch_size' else 0}, got {value!r}")
+        if isinstance(self.data_seed, bool) or not isinstance(self.data_seed, int) or self.data_seed < 0:
+            raise ConfigError(f"search config field 'data_seed' must be an integer >= 0, got {self.data_seed!r}")
         if any(isinstance(x, bool) or not isinstance(x, int) or x < 0 for x in self.claim_seeds):
             raise ConfigError(f"search config field 'claim_seeds' must hold integers >= 0, got {list(self.claim_seeds)}")
         if self.seed in self.claim_seeds or len(set(self.claim_seeds)) != len(self.claim_seeds):
@@ -170,14 +167,19 @@ class SearchConfig:
         self._check_task_weights()
 
     def _check_training(self) -> None:
-        for name in ("max_length", "per_task_batch", "length_window", "checkpoint_every_steps", "profile_batches"):
+        from mgen_jax.train.config import MAX_BATCH, MAX_STEPS, MAX_TOKENS
+
+        # sizes that allocate (a batch, a length) or count steps (the train state's int32 step; a schedule array),
+        # each refused above a stated limit before anything is allocated
+        for name, low, high in (("max_length", 1, MAX_TOKENS), ("per_task_batch", 1, MAX_BATCH),
+                                ("finetune_batch_size", 1, MAX_BATCH), ("length_window", 1, 2**53),
+                                ("checkpoint_every_steps", 1, 2**53), ("profile_batches", 1, MAX_STEPS),
+                                ("warmup_steps", 0, MAX_STEPS), ("search_steps", 0, MAX_STEPS),
+                                ("finetune_steps", 0, MAX_STEPS)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ConfigError(f"search config field '{name}' must be a positive integer, got {value!r}")
-        for name in ("warmup_steps", "search_steps", "finetune_steps"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ConfigError(f"search config field '{name}' must be an integer >= 0, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ConfigError(f"search config field '{name}' must be an integer >= {low} and <= {high:,}, got "
+                                  f"{value!r}")
         for name in ("lr_weights", "lr_logits", "lr_finetune"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and 0 < value < 10):
@@ -226,8 +228,8 @@ class SearchConfig:
             raise ConfigError(f"search config field 'seed' must be an integer >= 0, got {self.seed!r}")
         if not (0 < self.temperature_end <= self.temperature_start):
             raise ConfigError("search config: need 0 < temperature_end <= temperature_start")
-        if any(not math.isfinite(l) or l < 0 for l in self.lambdas):
-            raise ConfigError(f"search config field 'lambdas' must be finite and >= 0, got {list(self.lambdas)}")
+        if any(not (math.isfinite(l) and 0 <= l <= MAX_LAMBDA) for l in self.lambdas):
+            raise ConfigError(f"search config field 'lambdas' must lie in [0, {MAX_LAMBDA:g}], got {list(self.lambdas)}")
         if any(isinstance(x, bool) or not isinstance(x, (int, float)) or not 0 < x <= 1 for x in self.energy_budgets):
             raise ConfigError(f"search config field 'energy_budgets' must hold energy ratios in (0, 1], "
                               f"got {list(self.energy_budgets)}")

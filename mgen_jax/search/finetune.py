@@ -44,6 +44,10 @@ FINETUNE_FIELDS = PhaseFields(("finetune_steps", "lr_finetune", "finetune_init",
                                "finetune_budget", "finetune_batch_size", "teacher_run"), "model folder")
 
 
+# what every reader of a model's record takes from it (the sweep's points, the front, the claim)
+MODEL_RECORD = ("branch_points", "scores", "mean_score", "energy_per_request_j", "energy_ratio", "crossbars")
+
+
 def check_branch_points(gen, branch_points: Sequence[int]) -> list[int]:
     """``branch_points`` as a list of ints; ConfigError unless it has one entry per task, each in 0..U."""
     b = [int(x) for x in branch_points]
@@ -65,7 +69,7 @@ def finetune_and_evaluate(gen, branch_points: Sequence[int], warm_params, *, see
     directory = gen.run.model(b, seed)
     gen.run.check_phase(directory, FINETUNE_FIELDS.settings(cfg), FINETUNE_FIELDS.folder)
     if gen.run.finished(directory):
-        return gen.run.result(directory)
+        return gen.run.result(directory, MODEL_RECORD)
     with gen.run.phase_folder(directory, FINETUNE_FIELDS.folder):
         return _train_and_record(gen, directory, b, warm_params, seed)
 
@@ -219,6 +223,8 @@ def budget_streams(gen, seed: int) -> list[BatchStream]:
     for t, (task, train) in enumerate(zip(gen.tasks, gen.data.train)):
         if budget == "independent":
             run = gen.reference_runs[t]["config"]
+            _check_steps(run["epochs"] * -(-len(train) // run["batch_size"]), f"{task.name}'s independent run "
+                         f"(epochs {run['epochs']:g}, batch size {run['batch_size']})")
             stream = BatchStream.for_epochs(train.lengths, run["batch_size"], run["epochs"], buckets=run["buckets"],
                                             seed=seed, bucketing=run["bucketing"])
             seen = gen.reference_runs[t]["summary"]["train_examples_seen"]
@@ -226,11 +232,25 @@ def budget_streams(gen, seed: int) -> list[BatchStream]:
                 raise ConfigError(f"{task.name}: the equal-budget stream draws {stream.examples()} examples, the "
                                   f"independent run saw {seen}")
         else:
-            kind, amount = next(iter({get_task(k).name: v for k, v in budget.items()}[task.name].items()))
-            amount = amount * len(train) if kind == "epochs" else amount
+            kind, given = next(iter({get_task(k).name: v for k, v in budget.items()}[task.name].items()))
+            amount = given * len(train) if kind == "epochs" else given
+            _check_steps(amount / gen.cfg.finetune_batch_size, f"search config field 'finetune_budget.{task.name}' "
+                         f"({kind}: {given:g})")
             stream = _nearest_stream(train, gen.cfg.finetune_batch_size, amount, gen.cfg.buckets, seed)
         streams.append(stream)
     return streams
+
+
+MAX_BUDGET_STEPS = 1_000_000  # one task's steps at equal budget (GLUE's largest independent run, MNLI: 37k), so that
+# its stream and the schedule arrays stay small
+
+
+def _check_steps(steps: float, what: str) -> None:
+    """ConfigError naming ``what`` if it makes more than MAX_BUDGET_STEPS steps (before any stream or schedule of
+    that length is built)."""
+    if not steps <= MAX_BUDGET_STEPS:
+        raise ConfigError(f"{what} makes {steps:.3g} steps, more than the {MAX_BUDGET_STEPS:,} an equal-budget run "
+                          "may take")
 
 
 def _nearest_stream(train, size: int, amount: float, buckets, seed: int) -> BatchStream:

@@ -26,7 +26,8 @@ import numpy as np
 from mgen_jax.data.bootstrap import paired_bootstrap_drop, seed_bootstrap_drop
 from mgen_jax.data.predictions import PREDICTIONS, read_predictions
 from mgen_jax.errors import ConfigError, DataError
-from mgen_jax.io import build_config, check_known_fields, read_config_yaml, write_json_atomic
+from mgen_jax.io import (build_config, check_known_fields, check_name, describe_value, read_config_yaml,
+                         read_json_file, write_json_atomic)
 from mgen_jax.search.judge import Goal, format_efficiency, read_front
 
 
@@ -96,6 +97,7 @@ class FrontConfig:
     previous_record: Optional[str] = None  # a sweep record whose held-out claim is the front's second reading
 
     def __post_init__(self) -> None:
+        check_name(self.name, "front config field 'name'")  # it names the record files in --out
         if not self.seeds or len(set(self.seeds)) != len(self.seeds) or any(
                 isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in self.seeds):
             raise ConfigError(f"front config field 'seeds' must hold distinct integers >= 0, got {self.seeds!r}")
@@ -111,6 +113,12 @@ class FrontConfig:
             raise ConfigError(f"front config field 'bootstrap_level' must be in [0.5, 1), got {self.bootstrap_level!r}")
 
 
+def _items(value: Any, where: str) -> list:
+    if value is not None and not isinstance(value, list):
+        raise ConfigError(f"{where} must be a list, got {describe_value(value)}")
+    return value or []
+
+
 def _candidate(values: Any, where: str) -> Candidate:
     if not isinstance(values, dict):
         raise ConfigError(f"{where} must be a mapping, got {type(values).__name__}")
@@ -122,20 +130,22 @@ def load_front_config(path: str | Path) -> FrontConfig:
     values = read_config_yaml(path, "front config")
     values.setdefault("name", Path(path).stem)
     budgets = []
-    for i, b in enumerate(values.pop("budgets", None) or []):
+    for i, b in enumerate(_items(values.pop("budgets", None), f"front config {path}: budgets")):
         where = f"front config {path}: budgets[{i}]"
         if not isinstance(b, dict) or set(b) != {"label", "energy_ratio", "candidates"}:
             raise ConfigError(f"{where} must have exactly 'label', 'energy_ratio' and 'candidates'")
         ratio = b["energy_ratio"]
         if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio <= 1:
             raise ConfigError(f"{where}.energy_ratio must be in (0, 1], got {ratio!r}")
-        cands = tuple(_candidate(c, f"{where}.candidates[{j}]") for j, c in enumerate(b["candidates"] or []))
+        cands = tuple(_candidate(c, f"{where}.candidates[{j}]")
+                      for j, c in enumerate(_items(b["candidates"], f"{where}.candidates")))
         if not cands:
             raise ConfigError(f"{where}.candidates is empty")
         budgets.append(Budget(str(b["label"]), float(ratio), cands))
     values["budgets"] = tuple(budgets)
     values["baselines"] = tuple(_candidate(c, f"front config {path}: baselines[{j}]")
-                                for j, c in enumerate(values.pop("baselines", None) or []))
+                                for j, c in enumerate(_items(values.pop("baselines", None),
+                                                             f"front config {path}: baselines")))
     goal = values.pop("goal", None) or {}
     if not isinstance(goal, dict):
         raise ConfigError(f"front config {path}: 'goal' must be a mapping")
@@ -174,9 +184,11 @@ class Models:
     def run(self, c: Candidate, seed: int, train: bool) -> dict[str, Any] | None:
         from mgen_jax.search.gradient import gradient_run
 
-        result = self.folder(c, seed) / "result.json"
-        if result.exists():
-            return json.loads(result.read_text())
+        from mgen_jax.search.rundir import RunDir
+
+        folder = self.folder(c, seed)
+        if RunDir.finished(folder):
+            return RunDir.result(folder, ("branch_points", "energy_ratio", "metrics"))
         if not train:
             return None
         gen = self.generator(c.config)
@@ -367,7 +379,7 @@ def build_front(cfg: FrontConfig, models: Models, *, report_only: bool = False,
     }
     record["headline"] = read_front(record, cfg.goal)
     if cfg.previous_record and Path(cfg.previous_record).is_file():
-        claim = json.loads(Path(cfg.previous_record).read_text()).get("claim")
+        claim = read_json_file(cfg.previous_record, "front config field 'previous_record':").get("claim")
         record["second_reading"] = {"source": cfg.previous_record, "rule": "the most efficient model within 1 "
                                     "held-out point of the seed-0 independent run, then 3 seeds", "claim": claim}
     record["wall_clock_s"] = {"this_call": time.perf_counter() - start}

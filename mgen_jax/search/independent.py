@@ -8,7 +8,6 @@ of the sweep of its own.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -16,6 +15,7 @@ import numpy as np
 
 from mgen_jax.data.glue import get_task
 from mgen_jax.errors import ConfigError
+from mgen_jax.io import read_json_file
 
 
 def reference_runs(cfg, tasks: Sequence[Any]) -> list[dict[str, Any]] | None:
@@ -31,7 +31,7 @@ def reference_runs(cfg, tasks: Sequence[Any]) -> list[dict[str, Any]] | None:
         if missing:
             raise ConfigError(f"finetune_budget: independent needs the finished independent {task.name} run: "
                               f"{missing[0]} not found (mgen finetune, experiments/glue5/run_independent.sh)")
-        config, summary = (json.loads(p.read_text()) for p in paths)
+        config, summary = (read_json_file(p, "independent run record") for p in paths)
         if "train_examples_seen" not in summary:
             raise ConfigError(f"{folder}: the run predates held-out splits and recorded budgets; fine-tune it again")
         run_cfg = config["config"]
@@ -97,7 +97,7 @@ def _seed_record(gen, folder: str) -> dict[str, Any] | None:
         path = Path(folder) / task.name / "summary.json"
         if not path.is_file():
             return None
-        summary = json.loads(path.read_text())
+        summary = read_json_file(path, "independent run summary")
         metrics[task.name] = summary["metrics"]
         if summary.get("heldout_metrics") is not None:
             heldout[task.name] = summary["heldout_metrics"]

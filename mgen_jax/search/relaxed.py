@@ -46,7 +46,7 @@ def warmup_record(run: RunDir) -> WarmupRecord | None:
     """The warm-up's record, or None before it has finished."""
     if not run.finished(run.warmup):
         return None
-    result = run.result(run.warmup)
+    result = run.result(run.warmup, ("steps", "wall_clock_s"))
     return WarmupRecord(result["steps"], result["wall_clock_s"])
 
 
@@ -80,7 +80,7 @@ def search(gen, lam: float, warm_params) -> dict[str, Any]:
     result = directory / "result.json"
     gen.run.check_phase(directory, SEARCH_FIELDS.settings(gen.cfg), SEARCH_FIELDS.folder)
     if result.exists():
-        return gen.run.result(directory)
+        return gen.run.result(directory, ("lambda", "branch_points", "steps", "wall_clock_s"))
     logits = jnp.zeros((len(gen.tasks), gen.num_units + 1))
     with gen.run.phase_folder(directory, SEARCH_FIELDS.folder):
         state, wall = _relaxed(gen, directory, warm_params, logits, gen.cfg.search_steps, lam, train_logits=True,

@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import re
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from mgen_jax.errors import ConfigError
-from mgen_jax.io import clean_partial_files, write_json_atomic
+from mgen_jax.io import clean_partial_files, read_json_file, write_json_atomic
 from mgen_jax.workfolder import lock_work_folder
 
 RESULT = "result.json"
@@ -125,9 +124,15 @@ class RunDir:
         return (folder / RESULT).exists()
 
     @staticmethod
-    def result(folder: Path) -> dict[str, Any]:
-        """The result a finished phase wrote in ``folder``."""
-        return json.loads((folder / RESULT).read_text())
+    def result(folder: Path, required: Sequence[str] = ()) -> dict[str, Any]:
+        """The result a finished phase wrote in ``folder``; ConfigError naming the file if it is not a JSON object
+        with the ``required`` fields (a corrupt or foreign file is never taken for a phase's result)."""
+        result = read_json_file(folder / RESULT, "phase result")
+        missing = [k for k in required if k not in result]
+        if missing:
+            raise ConfigError(f"phase result {folder / RESULT} lacks field(s) {missing}: not a result this version "
+                              "wrote; move the folder away to run the phase again")
+        return result
 
     @staticmethod
     def drop_checkpoint(folder: Path) -> None:
@@ -163,7 +168,7 @@ def _check_settings(path: Path, settings: dict[str, Any], what: str) -> None:
     """Write ``settings`` to ``path``, or refuse if the file holds other values (cached phases would be silently
     reused). A field added to SearchConfig after the run started counts as its default value."""
     if path.exists():
-        saved = json.loads(path.read_text())
+        saved = read_json_file(path, "run settings")
         defaults = config_defaults()
         changed = sorted(k for k in set(saved) | set(settings)
                          if saved.get(k, defaults.get(k)) != settings.get(k, defaults.get(k)))

@@ -14,7 +14,6 @@ Their fields (``SELECTION_FIELDS``) change no result a folder holds: the profile
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from typing import Any
@@ -22,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from mgen_jax.errors import ConfigError
-from mgen_jax.io import write_json_atomic
+from mgen_jax.io import read_json_file, write_json_atomic
 from mgen_jax.search.data import PROFILE_STREAM
 from mgen_jax.search.rundir import PhaseFields
 from mgen_jax.search.select import (
@@ -54,7 +53,15 @@ def profile_ready(gen) -> bool:
     path = _profile_path(gen)
     if not path.exists():
         return False
-    return gen.cfg.profile_metric != "score" or "mean_score" in json.loads(path.read_text())
+    return gen.cfg.profile_metric != "score" or "mean_score" in _read_profile(path)
+
+
+def _read_profile(path) -> dict[str, Any]:
+    profile = read_json_file(path, "loss profile")
+    if not isinstance(profile.get("mean_loss"), list):
+        raise ConfigError(f"loss profile {path} holds no 'mean_loss' list: not a profile this version wrote; delete "
+                          "it to compute it again")
+    return profile
 
 
 def warmup_profile(gen, warm_params) -> dict[str, Any]:
@@ -64,7 +71,7 @@ def warmup_profile(gen, warm_params) -> dict[str, Any]:
     ``tasks``, ``wall_clock_s``."""
     path = _profile_path(gen)
     if profile_ready(gen):
-        return json.loads(path.read_text())
+        return _read_profile(path)
     if warm_params is None:
         raise ConfigError(f"{path} is missing and the warm-up's weights were not loaded")
     start = time.perf_counter()
@@ -111,7 +118,7 @@ def task_weights(gen) -> list[float]:
         if not path.is_file():
             raise ConfigError("search_task_weights: heldout are calibrated in the sweep, after the full-sharing "
                               "model is fine-tuned (ModelGenerator.calibrate)")
-        weights = json.loads(path.read_text())["weights"]
+        weights = read_json_file(path, "task weights").get("weights")
     return list(weights or [1.0] * len(gen.tasks))
 
 

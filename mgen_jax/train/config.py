@@ -15,6 +15,7 @@ from mgen_jax.model.bert import COMPUTE_DTYPES
 
 MAX_TOKENS = 65_536  # max_length and every bucket: far beyond any BERT's positions, refused before any allocation
 MAX_BATCH = 65_536  # batch_size and eval_batch_size
+MAX_STEPS = 2**31 - 1  # training steps of one run: the train state counts them in an int32
 
 
 @dataclasses.dataclass(frozen=True)

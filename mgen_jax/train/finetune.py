@@ -40,7 +40,7 @@ from mgen_jax.io import clean_partial_files, write_json_atomic
 from mgen_jax.model.bert import BertConfig, SequenceClassifier
 from mgen_jax.model.pretrained import load_pretrained
 from mgen_jax.train.checkpoint import save_checkpoint
-from mgen_jax.train.config import FinetuneConfig
+from mgen_jax.train.config import MAX_STEPS, FinetuneConfig
 from mgen_jax.train.loop import CHECKPOINT, LoopHooks, LoopSettings, run_loop
 from mgen_jax.train.optim import adamw_warmup_linear
 from mgen_jax.train.parallel import check_batch, data_mesh, is_main_process, replicate, shard_batch, to_host
@@ -148,7 +148,6 @@ def init_params(module: SequenceClassifier, encoder_params: Any, cfg: FinetuneCo
 
 # Config fields that do not change what a run computes: a work folder may be resumed with other values of these.
 FREE_FIELDS = ("checkpoint_every_steps",)
-MAX_STEPS = 2**31 - 1  # the train state counts steps in an int32
 
 
 def run_settings(cfg: FinetuneConfig, train: EncodedSplit) -> dict[str, Any]:

@@ -1,0 +1,167 @@
+"""Hostile inputs, second round (issue 35): the probes re-run over the restructured CLI (mgen_jax/cli/) and the search
+configs in sections, one test per defect they found. Every test here is fast (no training, no GLUE-size data)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from mgen_jax import cli
+from mgen_jax.errors import ConfigError
+
+REPO = Path(__file__).parents[1]
+QUICK_SEARCH = str(REPO / "configs/search/quick.yaml")
+
+
+def run(argv, capsys):
+    """(exit code, stderr) of ``mgen argv``, which must end without a traceback in at most a few lines."""
+    code = cli.main([str(a) for a in argv])
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) <= 3 and len(err) < 1500, err[:3000]
+    return code, err
+
+
+# ----- 1. sizes -----------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("field, value", [("per_task_batch", 100_000), ("per_task_batch", 2**53),
+                                          ("finetune_batch_size", 2**53), ("warmup_steps", 2**53),
+                                          ("search_steps", 2**31), ("finetune_steps", 2**53),
+                                          ("profile_batches", 2**53), ("max_length", 10**6),
+                                          ("lambdas", [1.0, 1e308])])
+def test_search_sizes_beyond_their_limits_are_refused_at_load(field, value):
+    """They reached numpy (an allocation of 2 EiB), XLA (RESOURCE_EXHAUSTED after the warm-up) or optax (an int32
+    overflow), each as a traceback; a lambda of 1e308 made the loss infinite at the first step."""
+    from mgen_jax.search import load_search_config
+
+    with pytest.raises(ConfigError, match=f"'{field}'"):
+        load_search_config(QUICK_SEARCH, **{field: value})
+    load_search_config(QUICK_SEARCH, per_task_batch=65_536, warmup_steps=2**31 - 1, lambdas=[1e6])
+
+
+@pytest.mark.parametrize("budget, words", [({"epochs": 1e300}, r"'finetune_budget.SST-2' \(epochs: 1e\+300\)"),
+                                           ({"examples": 2**53}, r"'finetune_budget.SST-2' \(examples: 9.0072e\+15\)")])
+def test_equal_budget_steps_are_bounded_before_any_stream_is_built(budget, words):
+    """``finetune_budget: {SST-2: {epochs: 1e300}}`` hung while the stream counted its examples epoch by epoch."""
+    from mgen_jax.data.glue import get_task
+    from mgen_jax.search.finetune import budget_streams
+
+    rows = type("Rows", (), {"__len__": lambda self: 40, "lengths": np.full(40, 8)})()
+    cfg = SimpleNamespace(finetune_budget={"SST-2": budget, "MRPC": {"epochs": 1}}, finetune_batch_size=4,
+                          buckets=(32,))
+    gen = SimpleNamespace(cfg=cfg, tasks=[get_task("SST-2"), get_task("MRPC")], data=SimpleNamespace(train=[rows, rows]))
+    with pytest.raises(ConfigError, match=words + " makes .* more than the 1,000,000"):
+        budget_streams(gen, 0)
+
+
+def test_search_lambda_beyond_its_limit(capsys):
+    code, err = run(["search", "--config", QUICK_SEARCH, "--lambda", "1e308", "--workdir", "/nonexistent/w"], capsys)
+    assert code == 2 and "--lambda 1e+308 is more than 1e+06" in err, err
+
+
+@pytest.mark.parametrize("error", ["numpy", "xla"])
+def test_out_of_memory_ends_in_one_line(error, monkeypatch, capsys):
+    """A size below every limit that still does not fit this machine: one line and exit 1, never a traceback."""
+    class JaxRuntimeError(RuntimeError):
+        pass
+
+    def allocate(args):
+        if error == "numpy":
+            np.empty((2**53, 64), np.int32)
+        raise JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating 257642337536 bytes.\nmore")
+
+    monkeypatch.setattr(cli.hardware, "cmd_simulate", allocate)
+    code, err = run(["simulate"], capsys)
+    assert code == 1 and "failed: out of memory" in err and len(err.strip().splitlines()) == 1, err
+
+
+# ----- 2. configs: extends, front configs -------------------------------------------------------------------------
+def test_a_path_too_long_for_the_file_system_exits_2(tmp_path, capsys):
+    """``extends: <5000 characters>`` (or such a --config) ended as 'failed: File name too long' with exit 1."""
+    (tmp_path / "s.yaml").write_text(f"extends: {'x' * 5000}\n")
+    code, err = run(["sweep", "--config", tmp_path / "s.yaml", "--workdir", tmp_path / "w"], capsys)
+    assert code == 2 and "field 'extends' names no readable file" in err and "5,000 characters" in err, err
+    code, err = run(["sweep", "--config", "y" * 5000, "--workdir", tmp_path / "w"], capsys)
+    assert code == 2 and "cannot be read" in err, err
+    (tmp_path / "hw.yaml").write_text(f"extends: {'z' * 5000}\nname: n\n")
+    code, err = run(["simulate", "--hw", tmp_path / "hw.yaml", "--tasks", "2", "--tokens", "8"], capsys)
+    assert code == 2 and "'extends'" in err, err
+
+
+CANDIDATES = "[{{label: c, config: {search}, branch_points: [1, 1]}}]"
+BUDGETS = "[{{label: x, energy_ratio: 0.9, candidates: %s}}]" % CANDIDATES
+
+
+@pytest.mark.parametrize("body, words", [
+    ("budgets: 5", "budgets must be a list, got 5"),
+    ("budgets: [{{label: x, energy_ratio: 0.9, candidates: 7}}]", r"budgets\[0\].candidates must be a list, got 7"),
+    (f"budgets: {BUDGETS}\nbaselines: 7", "baselines must be a list, got 7"),
+    (f"budgets: {BUDGETS}\nname: ../../escape", "front config field 'name' '../../escape' is not a plain name"),
+    (f"budgets: {BUDGETS}\nname: a/b", "front config field 'name' 'a/b'"),
+])
+def test_malformed_front_configs_are_named_at_load(body, words, tmp_path):
+    """A list field holding a number was a TypeError traceback; a front ``name: ../../escape`` was accepted and
+    would have written the record outside --out."""
+    from mgen_jax.search.front import load_front_config
+
+    (tmp_path / "f.yaml").write_text(f"reference: {QUICK_SEARCH}\n" + body.format(search=QUICK_SEARCH) + "\n")
+    with pytest.raises(ConfigError, match=words):
+        load_front_config(tmp_path / "f.yaml")
+
+
+# ----- 3. state files in a search run folder ----------------------------------------------------------------------
+@pytest.mark.parametrize("content, words", [(b"{bad", "not valid JSON"), (b"[]", "expected a JSON object"),
+                                            (b"{}", "lacks field"), (b'{"steps": 1}', r"lacks field\(s\) \['wall")])
+def test_corrupt_phase_results_are_named(content, words, tmp_path):
+    """A warm-up, search or model folder whose result.json is corrupt or foreign was a JSONDecodeError or KeyError
+    traceback."""
+    from mgen_jax.search.relaxed import warmup_record
+    from mgen_jax.search.rundir import RunDir
+
+    run = RunDir(tmp_path, seed=0)
+    run.warmup.mkdir()
+    (run.warmup / "result.json").write_bytes(content)
+    with pytest.raises(ConfigError, match=f"phase result {run.warmup / 'result.json'}.*{words}"):
+        warmup_record(run)
+
+
+@pytest.mark.parametrize("content", [b"{not json", b"[1, 2]", b"", b"\xff\xfe"])
+def test_corrupt_run_settings_are_named(content, tmp_path):
+    from mgen_jax.search import load_search_config
+    from mgen_jax.search.rundir import RunDir
+
+    (tmp_path / "settings.json").write_bytes(content)
+    with pytest.raises(ConfigError, match="run settings .*settings.json"):
+        RunDir(tmp_path, seed=0).check_run(load_search_config(QUICK_SEARCH), ())
+
+
+def test_corrupt_records_read_by_the_search_phases(tmp_path):
+    """The loss profile, task weights, the redundancy file and an independent run's records were read with a bare
+    json.loads."""
+    from mgen_jax.search.independent import _seed_record, reference_runs
+
+    (tmp_path / "SST-2").mkdir()
+    (tmp_path / "SST-2" / "summary.json").write_text("{broken")
+    (tmp_path / "SST-2" / "config.json").write_text("[]")
+    cfg = SimpleNamespace(independent_dirs=(str(tmp_path),), finetune_budget="independent")
+    gen = SimpleNamespace(cfg=cfg, tasks=[SimpleNamespace(name="SST-2")])
+    with pytest.raises(ConfigError, match="SST-2/config.json: expected a JSON object"):
+        reference_runs(cfg, gen.tasks)
+    with pytest.raises(ConfigError, match="SST-2/summary.json: not valid JSON"):
+        _seed_record(gen, str(tmp_path))
+
+
+@pytest.mark.parametrize("content, words", [(b"nope", "not valid JSON"), (b"{}", "holds no 'mean_loss' list")])
+def test_a_corrupt_loss_profile_is_named(content, words, tmp_path):
+    """A loss profile without 'mean_loss' was a KeyError traceback in the sweep's budget selection."""
+    from mgen_jax.search.rundir import RunDir
+    from mgen_jax.search.selection import warmup_profile
+
+    cfg = SimpleNamespace(heldout_fraction=0.1, profile_batches=24, profile_metric="loss")
+    gen = SimpleNamespace(cfg=cfg, run=RunDir(tmp_path, seed=0), data=SimpleNamespace(has_heldout=True))
+    gen.run.warmup.mkdir()
+    (gen.run.warmup / "loss_profile_heldout.json").write_bytes(content)
+    with pytest.raises(ConfigError, match=f"loss profile .*loss_profile_heldout.json.*{words}"):
+        warmup_profile(gen, None)
