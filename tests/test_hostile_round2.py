@@ -165,3 +165,16 @@ def test_a_corrupt_loss_profile_is_named(content, words, tmp_path):
     (gen.run.warmup / "loss_profile_heldout.json").write_bytes(content)
     with pytest.raises(ConfigError, match=f"loss profile .*loss_profile_heldout.json.*{words}"):
         warmup_profile(gen, None)
+
+
+# ----- 6. a model that does not fit the workload ------------------------------------------------------------------
+def test_the_default_max_length_is_checked_against_the_models_positions(tmp_path, capsys):
+    """A model of 64 positions simulated on real dev lengths used the default --max-length 128 silently (rc 0); the
+    same value given explicitly was refused."""
+    (tmp_path / "config.json").write_text(json.dumps({"hidden_size": 384, "num_hidden_layers": 6,
+                                                      "num_attention_heads": 12, "intermediate_size": 1536,
+                                                      "max_position_embeddings": 64}))
+    code, err = run(["simulate", "--tasks", "RTE", "--model", tmp_path], capsys)
+    assert code == 2 and "--max-length 128 (its default) exceeds the 64 positions" in err, err
+    code, err = run(["simulate", "--tasks", "2", "--tokens", "8", "--model", tmp_path], capsys)
+    assert code == 0, err

@@ -72,9 +72,12 @@ def build_scenario(args: argparse.Namespace, *, expected: bool = False) -> Scena
     plan = compressed_plan(args, b, names, glue, arch, spec) if args.compressed else None
     if plan is not None:
         b = list(plan.branch_points)
-    for flag, value in (("--tokens", args.tokens), ("--max-length", args.max_length)):
+    length = args.max_length if args.max_length is not None or args.tokens is not None else DEFAULT_MAX_LENGTH
+    for flag, value in (("--tokens", args.tokens), ("--max-length", length)):
         if value is not None and value > arch.max_position:
-            raise ConfigError(f"{flag} {value:,} exceeds the {arch.max_position:,} positions of model {arch.name!r}")
+            default = " (its default)" if args.max_length is None and flag == "--max-length" else ""
+            raise ConfigError(f"{flag} {value:,}{default} exceeds the {arch.max_position:,} positions of model "
+                              f"{arch.name!r}")
     trace, subsets = build_trace(args, names, glue)
     return Scenario(spec=spec, arch=arch, tasks=names, num_labels=labels, branch_points=tuple(b), trace=trace,
                     subsets=subsets, subsets_text=args.task_subsets, densities=densities, plan=plan)
