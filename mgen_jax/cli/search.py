@@ -149,11 +149,11 @@ def front_table(record: dict) -> str:
             ci = p.get("drop_interval")
             drop = f"{p['drop_points']:+.2f} [{ci['low']:+.2f}, {ci['high']:+.2f}]" if ci else "-"
             mark = " (chosen)" if label == point["chosen"] else ""
-            held = p["heldout_mean_score"]
+            held = "-" if p["heldout_mean_score"] is None else f"{p['heldout_mean_score']:.2f}"
             lines.append(
                 f"| {point['budget']} | {label}{mark} | {' / '.join(sorted(trees))} | " +
                 " | ".join(f"{p['dev_scores_mean'][t]:.1f}" for t in tasks) +
                 f" | {p['dev_mean_score']:.2f} ± {p['dev_mean_score_std'] or 0:.2f} | "
-                f"{held if held is None else round(held, 2)} | {p['energy_ratio_max']:.5f} | {p['efficiency_text']} | "
+                f"{held} | {p['energy_ratio_max']:.5f} | {p['efficiency_text']} | "
                 f"{max(p['crossbars_by_seed']):,} | {drop} | {len(p['seeds'])} |")
     return "\n".join(lines)

@@ -25,7 +25,6 @@ Each part runs in its own folder of the run (search/, finetune/) with the resuma
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
 
@@ -36,7 +35,7 @@ from flax import struct
 
 from mgen_jax import cost
 from mgen_jax.errors import ConfigError
-from mgen_jax.io import write_json_atomic
+from mgen_jax.io import parse_json, read_json_file, write_json_atomic
 from mgen_jax.search.budget import BudgetState, init_budget_state, interleave, single_task_loss
 from mgen_jax.search.finetune import (
     FINETUNE_FIELDS, budget_batches, budget_step, budget_streams, evaluate, per_task_fields, task_loss_log,
@@ -186,27 +185,33 @@ def _plan(gen, seed: int, settings: GradientSettings) -> tuple[_Plan, Any]:
     return plan, tx
 
 
+def check_config(cfg, settings: GradientSettings) -> None:
+    """Can ``cfg`` run the gradient search with ``settings``? ConfigError naming the field if not (a sweep asks
+    before its first phase)."""
+    if cfg.finetune_budget is None or cfg.finetune_init != "pretrained":
+        raise ConfigError("the gradient search runs inside a training budget: it needs finetune_budget (independent, "
+                          "or examples or epochs per task) and finetune_init: pretrained")
+    if cfg.distill_weight > 0:
+        raise ConfigError("the gradient search does not distil (distill_weight must be 0)")
+    if settings.task_weights is not None and len(settings.task_weights) != len(cfg.tasks):
+        raise ConfigError(f"search config field 'gradient.task_weights' needs one weight per task "
+                          f"({len(cfg.tasks)}), got {len(settings.task_weights)}")
+
+
 def gradient_run(gen, target: float, seed: int, settings: GradientSettings, *, tag: str = "") -> dict[str, Any]:
     """One run of the gradient search at energy target ``target`` with training seed ``seed`` (``gen``: the
     experiment's ModelGenerator: model, data, budgets, energy model, run folder; ``tag`` names a variant of the
     settings in the folder's name). Resumes from its folder; returns the discrete model's record (held-out and dev
     metrics, exact energy) with the search's outcome under ``"search"``."""
     cfg = gen.cfg
-    if cfg.finetune_budget is None or cfg.finetune_init != "pretrained":
-        raise ConfigError("the gradient search runs inside a training budget: it needs finetune_budget (independent, "
-                          "or examples or epochs per task) and finetune_init: pretrained")
-    if cfg.distill_weight > 0:
-        raise ConfigError("the gradient search does not distil (distill_weight must be 0)")
-    if settings.task_weights is not None and len(settings.task_weights) != len(gen.tasks):
-        raise ConfigError(f"search config field 'gradient.task_weights' needs one weight per task "
-                          f"({len(gen.tasks)}), got {len(settings.task_weights)}")
+    check_config(cfg, settings)
     target = check_target(target, *target_range(gen))
     directory = run_dir(gen, target, seed, tag)
     result_path = directory / "result.json"
     gen.run.check_phase(directory, settings.run_settings() | FINETUNE_FIELDS.settings(cfg) | {
         "energy_target": target, "seed": seed}, GRADIENT_FIELDS.folder)
     if result_path.exists():
-        return json.loads(result_path.read_text())
+        return gen.run.result(directory, ("branch_points", "energy_ratio", "metrics", "search"))
     with gen.run.phase_folder(directory, GRADIENT_FIELDS.folder):
         return _gradient_run(gen, directory, target, seed, settings)
 
@@ -253,7 +258,12 @@ def _search_phase(gen, plan: _Plan, start: SearchState, directory: Path, target:
     sample_key = jax.random.PRNGKey(seed * 7919 + 11)
     search_dir, search_file = directory / "search", directory / "search.json"
     if search_file.exists():
-        return restore_checkpoint(search_dir / "checkpoint.msgpack", start), json.loads(search_file.read_text())
+        found = read_json_file(search_file, "gradient search outcome")
+        missing = [k for k in ("branch_points", "energy_ratio", "wall_clock_s") if k not in found]
+        if missing:
+            raise ConfigError(f"gradient search outcome {search_file} lacks field(s) {missing}: move the run folder "
+                              "away to run it again")
+        return restore_checkpoint(search_dir / "checkpoint.msgpack", start), found
 
     def step(state: SearchState, batch, k):
         t = int(plan.schedule[k])
@@ -293,7 +303,8 @@ def _discretise(gen, state: SearchState, target: float, search_dir: Path, settin
     costs = decode_costs(state.logit, settings)
     tree, moves = decode_tree(argmax, costs, target, ratio_of)
     q = np.asarray(jax.nn.softmax(jnp.asarray(logits), axis=-1))
-    trace = [json.loads(line) for line in (search_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    trace = [parse_json(line, f"search metrics {search_dir / 'metrics.jsonl'}")
+             for line in (search_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     mu_trace = [(r["step"], r["mu"]) for r in trace if "mu" in r]
     tail = [mu for step, mu in mu_trace if step >= 0.9 * search_steps] or [float(state.logit.mu)]
     return {

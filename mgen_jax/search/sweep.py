@@ -151,6 +151,10 @@ def run_phases(gen: ModelGenerator, report_only: bool = False) -> SweepOutcome:
     """Train what is missing (each phase resumes from its checkpoint; nothing with ``report_only``) and return
     what the phases gave."""
     cfg = gen.cfg
+    if cfg.gradient.energy_targets:  # before any phase trains
+        from mgen_jax.search.gradient import check_config
+
+        check_config(cfg, cfg.gradient)
     warm = _warm_start(gen, report_only)
     warmup = relaxed.warmup_record(gen.run)
     models = _Models(gen, warm, report_only)

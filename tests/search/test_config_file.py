@@ -30,14 +30,25 @@ def test_every_field_has_one_section():
     assert set(listed) == {f.name for f in dataclasses.fields(SearchConfig)}
 
 
+# configs written or rewritten after the move to sections, on purpose (they load; their values are their own)
+SINCE_SECTIONS = {"glue8_gradient": "new: the gradient search phase on eight tasks (issue 31)",
+                  "demo": "rewritten for the gradient search (mgen demo, issue 33)"}
+
+
 def test_shipped_configs_are_the_flat_ones():
     """The fixture holds to_dict() of every config as committed flat (before sections): the nested files, with their
     extends chains, give the same values in the same order and of the same types, so that records and the
-    settings.json of run folders are unchanged. A field added since then must hold its default."""
-    assert sorted(p.relative_to(SEARCH).as_posix() for p in SEARCH.rglob("*.yaml")) == sorted(
-        shipped_path(name).relative_to(SEARCH).as_posix() for name in FLAT["configs"])
+    settings.json of run folders are unchanged. A field added since then must hold its default. Configs written or
+    rewritten since (SINCE_SECTIONS) only have to load."""
+    shipped = {p.relative_to(SEARCH).as_posix() for p in SEARCH.rglob("*.yaml")}
+    assert sorted(shipped) == sorted({shipped_path(name).relative_to(SEARCH).as_posix() for name in FLAT["configs"]}
+                                     | {f"{name}.yaml" for name in SINCE_SECTIONS})
+    for name in SINCE_SECTIONS:
+        load_search_config(shipped_path(name + ".yaml"))
     defaults = SearchConfig(name="x", tasks=("SST-2", "MRPC")).to_dict()
     for name, want in FLAT["configs"].items():
+        if name.removesuffix(".yaml") in SINCE_SECTIONS:
+            continue
         got = json.loads(json.dumps(load_search_config(shipped_path(name)).to_dict()))
         assert json.dumps({k: got[k] for k in want}) == json.dumps(want), name
         assert all(got[k] == defaults[k] for k in set(got) - set(want)), name

@@ -226,6 +226,31 @@ def test_one_run_spends_the_budget_meets_the_target_and_resumes(tmp_path, tiny_b
     with pytest.raises(ConfigError, match="not feasible"):
         gradient_run(gen, low * 0.9, 0, gen.cfg.gradient)
 
+    # a corrupt or foreign result or search outcome is named, never taken for the run's
+    for name, text in (("result.json", "{bad"), ("result.json", "{}"), ("search.json", "[1]")):
+        path = run_dir(gen2, target, 0) / name
+        keep = path.read_text()
+        if name == "search.json":
+            (run_dir(gen2, target, 0) / "result.json").rename(path.with_suffix(".keep"))
+        path.write_text(text)
+        with pytest.raises(ConfigError, match=name.split(".")[0] if name == "result.json" else "search outcome"):
+            gradient_run(gen2, target, 0, gen2.cfg.gradient)
+        path.write_text(keep)
+        if name == "search.json":
+            path.with_suffix(".keep").rename(run_dir(gen2, target, 0) / "result.json")
+
+
+def test_a_sweep_refuses_a_gradient_config_before_any_phase(tmp_path, tiny_bert_dir, glue_dir):
+    from mgen_jax.search.sweep import run_sweep
+
+    cfg = _config(tiny_bert_dir, [], independent_runs=None, finetune_budget=None, energy_budgets=[],
+                  uniform_at_budgets=False, search_task_weights=None, claim_seeds=[],
+                  gradient={"energy_targets": [0.8]})
+    gen = ModelGenerator(cfg, tmp_path / "w", glue_dir=glue_dir, progress=False)
+    with pytest.raises(ConfigError, match="finetune_budget"):
+        run_sweep(gen, tmp_path / "out")
+    assert not (tmp_path / "w" / "warmup").exists()  # no warm-up was trained first
+
 
 def test_where_enumeration_cannot_go():
     """8 tasks on a bert-base-shaped model (24 units): 25^8 trees, which budget selection refuses to enumerate; the
