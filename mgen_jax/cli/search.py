@@ -18,7 +18,8 @@ def add_commands(sub, flags) -> None:
     p = sub.add_parser("search", parents=pick(flags, RUN_FLAGS + ("--seed",)),
                        help="one energy target: search and train in one run, evaluate")
     p.add_argument("--energy-target", help="energy per request / the independent models' (in [full sharing's "
-                   "ratio, 1]): the gradient search in one run inside the training budget")
+                   "ratio, 1]): the gradient search in one run inside the training budget [the config's "
+                   "gradient.energy_targets when it holds one]")
     p.add_argument("--lambda", dest="lam", type=nonnegative_float,
                    help="instead of a target: a fixed weight of the energy term after a warm-up")
     p.set_defaults(func=cmd_search)
@@ -42,9 +43,15 @@ def _generator(args: argparse.Namespace):
 def cmd_search(args: argparse.Namespace) -> None:
     from mgen_jax.search.judge import format_efficiency
 
+    if args.energy_target is None and args.lam is None:  # the config's one target, if it names exactly one
+        from mgen_jax.search import load_search_config
+
+        targets = load_search_config(args.config, **overrides(args.set)).gradient.energy_targets
+        args.energy_target = targets[0] if len(targets) == 1 else None
     if (args.energy_target is None) == (args.lam is None):
         raise ConfigError("mgen search needs exactly one of --energy-target (the gradient search in one run inside "
-                          "the training budget) and --lambda (a fixed energy weight after a warm-up)")
+                          "the training budget; or a config whose gradient.energy_targets holds one target) and "
+                          "--lambda (a fixed energy weight after a warm-up)")
     from mgen_jax.search.config import MAX_LAMBDA
 
     if args.lam is not None and args.lam > MAX_LAMBDA:

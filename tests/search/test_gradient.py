@@ -313,3 +313,18 @@ def test_sweep_runs_the_gradient_targets_on_a_per_task_budget(tmp_path, tiny_ber
     again = run_sweep(ModelGenerator(cfg, tmp_path / "w", glue_dir=glue_dir, progress=False), tmp_path / "out2",
                       report_only=True)  # everything finished: the same numbers from the result files
     assert [p["mean_score"] for p in again["points"]] == [p["mean_score"] for p in record["points"]]
+
+
+def test_mgen_search_takes_the_configs_one_target(tmp_path, tiny_bert_dir, glue_dir, capsys):
+    """Without --energy-target, `mgen search` runs the config's target when gradient.energy_targets names exactly
+    one (here an infeasible one: refused with the range before anything trains); with two it asks for the flag."""
+    from mgen_jax import cli
+
+    demo = str(Path(__file__).parents[2] / "configs/search/demo.yaml")
+    argv = ["search", "--config", demo, "--workdir", str(tmp_path / "w"), "--glue-dir", str(glue_dir),
+            "--no-progress", "--set", f"model={tiny_bert_dir}", "--set", "max_dev_per_task=16"]
+    assert cli.main(argv + ["--set", "gradient={energy_targets: [0.01]}"]) == 2
+    assert "not feasible" in capsys.readouterr().err
+    assert cli.main(argv + ["--set", "gradient={energy_targets: [0.6, 0.8]}"]) == 2
+    assert "exactly one of --energy-target" in capsys.readouterr().err
+    assert not list((tmp_path / "w").rglob("result.json"))
