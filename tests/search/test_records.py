@@ -1,7 +1,9 @@
-"""The committed glue5 records are rebuilt, equal, from the committed run records: experiments/run_records.py restore,
-then `mgen sweep --report-only` on configs/search/glue5.yaml (train nothing), compared with
-experiments/results/search_glue5.json except wall-clock fields. It guards every change of the search wing against
-changing a reported number."""
+"""The committed glue5 records are rebuilt, equal, from the committed run records: experiments/run_records.py
+restore, then `mgen sweep --report-only` on configs/search/glue5.yaml and `mgen front --report-only` on
+configs/front/glue5.yaml (train nothing), compared with experiments/results/{search,front}_glue5.json except
+wall-clock fields. They guard every change of the search wing against changing a reported number, and the front
+record against drifting from its run records (save both together: experiments/run_records.py save, then the front's
+--report-only)."""
 
 import json
 import shutil
@@ -36,4 +38,23 @@ def test_report_only_rebuilds_the_committed_record(tmp_path, glue_dir, monkeypat
                  "--out", str(tmp_path / "out"), "--no-progress", "--glue-dir", str(glue_dir)]) == 0
     committed = json.loads((REPO / "experiments" / "results" / f"search_{config}.json").read_text())
     rebuilt = json.loads((tmp_path / "out" / f"search_{config}.json").read_text())
+    assert _without_wall_clock(rebuilt) == _without_wall_clock(committed)
+
+
+def test_front_report_only_rebuilds_the_committed_front(tmp_path, glue_dir, monkeypatch):
+    """The same for the front (configs/front/glue5.yaml): every finished run's record and the independent models'
+    come from the committed run records, the candidates' choice, seeds, intervals and headline are rebuilt equal."""
+    subprocess.run([sys.executable, str(REPO / "experiments" / "run_records.py"), "restore", "--runs",
+                    str(tmp_path / "runs"), "--records", str(REPO / "experiments" / "run_records")], check=True,
+                   capture_output=True)
+    shutil.copytree(REPO / "configs", tmp_path / "configs")
+    (tmp_path / "experiments" / "results").mkdir(parents=True)
+    shutil.copy(REPO / "experiments" / "results" / "search_glue5.json", tmp_path / "experiments" / "results")
+    monkeypatch.chdir(tmp_path)
+    from mgen_jax.cli import main
+
+    assert main(["front", "--config", "configs/front/glue5.yaml", "--report-only", "--out", str(tmp_path / "out"),
+                 "--no-progress", "--glue-dir", str(glue_dir)]) == 0
+    committed = json.loads((REPO / "experiments" / "results" / "front_glue5.json").read_text())
+    rebuilt = json.loads((tmp_path / "out" / "front_glue5.json").read_text())
     assert _without_wall_clock(rebuilt) == _without_wall_clock(committed)
