@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from mgen_jax.errors import ConfigError
-from mgen_jax.io import build_config
+from mgen_jax.io import build_config, check_name, describe_value
 
 
 SAMPLING_MODES = ("soft", "gumbel", "hard", "enumerate")  # see search/steps.py: make_relaxed_step
@@ -86,6 +86,7 @@ class SearchConfig:
     lr_finetune: float = 5e-5
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
+    compute_dtype: str = "float32"  # of matmuls and activations in every phase (model/bert.py); bfloat16 on GPU/TPU
     temperature_start: float = 1.0
     temperature_end: float = 0.3
     # what the forward pass sees during the search: "soft" (the softmax mixture), "gumbel" (a Gumbel-softmax
@@ -157,8 +158,6 @@ class SearchConfig:
                               f"got {self.claim_margin!r}")
         self._check_caps_and_budget()
         self._check_trees()
-        from mgen_jax.io import check_name
-
         check_name(self.name, "search config field 'name'")  # it names the run folder and the record files
         if len(self.tasks) < 2:
             raise ConfigError(f"search config '{self.name}': field 'tasks' needs at least two tasks")
@@ -180,6 +179,9 @@ class SearchConfig:
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
                 raise ConfigError(f"search config field '{name}' must be an integer >= {low} and <= {high:,}, got "
                                   f"{value!r}")
+        if self.compute_dtype not in ("float32", "bfloat16"):  # model/bert.py: COMPUTE_DTYPES
+            raise ConfigError(f"search config field 'compute_dtype' must be float32 or bfloat16, got "
+                              f"{describe_value(self.compute_dtype)}")
         for name in ("lr_weights", "lr_logits", "lr_finetune"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and 0 < value < 10):
@@ -370,7 +372,7 @@ class SearchConfig:
 
 # Fields added after committed records were written: a record's config (to_dict) names them only when they differ
 # from their defaults, so that those records are rebuilt equal.
-OMITTED_AT_DEFAULT = ("goal_efficiency", "goal_max_drop_points")
+OMITTED_AT_DEFAULT = ("goal_efficiency", "goal_max_drop_points", "compute_dtype")
 
 
 def _task(name: Any, field: str) -> str:

@@ -34,7 +34,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
              "length_window", "max_dev_per_task", "max_train_per_task", "data_seed", "heldout_fraction",
              "heldout_max_rows", "heldout_seed"),
     # what every training phase shares: the optimiser's weight decay and learning-rate warm-up, checkpoints
-    "train": ("weight_decay", "warmup_ratio", "checkpoint_every_steps"),
+    "train": ("weight_decay", "warmup_ratio", "compute_dtype", "checkpoint_every_steps"),
     # the relaxed model trained with its branch logits frozen (lr_weights: the lambda searches' weights too)
     "warmup": ("warmup_steps", "warmup_sampling", "lr_weights"),
     # the lambda searches: the branch logits trained against lambda x energy, and the task weights of their loss

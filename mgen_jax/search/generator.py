@@ -17,6 +17,7 @@ Every phase resumes from its checkpoint; a phase whose result file exists is not
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -72,7 +73,7 @@ class ModelGenerator:
         self.progress = progress and is_main_process()
         self.tasks = [get_task(t) for t in cfg.tasks]
         self.pretrained = load_pretrained(cfg.model)
-        self.bert = self.pretrained.config
+        self.bert = dataclasses.replace(self.pretrained.config, compute_dtype=cfg.compute_dtype)
         self.num_units = self.bert.num_units
         self.model = MultiTaskModel(self.bert, [t.num_labels for t in self.tasks], cfg.pooling)
         self.reference_runs = independent.reference_runs(cfg, self.tasks)

@@ -257,3 +257,37 @@ def test_shipped_search_configs_load():
     glue5 = load_search_config(REPO / "configs/search/glue5.yaml")  # the headline sweep follows the protocol
     assert glue5.finetune_budget == "independent" and glue5.finetune_init == "pretrained"
     assert glue5.search_task_weights == "heldout" and glue5.heldout_fraction > 0 and len(glue5.claim_seeds) == 2
+
+
+def test_compute_dtype_reaches_every_phase_and_is_a_run_setting(tmp_path, glue_dir, tiny_bert_dir):
+    """compute_dtype: bfloat16 (GPU/TPU) runs the multi-task model's matmuls in bfloat16 (parameters float32): its
+    outputs stay within a few percent of float32's, a step of the equal-budget fine-tuning gives a finite loss, and
+    a run folder made with one dtype refuses the other."""
+    import jax.numpy as jnp
+
+    from mgen_jax.search.finetune import budget_batches, budget_step, budget_streams
+    from mgen_jax.search.budget import init_budget_state, interleave
+
+    with pytest.raises(ConfigError, match="compute_dtype"):
+        load_search_config(REPO / "configs/search/quick.yaml", compute_dtype="float16")
+    gens = {}
+    for dtype in ("float32", "bfloat16"):
+        cfg = load_search_config(REPO / "configs/search/quick.yaml", model=str(tiny_bert_dir), **TINY_DATA,
+                                 compute_dtype=dtype, finetune_budget={"SST-2": {"examples": 16},
+                                                                       "MRPC": {"examples": 16}},
+                                 finetune_batch_size=8, finetune_init="pretrained", independent_runs=None)
+        gens[dtype] = ModelGenerator(cfg, tmp_path / dtype, glue_dir=glue_dir, progress=False)
+    assert gens["bfloat16"].bert.compute_dtype == "bfloat16" and "compute_dtype" not in gens["float32"].cfg.to_dict()
+    params = gens["float32"].pretrained_params(0)
+    batch = gens["float32"].data.mixed_batch(0, 0)
+    out = {d: np.asarray(g.model.discrete_forward(params, batch, [2, 1]), np.float32) for d, g in gens.items()}
+    assert np.linalg.norm(out["bfloat16"] - out["float32"]) <= 0.05 * np.linalg.norm(out["float32"])
+    gen = gens["bfloat16"]
+    streams = budget_streams(gen, 0)
+    tx, step = budget_step(gen)
+    state = init_budget_state(params, tx)
+    batch = budget_batches(gen, streams, interleave([s.steps for s in streams]))(0)
+    _, loss = step(state, batch, jnp.int32(0), jnp.int32(2), jnp.float32(1e-4), jax.random.PRNGKey(0))
+    assert np.isfinite(float(loss))
+    with pytest.raises(ConfigError, match="compute_dtype"):
+        ModelGenerator(gens["float32"].cfg, tmp_path / "bfloat16", glue_dir=glue_dir, progress=False)
