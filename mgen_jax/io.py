@@ -352,6 +352,17 @@ def parse_json(text: str, what: str) -> Any:
     return _parse(lambda: json.loads(text), what, "JSON")
 
 
+def not_a_regular_file(path: Path) -> str | None:
+    """None for a regular file (or a link to one), else what ``path`` is instead, as words after its name: "not
+    found", "is a folder, not a file", or "is not a regular file" (a FIFO or a device would block a read, or never
+    end). OSError for a name the system cannot look up (too long, a loop of links)."""
+    if not path.exists():
+        return "not found"
+    if path.is_dir():
+        return "is a folder, not a file"
+    return None if path.is_file() else "is not a regular file"
+
+
 def read_text_file(path: str | Path, what: str, *, max_bytes: int = MAX_TEXT_BYTES) -> str:
     """A UTF-8 text file of at most ``max_bytes``; ConfigError naming it if it is missing, a folder, too large,
     unreadable or not UTF-8."""
@@ -359,15 +370,11 @@ def read_text_file(path: str | Path, what: str, *, max_bytes: int = MAX_TEXT_BYT
 
     path = Path(path)
     try:
-        missing, folder, regular = not path.exists(), path.is_dir(), path.is_file()
+        unfit = not_a_regular_file(path)
     except OSError as exc:  # a name too long, a loop of links
         raise ConfigError(f"{what} {describe_value(str(path))}: cannot be read ({exc.strerror or exc})") from None
-    if missing:
-        raise ConfigError(f"{what} {path} not found")
-    if folder:
-        raise ConfigError(f"{what} {path} is a folder, not a file")
-    if not regular:  # a FIFO or a device would block the read, or never end
-        raise ConfigError(f"{what} {path} is not a regular file")
+    if unfit:
+        raise ConfigError(f"{what} {path} {unfit}")
     try:
         size = path.stat().st_size
         if size > max_bytes:

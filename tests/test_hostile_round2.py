@@ -178,3 +178,106 @@ def test_the_default_max_length_is_checked_against_the_models_positions(tmp_path
     assert code == 2 and "--max-length 128 (its default) exceeds the 64 positions" in err, err
     code, err = run(["simulate", "--tasks", "2", "--tokens", "8", "--model", tmp_path], capsys)
     assert code == 0, err
+
+
+# ----- residual findings: a flag against --set, the gradient section under --set, what 'extends' names ---------------
+QUICK_FINETUNE = str(REPO / "configs/finetune/quick.yaml")
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["finetune", "--config", QUICK_FINETUNE, "--set", "task=CoLA", "--task", "RTE"], "--task 'RTE' and --set task="),
+    (["finetune", "--config", QUICK_FINETUNE, "--set", "learning_rate=1e-3", "--learning-rate", "2e-4"],
+     "--learning-rate 0.0002 and --set learning_rate="),
+    (["finetune", "--config", QUICK_FINETUNE, "--set", "seed=1", "--seed", "2"], "--seed 2 and --set seed=1"),
+    (["search", "--config", QUICK_SEARCH, "--energy-target", "0.5", "--set", "seed=1", "--seed", "2"],
+     "--seed 2 and --set seed=1"),
+])
+def test_a_flag_and_a_set_of_the_same_field_must_agree(argv, words, tmp_path, capsys):
+    """``mgen finetune --set task=CoLA --task RTE`` trained RTE: the flag silently won over the --set."""
+    code, err = run(argv + ["--workdir", tmp_path / "w"], capsys)
+    assert code == 2 and words in err and "contradict each other" in err, err
+    assert not (tmp_path / "w").exists()
+
+
+def test_a_flag_and_a_set_that_agree_are_one_value():
+    from mgen_jax.cli.flags import with_flags
+
+    given = {"learning_rate": ("--learning-rate", 1e-4), "task": ("--task", "RTE"), "seed": ("--seed", None)}
+    assert with_flags({"learning_rate": "1e-4", "task": "RTE", "seed": 3}, given) == {
+        "learning_rate": 1e-4, "task": "RTE", "seed": 3}
+
+
+def _gradient_config(tmp_path) -> Path:
+    path = tmp_path / "g.yaml"
+    path.write_text(f"extends: {QUICK_SEARCH}\ngradient: {{energy_targets: [0.6, 0.8], seeds: [0, 1], "
+                    "logit_rows: 4}\n")
+    return path
+
+
+def test_set_merges_into_the_gradient_section(tmp_path):
+    """``--set gradient={estimator: straight-through}`` replaced the whole section (its targets and seeds fell back
+    to the defaults, silently), and ``--set gradient.seeds=[1]`` was refused as an unknown field."""
+    from mgen_jax.search import load_search_config
+
+    path = _gradient_config(tmp_path)
+    got = load_search_config(path, gradient={"estimator": "straight-through"}).gradient
+    assert (got.estimator, got.energy_targets, got.seeds, got.logit_rows) == ("straight-through", (0.6, 0.8), (0, 1), 4)
+    got = load_search_config(path, **{"gradient.seeds": [1]}).gradient
+    assert (got.seeds, got.energy_targets, got.logit_rows) == ((1,), (0.6, 0.8), 4)
+    got = load_search_config(path, **{"gradient.seeds": [2], "gradient.logit_rows": 2})
+    assert (got.gradient.seeds, got.gradient.logit_rows, got.gradient.energy_targets) == ((2,), 2, (0.6, 0.8))
+    assert load_search_config(path, **{"data.max_length": 32}).max_length == 32
+
+
+@pytest.mark.parametrize("field, value, words", [
+    ("gradient.bogus", 1, "--set 'gradient.bogus': unknown field 'bogus' in section 'gradient:'"),
+    ("gradient", {"bogus": 1}, r"field 'gradient': unknown field\(s\) \['bogus'\].*from the command line"),
+    ("gradient.seeds", [-1], r"'gradient.seeds' must hold distinct integers >= 0.*from the command line"),
+    ("data.lambdas", [1.0], "--set 'data.lambdas': unknown field 'lambdas' in section 'data:'"),
+    ("nosuch.x", 1, "--set 'nosuch.x': unknown section 'nosuch'"),
+])
+def test_unknown_or_bad_gradient_fields_under_set_are_named(field, value, words, tmp_path):
+    from mgen_jax.search import load_search_config
+
+    with pytest.raises(ConfigError, match=words):
+        load_search_config(_gradient_config(tmp_path), **{field: value})
+
+
+def test_set_gradient_field_on_the_command_line(tmp_path, capsys):
+    path = _gradient_config(tmp_path)
+    code, err = run(["search", "--config", path, "--set", "gradient.bogus=1", "--workdir", tmp_path / "w"], capsys)
+    assert code == 2 and "unknown field 'bogus' in section 'gradient:'" in err, err
+
+
+@pytest.mark.parametrize("base, words", [("folder.yaml", "is a folder, not a file"),
+                                         ("/dev/zero", "is not a regular file"), ("none.yaml", "not found")])
+def test_extends_says_what_it_names_when_that_is_no_file(base, words, tmp_path):
+    """``extends:`` naming a folder or /dev/zero said 'not found'."""
+    from mgen_jax.hw.spec import load_spec
+    from mgen_jax.search import load_search_config
+
+    (tmp_path / "folder.yaml").mkdir()
+    (tmp_path / "s.yaml").write_text(f"extends: {base}\n")
+    with pytest.raises(ConfigError, match=f"search config .*{'zero' if 'dev' in base else base} {words} "
+                                          r"\(named by 'extends'"):
+        load_search_config(tmp_path / "s.yaml")
+    (tmp_path / "hw.yaml").write_text(f"extends: {base}\nname: n\n")
+    hw_words = {"folder.yaml": "is a folder, not a file", "/dev/zero": "is no preset name, and a spec file's name "
+                "ends in .yaml", "none.yaml": "not found"}[base]
+    with pytest.raises(ConfigError, match=hw_words):
+        load_spec(tmp_path / "hw.yaml")
+
+
+def test_set_null_is_a_value_not_a_missing_flag(tmp_path):
+    """``--set max_train_examples=null`` (every row) kept the config's 512 rows, and ``--set redundancy_file=null``
+    the config's file, silently: a null from --set was dropped as if no flag had been given."""
+    from mgen_jax.cli.flags import overrides
+    from mgen_jax.search import load_search_config
+    from mgen_jax.train import load_config
+
+    assert load_config(QUICK_FINETUNE, set_values=overrides(["max_train_examples=null"])).max_train_examples is None
+    assert load_config(QUICK_FINETUNE, max_train_examples=None).max_train_examples == 512  # a flag not given
+    path = tmp_path / "r.yaml"
+    path.write_text(f"extends: {QUICK_SEARCH}\nsweep: {{redundancy_file: mine.json}}\n")
+    assert load_search_config(path, set_values=overrides(["redundancy_file=null"])).redundancy_file is None
+    assert load_search_config(path, redundancy_file=None).redundancy_file == "mine.json"

@@ -95,7 +95,9 @@ SHARED: dict[str, dict[str, Any]] = {
     "--workdir": dict(help="run folder, resumable [finetune: runs/finetune/<TASK>; search, sweep: "
                            "runs/search/<config name>]"),
     "--set": dict(action="append", metavar="FIELD=VALUE",
-                  help="override any config field (repeatable; the value is read as YAML)"),
+                  help="override any config field (repeatable; the value is read as YAML; a flag of the same "
+                       "field must agree); search configs: section.FIELD too, and gradient.FIELD=VALUE or "
+                       "gradient={...} merge into the gradient section"),
     "--no-progress": dict(action="store_true", help="no progress bars (logs still go to stderr)"),
     "--report-only": dict(action="store_true", help="train nothing: write the record (and plot) of the models "
                                                     "finished so far, the others listed as pending"),
@@ -155,3 +157,30 @@ def overrides(items: Sequence[str] | None) -> dict[str, Any]:
                               f"more than the {MAX_TEXT_BYTES:,} a config file may hold")
         out[field.strip()] = parse_yaml(text, f"--set {describe_value(field.strip(), 60)}: the value")
     return out
+
+
+def with_flags(set_values: dict[str, Any], flags: dict[str, tuple[str, Any]]) -> dict[str, Any]:
+    """A command's config overrides: its ``--set`` values (``overrides``) and its flags, ``{field: (flag, value)}``
+    (value None: the flag was not given). A flag and a ``--set`` of the same field must agree: a contradiction exits 2
+    naming both (neither silently wins)."""
+    from mgen_jax.io import describe_value
+
+    out = dict(set_values)
+    for field, (flag, value) in flags.items():
+        if value is None:
+            continue
+        if field in out and not _same_value(out[field], value):
+            raise ConfigError(f"{flag} {describe_value(value, 40)} and --set {field}={describe_value(out[field], 40)} "
+                              "contradict each other: give the field once")
+        out[field] = value
+    return out
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    """Whether a ``--set`` value and a flag's say the same (a number may come as YAML text, e.g. 1e-4)."""
+    if a == b:
+        return True
+    try:
+        return not isinstance(a, bool) and not isinstance(b, bool) and float(a) == float(b)
+    except (TypeError, ValueError, OverflowError):
+        return False

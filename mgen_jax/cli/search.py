@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mgen_jax.cli.flags import DEFAULT_OUT, nonnegative_float, or_default, overrides, pick
+from mgen_jax.cli.flags import DEFAULT_OUT, nonnegative_float, or_default, overrides, pick, with_flags
 from mgen_jax.cli.output import log, print_json, print_table, wrote
 from mgen_jax.errors import ConfigError
 
@@ -35,7 +35,7 @@ def add_commands(sub, flags) -> None:
 def _generator(args: argparse.Namespace):
     from mgen_jax.search import ModelGenerator, load_search_config
 
-    cfg = load_search_config(args.config, **overrides(args.set))
+    cfg = load_search_config(args.config, set_values=overrides(args.set))
     workdir = Path(args.workdir or f"runs/search/{cfg.name}")
     return ModelGenerator(cfg, workdir, glue_dir=args.glue_dir, progress=not args.no_progress)
 
@@ -43,10 +43,11 @@ def _generator(args: argparse.Namespace):
 def cmd_search(args: argparse.Namespace) -> None:
     from mgen_jax.search.judge import format_efficiency
 
+    with_flags(overrides(args.set), {"seed": ("--seed", args.seed)})  # --seed 2 --set seed=1: exit 2 naming both
     if args.energy_target is None and args.lam is None:  # the config's one target, if it names exactly one
         from mgen_jax.search import load_search_config
 
-        targets = load_search_config(args.config, **overrides(args.set)).gradient.energy_targets
+        targets = load_search_config(args.config, set_values=overrides(args.set)).gradient.energy_targets
         args.energy_target = targets[0] if len(targets) == 1 else None
     if (args.energy_target is None) == (args.lam is None):
         raise ConfigError("mgen search needs exactly one of --energy-target (the gradient search in one run inside "

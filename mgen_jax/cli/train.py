@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 
 from mgen_jax.cli.flags import (DEFAULT_OUT, nonnegative_int, or_default, overrides, pick, positive_float,
-                                positive_int, task_list)
+                                positive_int, task_list, with_flags)
 from mgen_jax.cli.output import print_json, print_table, wrote
 
 FINETUNE_FLAGS = ("--config", "--workdir", "--model", "--seed", "--set", "--glue-dir", "--no-progress", "--json")
@@ -35,10 +35,9 @@ def add_commands(sub, flags) -> None:
 def cmd_finetune(args: argparse.Namespace) -> None:
     from mgen_jax.train import load_config, train_and_evaluate
 
-    given = {"task": args.task, "model": args.model, "max_train_examples": args.max_train_examples,
-             "epochs": args.epochs, "seed": args.seed, "learning_rate": args.learning_rate,
-             "batch_size": args.batch_size}
-    cfg = load_config(args.config, **overrides(args.set) | {k: v for k, v in given.items() if v is not None})
+    given = {field: ("--" + field.replace("_", "-"), getattr(args, field)) for field in (
+        "task", "model", "max_train_examples", "epochs", "seed", "learning_rate", "batch_size")}
+    cfg = load_config(args.config, set_values=with_flags(overrides(args.set), given))
     workdir = Path(args.workdir or f"runs/finetune/{cfg.task}")
     summary = train_and_evaluate(cfg, workdir, glue_dir=args.glue_dir, progress=not args.no_progress)
     if args.json:

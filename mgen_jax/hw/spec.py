@@ -20,7 +20,7 @@ from typing import Any, Mapping
 
 from mgen_jax.errors import ConfigError
 from mgen_jax.hw.density import ENCODINGS as DENSITY_ENCODINGS
-from mgen_jax.io import build_config, check_name, describe_value, read_extends_chain
+from mgen_jax.io import build_config, check_name, describe_value, not_a_regular_file, read_extends_chain
 
 SIGNED_ENCODINGS = ("offset", "differential")  # of the weights
 # How a signed input is written as input_bits bits for the bit-serial DACs (hw/density.py): offset, two's
@@ -251,6 +251,13 @@ def _resolve(name_or_path: str | Path, relative_to: Path | None = None) -> Path:
     for candidate in candidates:
         if candidate.is_file():
             return candidate
+    for candidate in candidates:
+        unfit = not_a_regular_file(candidate)
+        if unfit != "not found":
+            raise ConfigError(f"hardware spec {candidate} {unfit}")
+    if not candidates[0].exists() and path.exists():  # /dev/zero, a folder, a file named otherwise
+        raise ConfigError(f"hardware spec {str(name_or_path)!r} is no preset name, and a spec file's name ends in "
+                          f".yaml or .yml: give such a file or one of the presets {preset_names()}")
     raise ConfigError(
         f"hardware spec {str(name_or_path)!r} not found: give a YAML path or one of the presets {preset_names()}"
     )

@@ -386,15 +386,15 @@ def _task(name: Any, field: str) -> str:
         raise ConfigError(f"search config field '{field}': {exc}") from None
 
 
-def load_search_config(path: str | Path, **overrides: Any) -> SearchConfig:
+def load_search_config(path: str | Path, *, set_values: dict[str, Any] | None = None, **overrides: Any) -> SearchConfig:
     """Load a YAML config in sections, with its ``extends`` chain (search/config_file.py; its name defaults to the
-    file stem); ``overrides`` (non-None values, by field name) replace fields."""
-    from mgen_jax.search.config_file import read_search_yaml
+    file stem); ``overrides`` (non-None values, by field name or section.field) replace fields, and merge into the
+    ``gradient`` mapping (search/config_file.apply_overrides); so do ``set_values`` (--set's: null is a value)."""
+    from mgen_jax.search.config_file import apply_overrides, read_search_yaml
 
     values = read_search_yaml(path)
-    flags = {k: v for k, v in overrides.items() if v is not None}
-    values.update(flags)
+    sources = apply_overrides(values, dict(set_values or {}) | {k: v for k, v in overrides.items() if v is not None})
     if "tasks" not in values:
         raise ConfigError(f"search config {path}: missing field 'tasks' (section 'data:')")
     return build_config(SearchConfig, values, source=str(path), what="search config", required=("tasks",),
-                        field_sources={k: f"from the command line: {k}" for k in flags})
+                        field_sources=sources)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from mgen_jax.errors import ConfigError
-from mgen_jax.io import describe_value, read_extends_chain
+from mgen_jax.io import describe_value, not_a_regular_file, read_extends_chain
 
 # Every SearchConfig field but the top-level ones, in the section that says what it is for (each field once).
 SECTIONS: dict[str, tuple[str, ...]] = {
@@ -73,8 +73,9 @@ def check_moved(path: Path) -> None:
 def _resolve(base: str, folder: Path) -> Path:
     path = folder / base
     check_moved(path)
-    if not path.is_file():
-        raise ConfigError(f"search config {path} not found (named by 'extends' in a config in {folder})")
+    unfit = not_a_regular_file(path)
+    if unfit:
+        raise ConfigError(f"search config {path} {unfit} (named by 'extends' in a config in {folder})")
     return path
 
 
@@ -150,3 +151,30 @@ def read_search_yaml(path: str | Path) -> dict[str, Any]:
         else:
             flat[key] = value
     return flat
+
+
+def apply_overrides(values: dict[str, Any], overrides: dict[str, Any]) -> dict[str, str]:
+    """Apply field overrides (``--set``, by field name) to the flat ``values`` of ``read_search_yaml``, in place;
+    returns {field: where it came from}. ``section.field`` names a field by its section too; the ``gradient``
+    mapping is merged field by field (``gradient.seeds=[1]``, or ``gradient={seeds: [1]}``), never replaced whole,
+    so that its other fields keep the file's values. An unknown field of a section is a ConfigError naming it."""
+    sources = {}
+    for key, value in overrides.items():
+        section, dot, field = key.partition(".") if isinstance(key, str) else (key, "", "")
+        if not dot and key == GRADIENT and isinstance(value, dict):
+            values[GRADIENT] = {**(values.get(GRADIENT) or {}), **value}
+        elif not dot:
+            values[key] = value
+        elif section not in SECTIONS and section != GRADIENT:
+            raise ConfigError(f"--set {describe_value(key, 60)}: unknown section {describe_value(section, 40)}; "
+                              f"sections: {[*SECTIONS, GRADIENT]}")
+        elif field not in _section_fields(section):
+            raise ConfigError(f"--set {describe_value(key, 60)}: unknown field {describe_value(field, 40)} in section "
+                              f"'{section}:'; its fields: {list(_section_fields(section))}")
+        elif section == GRADIENT:
+            values[GRADIENT] = {**(values.get(GRADIENT) or {}), field: value}
+        else:
+            values[field] = value
+        target = GRADIENT if section == GRADIENT else (field if dot else key)
+        sources[target] = f"from the command line: {key}"
+    return sources

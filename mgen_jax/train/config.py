@@ -118,10 +118,11 @@ def config_from_dict(values: Mapping[str, Any], *, source: str = "<dict>") -> Fi
     return build_config(FinetuneConfig, dict(values), source=source, what="finetune config", required=("task",))
 
 
-def load_config(path: str | Path, **overrides: Any) -> FinetuneConfig:
-    """Load a YAML config; ``overrides`` (non-None values) replace its fields."""
+def load_config(path: str | Path, *, set_values: Mapping[str, Any] | None = None, **overrides: Any) -> FinetuneConfig:
+    """Load a YAML config; ``overrides`` (non-None values) replace its fields, and so do ``set_values`` (the command
+    line's, where null is a value: ``--set max_train_examples=null`` means every row)."""
     values = read_config_yaml(path, "finetune config")
-    flags = {k: v for k, v in overrides.items() if v is not None}
+    flags = dict(set_values or {}) | {k: v for k, v in overrides.items() if v is not None}
     values.update(flags)
     return build_config(FinetuneConfig, values, source=str(path), what="finetune config", required=("task",),
                         field_sources={k: f"from the command line: {k}" for k in flags})
