@@ -20,6 +20,8 @@ T = TypeVar("T")
 # suffix kept: matplotlib picks the format from it); ``clean_partial_files`` deletes only names of exactly that form.
 TEMP_MARK = ".mgen-partial-"
 _TEMP_NAME = re.compile(r"\..+" + re.escape(TEMP_MARK) + r"[a-z0-9_]{8}(\.[A-Za-z0-9]{1,8})?")
+# the lock file of a work folder (mgen_jax.workfolder): a recursive clean never enters a subfolder that has one
+LOCK_FILE = ".mgen.lock"
 
 
 def prepare_output(path: str | Path, what: str = "output") -> Path:
@@ -144,7 +146,9 @@ def clean_partial_files(directory: str | Path, *, recursive: bool = True) -> lis
     """Delete the temporary files that an interrupted atomic write left in ``directory`` (and, ``recursive``, in its
     subfolders; a checkpoint killed mid-write leaves hundreds of MB); returns what was removed. Only this module's own
     temporary names are touched (``is_partial_file``), never a user's file, never a link. Call it only while holding
-    the folder's lock (``mgen_jax.workfolder.claim_work_folder``): another run's temporary file may be in flight."""
+    the folder's lock (``mgen_jax.workfolder.claim_work_folder``): another run's temporary file may be in flight. A
+    subfolder with a lock file of its own (LOCK_FILE: another phase's or run's folder, e.g. ``teachers/<run>/`` below
+    ``teachers/``) is not entered: its own run cleans it, holding its lock."""
     return one_writer(f"clean {directory}", lambda: _clean_partial_files_here(Path(directory), recursive), [])
 
 
@@ -153,6 +157,7 @@ def _clean_partial_files_here(directory: Path, recursive: bool) -> list[Path]:
         return []
     removed = []
     for folder, subfolders, files in os.walk(directory):  # links to folders are not followed
+        subfolders[:] = [d for d in subfolders if not os.path.lexists(os.path.join(folder, d, LOCK_FILE))]
         for name in files:
             tmp = Path(folder) / name
             if is_partial_file(tmp) and not tmp.is_symlink():

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from mgen_jax.errors import ConfigError
-from mgen_jax.io import MAX_JSON_BYTES, clean_partial_files, describe_value, one_writer, parse_json, write_json_atomic
+from mgen_jax.io import (LOCK_FILE, MAX_JSON_BYTES, clean_partial_files, describe_value, one_writer, parse_json,
+                         write_json_atomic)
 
-LOCK_FILE = ".mgen.lock"
 SETTINGS_FILE = "settings.json"
 
 

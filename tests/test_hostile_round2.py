@@ -281,3 +281,39 @@ def test_set_null_is_a_value_not_a_missing_flag(tmp_path):
     path.write_text(f"extends: {QUICK_SEARCH}\nsweep: {{redundancy_file: mine.json}}\n")
     assert load_search_config(path, set_values=overrides(["redundancy_file=null"])).redundancy_file is None
     assert load_search_config(path, redundancy_file=None).redundancy_file == "mine.json"
+
+
+# ----- 4. work folders: nested locks --------------------------------------------------------------------------------
+HOLDER = """
+import sys, time
+from mgen_jax.workfolder import lock_work_folder
+lock = lock_work_folder(sys.argv[1])
+print("locked", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_recursive_clean_never_enters_another_locked_folder(tmp_path):
+    """``teachers/`` (the reference run's teacher folder) holds ``teachers/<teacher run>/``, another phase's folder
+    with its own lock: the recursive clean of the first deleted the in-flight temporary file of a second process
+    computing the other teachers."""
+    import subprocess
+    import sys
+
+    from mgen_jax.search.rundir import RunDir
+
+    run = RunDir(tmp_path, seed=0)
+    inner = run.teachers("runs/other")
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(inner)], stdout=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        assert proc.stdout.readline().strip() == "locked"
+        in_flight = inner / ".SST-2.npy.mgen-partial-abcd1234.npy"
+        in_flight.write_bytes(b"half an array")
+        (run.teachers(None) / "own").mkdir()
+        left = run.teachers(None) / "own" / ".x.json.mgen-partial-abcd1234.json"  # a kill's leftover, no lock there
+        left.write_text("{")
+        with run.phase_folder(run.teachers(None), "teacher folder"):
+            assert in_flight.exists() and not left.exists()
+    finally:
+        proc.kill()
+        proc.wait()
