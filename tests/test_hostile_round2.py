@@ -317,3 +317,31 @@ def test_a_recursive_clean_never_enters_another_locked_folder(tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_a_new_finetune_run_never_writes_over_someone_elses_files(tmp_path, capsys):
+    """``mgen finetune --workdir .`` in a repository root trained there and wrote its run record over the
+    repository's own config.json. A folder that holds no run (no settings.json, checkpoint or results) and holds other
+    files is refused, naming them, before anything is read or written."""
+    (tmp_path / "config.json").write_text('{"mine": 1}')
+    (tmp_path / "README.md").write_text("mine")
+    code, err = run(["finetune", "--config", QUICK_FINETUNE, "--workdir", tmp_path, "--no-progress"], capsys)
+    assert code == 2 and f"fine-tuning work folder {tmp_path} holds files that no fine-tuning run wrote" in err, err
+    assert "README.md" in err and "config.json" in err, err
+    assert (tmp_path / "config.json").read_text() == '{"mine": 1}'
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".mgen.lock", "README.md", "config.json"]
+
+
+def test_a_new_finetune_folder_may_hold_what_a_killed_start_left(tmp_path):
+    """Its lock, a kill's temporary file, and an older version's config.json record are not someone else's."""
+    from mgen_jax.train.finetune import _check_new_folder
+
+    (tmp_path / ".mgen.lock").write_text("1\n")
+    (tmp_path / ".config.json.mgen-partial-abcd1234.json").write_text("{")
+    (tmp_path / "config.json").write_text(json.dumps({"config": {"task": "SST-2"}, "task": "SST-2"}))
+    _check_new_folder(tmp_path)
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match=r"\['notes.txt'\]"):
+        _check_new_folder(tmp_path)
+    (tmp_path / "settings.json").write_text("{}")  # a run's folder: the user's notes beside it are kept, not refused
+    _check_new_folder(tmp_path)

@@ -205,7 +205,42 @@ def train_and_evaluate(
     get_task(cfg.task)
     init_distributed()  # first: in a multi-process run, process 0 takes the lock for all of them
     with lock_work_folder(workdir, "fine-tuning work folder"):
+        _check_new_folder(workdir)
         return _train_and_evaluate(cfg, workdir, glue_dir=glue_dir, progress=progress, stop_at_step=stop_at_step)
+
+
+def _check_new_folder(workdir: Path) -> None:
+    """A folder without settings.json and without a run written before settings.json existed is a new run's: it may
+    hold only what a run writes before its settings (its lock, temporary files of a kill; of an older version's start,
+    its config.json record, metrics and wall clock). Any other file is someone else's (``--workdir .`` in a
+    repository would have overwritten its config.json): ConfigError naming the folder and the files."""
+    from mgen_jax.io import describe_value, is_partial_file
+    from mgen_jax.train.loop import METRICS, WALL_CLOCK
+    from mgen_jax.workfolder import LOCK_FILE, SETTINGS_FILE
+
+    started = (SETTINGS_FILE, CHECKPOINT, "final_params.msgpack", "summary.json")
+    if any((workdir / name).exists() for name in started):
+        return
+    foreign = sorted(p.name for p in workdir.iterdir() if p.name not in (LOCK_FILE, METRICS, WALL_CLOCK)
+                     and not is_partial_file(p))
+    if "config.json" in foreign and _is_run_record(workdir / "config.json"):
+        foreign.remove("config.json")
+    if foreign:
+        raise ConfigError(f"fine-tuning work folder {workdir} holds files that no fine-tuning run wrote "
+                          f"({describe_value(foreign[:5], 120)}{' ...' if len(foreign) > 5 else ''}): a new run "
+                          "starts in a new or empty folder (it writes config.json, summary.json and checkpoints "
+                          "there); use another --workdir")
+
+
+def _is_run_record(path: Path) -> bool:
+    """Whether ``path`` is the config.json record a fine-tuning run writes (a JSON object with 'config' and 'task')."""
+    from mgen_jax.workfolder import read_state_json
+
+    try:
+        record = read_state_json(path, ("config", "task"))
+    except ConfigError:
+        return False
+    return isinstance(record["config"], dict)
 
 
 def _train_and_evaluate(cfg: FinetuneConfig, workdir: Path, *, glue_dir, progress: bool,
