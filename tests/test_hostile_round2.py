@@ -345,3 +345,30 @@ def test_a_new_finetune_folder_may_hold_what_a_killed_start_left(tmp_path):
         _check_new_folder(tmp_path)
     (tmp_path / "settings.json").write_text("{}")  # a run's folder: the user's notes beside it are kept, not refused
     _check_new_folder(tmp_path)
+
+
+def test_a_phase_folder_killed_while_its_settings_were_first_written_resumes(tmp_path):
+    """A sweep killed while it wrote a model folder's first settings.json left only the temporary file there; the
+    resume was refused ('has no settings.json (it predates recorded model folder settings)')."""
+    from mgen_jax.search.rundir import RunDir
+
+    run = RunDir(tmp_path, seed=0)
+    folder = run.model([4, 4])
+    folder.mkdir(parents=True)
+    (folder / ".settings.json.mgen-partial-odefj7sg.json").write_text('{"finetune')
+    (folder / ".mgen.lock").write_text("1\n")
+    run.check_phase(folder, {"finetune_steps": 2}, "model folder")
+    assert json.loads((folder / "settings.json").read_text()) == {"finetune_steps": 2}
+    other = run.model([1, 1])
+    other.mkdir()
+    (other / "params.msgpack").write_bytes(b"x")  # results without settings: still refused
+    with pytest.raises(ConfigError, match="has no settings.json"):
+        run.check_phase(other, {"finetune_steps": 2}, "model folder")
+
+
+def test_a_search_workdir_that_is_a_file_exits_2(tmp_path, capsys):
+    """It was 'failed: File exists' with exit 1."""
+    (tmp_path / "afile").write_text("x")
+    code, err = run(["sweep", "--config", QUICK_SEARCH, "--workdir", tmp_path / "afile", "--out", tmp_path / "o"],
+                    capsys)
+    assert code == 2 and f"workdir {tmp_path / 'afile'} is a file, not a folder" in err, err

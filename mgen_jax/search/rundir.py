@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from mgen_jax.errors import ConfigError
-from mgen_jax.io import clean_partial_files, read_json_file, write_json_atomic
+from mgen_jax.io import LOCK_FILE, clean_partial_files, is_partial_file, read_json_file, write_json_atomic
 from mgen_jax.workfolder import lock_work_folder
 
 RESULT = "result.json"
@@ -141,14 +141,18 @@ class RunDir:
 
     # ----- settings and locks ----------------------------------------------------------------------------------
     def check_run(self, cfg, phases: Sequence[PhaseFields]) -> None:
-        """Record the run settings (``run_settings``) in settings.json, or refuse a run folder made with others."""
+        """Record the run settings (``run_settings``) in settings.json, or refuse a run folder made with others (or
+        a --workdir that is no folder)."""
+        if self.root.exists() and not self.root.is_dir():
+            raise ConfigError(f"workdir {self.root} is a file, not a folder")
         _check_settings(self.root / SETTINGS, run_settings(cfg, phases), "workdir")
 
     def check_phase(self, folder: Path, settings: dict[str, Any], what: str) -> None:
         """Record a phase folder's settings (the fields its phase declares), or refuse one made with others; a
         folder with files but no settings.json predates recorded settings and is refused too."""
         path = folder / SETTINGS
-        if folder.is_dir() and any(folder.iterdir()) and not path.exists():
+        ours = lambda p: p.name == LOCK_FILE or is_partial_file(p)  # a kill while settings.json was first written
+        if folder.is_dir() and any(not ours(p) for p in folder.iterdir()) and not path.exists():
             raise ConfigError(f"{what} {folder} has no settings.json (it predates recorded {what} settings): "
                               "move it away to run it again")
         _check_settings(path, settings, what)
