@@ -36,7 +36,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from mgen_jax.search.sweep import run_sweep
     from mgen_jax.search.sweep_record import summary_table
 
-    cfg = load_search_config(_repository_file(DEMO_CONFIG), **overrides(args.set))
+    cfg = load_search_config(_repository_file(DEMO_CONFIG), set_values=overrides(args.set))
     front = json.loads(_repository_file(FRONT_RECORD).read_text(encoding="utf-8"))
     gen = ModelGenerator(cfg, Path(args.workdir or f"runs/search/{cfg.name}"), glue_dir=args.glue_dir,
                          progress=not args.no_progress)
