@@ -71,6 +71,8 @@ def finetune_and_evaluate(gen, branch_points: Sequence[int], warm_params, *, see
     if gen.run.finished(directory):
         return gen.run.result(directory, MODEL_RECORD)
     with gen.run.phase_folder(directory, FINETUNE_FIELDS.folder):
+        if gen.run.finished(directory):  # finished by another process between the check above and the lock
+            return gen.run.result(directory, MODEL_RECORD)
         return _train_and_record(gen, directory, b, warm_params, seed)
 
 

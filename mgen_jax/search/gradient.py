@@ -213,6 +213,8 @@ def gradient_run(gen, target: float, seed: int, settings: GradientSettings, *, t
     if result_path.exists():
         return gen.run.result(directory, ("branch_points", "energy_ratio", "metrics", "search"))
     with gen.run.phase_folder(directory, GRADIENT_FIELDS.folder):
+        if result_path.exists():  # finished by another process between the check above and the lock
+            return gen.run.result(directory, ("branch_points", "energy_ratio", "metrics", "search"))
         return _gradient_run(gen, directory, target, seed, settings)
 
 

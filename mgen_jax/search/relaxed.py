@@ -64,6 +64,8 @@ def warmup(gen) -> Any:
         return restore_checkpoint(done, params)
     logits = jnp.zeros((len(gen.tasks), gen.num_units + 1))
     with gen.run.phase_folder(directory, "warm-up folder"):
+        if done.exists() and gen.run.finished(directory):  # finished by another process before the lock
+            return restore_checkpoint(done, params)
         state, wall = _relaxed(gen, directory, params, logits, gen.cfg.warmup_steps, 0.0, train_logits=False,
                                desc="warm-up (logits frozen)")
         save_checkpoint(done, state.params)
@@ -83,6 +85,8 @@ def search(gen, lam: float, warm_params) -> dict[str, Any]:
         return gen.run.result(directory, ("lambda", "branch_points", "steps", "wall_clock_s"))
     logits = jnp.zeros((len(gen.tasks), gen.num_units + 1))
     with gen.run.phase_folder(directory, SEARCH_FIELDS.folder):
+        if result.exists():  # finished by another process before the lock
+            return gen.run.result(directory, ("lambda", "branch_points", "steps", "wall_clock_s"))
         state, wall = _relaxed(gen, directory, warm_params, logits, gen.cfg.search_steps, lam, train_logits=True,
                                desc=f"search lambda={lam:g}")
         logits = np.asarray(state.logits)

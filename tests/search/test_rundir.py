@@ -99,3 +99,33 @@ def test_phase_folder_settings_are_checked(tmp_path):
     (old / "result.json").write_text(json.dumps({}))
     with pytest.raises(ConfigError, match="no settings.json"):
         run.check_phase(old, {}, "model folder")
+
+
+def test_a_phase_finished_by_another_process_before_the_lock_is_read_not_trained(tmp_path, monkeypatch):
+    """Check, then lock: a model folder that another process finishes between this process's check and its lock is
+    read back once the lock is held (it was trained again from scratch, over the other's result)."""
+    import json
+    import types
+
+    from mgen_jax.search import finetune
+    from mgen_jax.search.config import SearchConfig
+    from mgen_jax.search.rundir import RunDir
+
+    cfg = SearchConfig(name="race", tasks=("SST-2", "MRPC"), independent_runs=None)
+    gen = types.SimpleNamespace(cfg=cfg, run=RunDir(tmp_path, seed=0), tasks=[0, 1], num_units=4)
+    folder = gen.run.model([2, 2])
+    record = dict.fromkeys(finetune.MODEL_RECORD, 1.0) | {"branch_points": [2, 2]}
+    checks = []
+
+    def finished(path):  # the first check sees nothing; the other process writes its result meanwhile
+        checks.append(path)
+        if len(checks) == 1:
+            return False
+        (path / "result.json").write_text(json.dumps(record))
+        return True
+
+    monkeypatch.setattr(RunDir, "finished", staticmethod(finished))
+    monkeypatch.setattr(finetune, "_train_and_record", lambda *a: pytest.fail("trained a finished model again"))
+    monkeypatch.setattr(finetune, "check_branch_points", lambda gen, b: list(b))
+    assert finetune.finetune_and_evaluate(gen, [2, 2], None) == record
+    assert checks == [folder, folder]
