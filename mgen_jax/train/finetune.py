@@ -274,6 +274,10 @@ def _train_and_evaluate(cfg: FinetuneConfig, workdir: Path, *, glue_dir, progres
 
     _adopt_legacy_settings(workdir)
     check_settings(workdir, run_settings(cfg, train), "fine-tuning work folder", defaults=_settings_defaults())
+    if all((workdir / name).exists() for name in ("summary.json", "final_params.msgpack", PREDICTIONS)):
+        from mgen_jax.workfolder import read_state_json  # finished: read back; dev is evaluated once per model
+
+        return read_state_json(workdir / "summary.json", ("task", "metrics", "score"))
     clean_partial_files(workdir, recursive=False)  # what a kill during an atomic write left (the lock is ours)
     tx = make_optimizer(cfg, total_steps)
     params = init_params(module, pretrained.params, cfg, bert)

@@ -47,6 +47,11 @@ def test_resume_after_interrupt_is_exact(tmp_path, glue_dir, tiny_bert_dir):
     a, b = _final_params(tmp_path / "whole"), _final_params(tmp_path / "cut")
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
         np.testing.assert_array_equal(x, y)
+    # a finished run is read back: nothing is evaluated or written again (dev is evaluated once per model)
+    files = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in (tmp_path / "whole").iterdir()
+             if p.is_file() and p.name != ".mgen.lock"}  # the lock is taken anew
+    assert train_and_evaluate(cfg, tmp_path / "whole", glue_dir=glue_dir, progress=False) == whole
+    assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in files} == files
 
 
 def test_nan_loss_is_a_clear_error(tmp_path, glue_dir, tiny_bert_dir, monkeypatch):
