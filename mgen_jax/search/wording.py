@@ -102,8 +102,8 @@ def pending_budget(budget: float) -> str:
 
 
 def nothing_to_report(workdir, needs_profile: bool) -> str:
-    what = "the warm-up and its loss profile" if needs_profile else "the warm-up"
-    return f"nothing to report yet in {workdir}: {what} have not finished (run the sweep without report-only first)"
+    what = "the warm-up and its loss profile have" if needs_profile else "the warm-up has"
+    return f"nothing to report yet in {workdir}: {what} not finished (run the sweep without report-only first)"
 
 
 def plot_title(model: str, hw: str, tasks: Sequence[str], *, equal_budget: bool, pending: int) -> str:
