@@ -2,11 +2,12 @@
 models, 8 GLUE tasks, real dev lengths, on an ISAAC chip and on one of half its size.
 
     .venv/bin/python experiments/schedule/schedule_experiment.py [--out experiments/results]
+        [--searched experiments/results/search_glue8.json | --searched none]
 
 Writes schedule.json (energy by component, loads, worst-cell writes, peak buffer, DRAM traffic, lifetime at 1e6 and
-1e12 writes per cell) and schedule.png. The searched model is read from experiments/results/search_glue8.json when
-that file exists (the model generator's result), beside the two reference trees and an intermediate one (every task
-branching at the middle of the encoder). Runtime here: about 3 minutes.
+1e12 writes per cell) and schedule.png. The searched model is the "best" of ``--searched`` (the model generator's
+8-task record; a missing file is an error, ``none`` leaves the searched model out), beside the two reference trees
+and an intermediate one (every task branching at the middle of the encoder). Runtime here: about 3 minutes.
 """
 
 from __future__ import annotations
@@ -30,15 +31,14 @@ METHODS = ["request-major", "task-major", "fast"]
 LABELS = {"request-major": "request-major", "task-major": "task-major", "fast": "ours"}
 
 
-def models(arch: hw.BertArch, results_dir: Path) -> dict[str, dict]:
+def models(arch: hw.BertArch, searched: Path | None) -> dict[str, dict]:
     """The trees to schedule: the two references, every task branching at the middle of the encoder, and the
-    model generator's best 8-task model when search_glue8.json exists. Each with its mean dev score where that file
+    model generator's best 8-task model from ``searched`` (None: left out). Each with its mean dev score where that file
     has the tree (independent: the separately fine-tuned models; fully shared: the full-sharing baseline)."""
     u = arch.num_units
     out = {"independent": {"branch_points": [0] * 8}, "fully shared": {"branch_points": [u] * 8},
            "middle branch (b=6)": {"branch_points": [u // 2] * 8}}
-    searched = results_dir / "search_glue8.json"
-    if searched.is_file():
+    if searched is not None:
         record = json.loads(searched.read_text())
         best = record["best"]
         out["searched"] = {"branch_points": best["branch_points"]}
@@ -49,12 +49,12 @@ def models(arch: hw.BertArch, results_dir: Path) -> dict[str, dict]:
     return out
 
 
-def run(out_dir: Path, glue_dir=None) -> dict:
+def run(out_dir: Path, glue_dir=None, searched: Path | None = Path("experiments/results/search_glue8.json")) -> dict:
     arch = hw.load_arch("minilm-l6")
     labels = [get_task(t).num_labels for t in GLUE8]
     trace = glue_trace(GLUE8, glue_dir=glue_dir)
     record = {"tasks": GLUE8, "model": arch.name, "workload": trace.description, "requests": trace.num_requests,
-              "batch": "the whole trace is one batch", "models": models(arch, out_dir), "results": []}
+              "batch": "the whole trace is one batch", "models": models(arch, searched), "results": []}
     for chip in ("isaac", "isaac-half"):
         spec = hw.load_spec(chip)
         for name, info in record["models"].items():
@@ -125,8 +125,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="experiments/results")
     parser.add_argument("--glue-dir")
+    parser.add_argument("--searched", default="experiments/results/search_glue8.json",
+                        help="the 8-task sweep record whose best model is scheduled ('none': leave it out)")
     args = parser.parse_args()
-    run(Path(args.out), args.glue_dir)
+    searched = None if args.searched == "none" else Path(args.searched)
+    if searched is not None and not searched.is_file():
+        parser.error(f"--searched {searched}: no such file (run the 8-task sweep first, or pass --searched none)")
+    run(Path(args.out), args.glue_dir, searched)
 
 
 if __name__ == "__main__":
