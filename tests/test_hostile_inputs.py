@@ -193,6 +193,8 @@ CTRL_C = """
 import os, signal, sys, threading, time
 from mgen_jax import cli
 
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as a terminal starts it (a background job inherits SIG_IGN)
+
 def busy(args):
     def more():  # the user presses Ctrl-C twice more while the run winds down
         time.sleep(0.05)
