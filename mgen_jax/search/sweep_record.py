@@ -88,10 +88,15 @@ def _budget_label(p: dict[str, Any], tasks: Sequence[str]) -> str:
     if not seen:
         return "-"
     if p["kind"] == "independent":
-        return "independent (" + "/".join(f"{seen[t] / 1000:.1f}k" for t in tasks) + ")"
+        return "independent (" + "/".join(_count(seen[t]) for t in tasks) + ")"
     if p.get("finetune_budget") == "independent":
         return "equal"
-    return "/".join(f"{seen[t] / 1000:.1f}k" for t in tasks)
+    return "/".join(_count(seen[t]) for t in tasks)
+
+
+def _count(n: int) -> str:
+    """Examples seen, short: 1,040 -> "1.0k", 32 -> "32"."""
+    return f"{n / 1000:.1f}k" if n >= 1000 else str(n)
 
 
 def summary_table(record: dict[str, Any]) -> str:
