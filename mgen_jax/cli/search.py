@@ -123,13 +123,13 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
 
 def cmd_front(args: argparse.Namespace) -> None:
-    from mgen_jax.search.front import Models, build_front, load_front_config, write_front
+    from mgen_jax.search.front import Models, build_front, head_to_head_record, load_front_config, write_front
     from mgen_jax.search.judge import pending_line
 
     cfg = load_front_config(args.config)
     models = Models(glue_dir=args.glue_dir, progress=not args.no_progress)
     record = build_front(cfg, models, report_only=args.report_only, log=log)
-    json_path, png = write_front(record, or_default(args.out, DEFAULT_OUT))
+    paths = write_front(record, or_default(args.out, DEFAULT_OUT))
     if args.json:
         print_json(record)
     else:
@@ -137,7 +137,13 @@ def cmd_front(args: argparse.Namespace) -> None:
         if record["pending"]:
             print(pending_line(record["pending"], "run(s)"))
         print(record["headline"]["sentence"])
-    wrote(json_path, png)
+        h2h = head_to_head_record(record)
+        if h2h is not None:
+            print()
+            print(head_to_head_table(h2h))
+            for name, reading in h2h["goals"].items():
+                print(f"{name}: {reading['sentence']}")
+    wrote(*paths)
 
 
 def front_table(record: dict) -> str:
@@ -164,4 +170,21 @@ def front_table(record: dict) -> str:
                 f" | {p['dev_mean_score']:.2f} ± {p['dev_mean_score_std'] or 0:.2f} | "
                 f"{held} | {p['energy_ratio_max']:.5f} | {p['efficiency_text']} | "
                 f"{max(p['crossbars_by_seed']):,} | {drop} | {len(p['seeds'])} |")
+    return "\n".join(lines)
+
+
+def head_to_head_table(h2h: dict) -> str:
+    """Markdown: the gradient search and enumeration at each head-to-head budget: per-task dev means, dev and
+    held-out means ± std over the seeds, each seed's tree and efficiency."""
+    tasks = h2h["tasks"]
+    lines = ["| budget | method | " + " | ".join(tasks) + " | dev mean ± std | held-out mean ± std | trees by seed | "
+             "efficiency by seed |", "|---" * (len(tasks) + 6) + "|"]
+    for b in h2h["budgets"]:
+        for label, m in b["methods"].items():
+            held = "-" if m["heldout_mean_score"] is None else (
+                f"{m['heldout_mean_score']:.2f} ± {m['heldout_mean_score_std'] or 0:.2f}")
+            lines.append(f"| {b['budget']} | {label} | " + " | ".join(f"{m['dev_scores_mean'][t]:.1f}" for t in tasks) +
+                         f" | {m['dev_mean_score']:.2f} ± {m['dev_mean_score_std'] or 0:.2f} | {held} | " +
+                         " / ".join(",".join(map(str, t)) for t in m["branch_points_by_seed"]) + " | " +
+                         " / ".join(m["efficiency_by_seed"]) + " |")
     return "\n".join(lines)

@@ -1,8 +1,8 @@
 """The accuracy/energy front at budgets fixed in advance (DESIGN.md section 11, issue 32).
 
-A front config (configs/front/*.yaml) lists energy budgets in the order they are trained. Each budget has
-candidate models: a tree with the recipe of a search config (``branch_points``), or a gradient-search run of a
-search config (``energy_target``, search/gradient.py). The held-out split of seed 0 picks the candidate that
+A front config (configs/front/*.yaml, search/front_config.py) lists energy budgets in the order they are trained.
+Each budget has candidate models: a tree with the recipe of a search config (``branch_points``), or a gradient-search
+run of a search config (``energy_target``, search/gradient.py). The held-out split of seed 0 picks the candidate that
 represents the budget; it then gets every seed of the front, so that every point is reported with the same seeds:
 3-seed dev mean and std, held-out mean, exact energy ratio, and the drop against the independent models' 3-seed dev
 mean with a bootstrap interval (data/bootstrap.py). The headline is read from the whole front (search/judge.py):
@@ -26,133 +26,10 @@ import numpy as np
 from mgen_jax.data.bootstrap import paired_bootstrap_drop, seed_bootstrap_drop
 from mgen_jax.data.predictions import PREDICTIONS, read_predictions
 from mgen_jax.errors import ConfigError, DataError
-from mgen_jax.io import (build_config, check_known_fields, check_name, describe_value, read_config_yaml,
-                         read_json_file, write_json_atomic)
-from mgen_jax.search.judge import Goal, format_efficiency, read_front
-
-
-@dataclasses.dataclass(frozen=True)
-class Candidate:
-    """One model that may represent a budget: a tree (``branch_points``) fine-tuned with ``config``'s recipe, or
-    ``config``'s gradient search at ``energy_target`` (with ``gradient`` overriding fields of its gradient
-    section)."""
-
-    label: str
-    config: str
-    branch_points: Optional[tuple[int, ...]] = None
-    energy_target: Optional[float] = None
-    gradient: Optional[dict[str, Any]] = None
-    all_seeds: bool = False  # every seed of the front even when not the budget's held-out choice (head-to-head)
-
-    def __post_init__(self) -> None:
-        field = f"front candidate {self.label!r}"
-        if not isinstance(self.label, str) or not self.label.strip():
-            raise ConfigError(f"a front candidate needs a non-empty 'label', got {self.label!r}")
-        if (self.branch_points is None) == (self.energy_target is None):
-            raise ConfigError(f"{field}: give exactly one of 'branch_points' (a tree) and 'energy_target' (a gradient "
-                              "search)")
-        if self.branch_points is not None:
-            b = self.branch_points
-            if not isinstance(b, (list, tuple)) or not b or any(isinstance(x, bool) or not isinstance(x, int) or x < 0
-                                                                for x in b):
-                raise ConfigError(f"{field}: 'branch_points' must be a list of integers >= 0, got {b!r}")
-            object.__setattr__(self, "branch_points", tuple(b))
-        if self.energy_target is not None and (isinstance(self.energy_target, bool) or not isinstance(
-                self.energy_target, (int, float)) or not 0 < self.energy_target <= 1):
-            raise ConfigError(f"{field}: 'energy_target' must be in (0, 1], got {self.energy_target!r}")
-        if self.gradient is not None and (self.energy_target is None or not isinstance(self.gradient, dict)):
-            raise ConfigError(f"{field}: 'gradient' (a mapping of gradient-section fields) goes with 'energy_target'")
-        if not isinstance(self.all_seeds, bool):
-            raise ConfigError(f"{field}: 'all_seeds' must be true or false, got {self.all_seeds!r}")
-
-    @property
-    def kind(self) -> str:
-        return "gradient" if self.energy_target is not None else "tree"
-
-    @property
-    def tag(self) -> str:
-        """The gradient run's folder tag for its overrides ('' for none)."""
-        return "_".join(f"{k}-{v:g}".replace(".", "p") if isinstance(v, float) else f"{k}-{v}"
-                        for k, v in sorted((self.gradient or {}).items()))
-
-
-@dataclasses.dataclass(frozen=True)
-class Budget:
-    label: str
-    energy_ratio: float  # the budget (1 = independent); full sharing's own ratio for a full-sharing point
-    candidates: tuple[Candidate, ...]
-
-
-@dataclasses.dataclass(frozen=True)
-class FrontConfig:
-    name: str
-    reference: str  # a search config whose independent_runs are the independent models (one folder per seed)
-    budgets: tuple[Budget, ...]
-    seeds: tuple[int, ...] = (0, 1, 2)
-    baselines: tuple[Candidate, ...] = ()  # plotted with their first seed only (e.g. uniform branch points)
-    goal: Goal = Goal()
-    bootstrap_samples: int = 2000
-    bootstrap_level: float = 0.90
-    bootstrap_seed: int = 0
-    previous_record: Optional[str] = None  # a sweep record whose held-out claim is the front's second reading
-
-    def __post_init__(self) -> None:
-        check_name(self.name, "front config field 'name'")  # it names the record files in --out
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds) or any(
-                isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in self.seeds):
-            raise ConfigError(f"front config field 'seeds' must hold distinct integers >= 0, got {self.seeds!r}")
-        if not self.budgets:
-            raise ConfigError("front config field 'budgets' is empty")
-        labels = [b.label for b in self.budgets]
-        if len(set(labels)) != len(labels):
-            raise ConfigError(f"front config field 'budgets': labels must differ, got {labels}")
-        if not isinstance(self.bootstrap_samples, int) or not 10 <= self.bootstrap_samples <= 100_000:
-            raise ConfigError(f"front config field 'bootstrap_samples' must be in 10..100000, "
-                              f"got {self.bootstrap_samples!r}")
-        if not isinstance(self.bootstrap_level, float) or not 0.5 <= self.bootstrap_level < 1:
-            raise ConfigError(f"front config field 'bootstrap_level' must be in [0.5, 1), got {self.bootstrap_level!r}")
-
-
-def _items(value: Any, where: str) -> list:
-    if value is not None and not isinstance(value, list):
-        raise ConfigError(f"{where} must be a list, got {describe_value(value)}")
-    return value or []
-
-
-def _candidate(values: Any, where: str) -> Candidate:
-    if not isinstance(values, dict):
-        raise ConfigError(f"{where} must be a mapping, got {type(values).__name__}")
-    check_known_fields(Candidate, values, where)
-    return Candidate(**values)
-
-
-def load_front_config(path: str | Path) -> FrontConfig:
-    values = read_config_yaml(path, "front config")
-    values.setdefault("name", Path(path).stem)
-    budgets = []
-    for i, b in enumerate(_items(values.pop("budgets", None), f"front config {path}: budgets")):
-        where = f"front config {path}: budgets[{i}]"
-        if not isinstance(b, dict) or set(b) != {"label", "energy_ratio", "candidates"}:
-            raise ConfigError(f"{where} must have exactly 'label', 'energy_ratio' and 'candidates'")
-        ratio = b["energy_ratio"]
-        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio <= 1:
-            raise ConfigError(f"{where}.energy_ratio must be in (0, 1], got {ratio!r}")
-        cands = tuple(_candidate(c, f"{where}.candidates[{j}]")
-                      for j, c in enumerate(_items(b["candidates"], f"{where}.candidates")))
-        if not cands:
-            raise ConfigError(f"{where}.candidates is empty")
-        budgets.append(Budget(str(b["label"]), float(ratio), cands))
-    values["budgets"] = tuple(budgets)
-    values["baselines"] = tuple(_candidate(c, f"front config {path}: baselines[{j}]")
-                                for j, c in enumerate(_items(values.pop("baselines", None),
-                                                             f"front config {path}: baselines")))
-    goal = values.pop("goal", None) or {}
-    if not isinstance(goal, dict):
-        raise ConfigError(f"front config {path}: 'goal' must be a mapping")
-    values["goal"] = Goal.from_mapping(goal, f"front config {path}: goal")
-    if "seeds" in values and isinstance(values["seeds"], list):
-        values["seeds"] = tuple(values["seeds"])
-    return build_config(FrontConfig, values, source=str(path), what="front config", required=("reference", "budgets"))
+from mgen_jax.io import check_known_fields, read_json_file, write_json_atomic
+from mgen_jax.search.front_config import Candidate, FrontConfig, load_front_config  # noqa: F401 (re-exported)
+from mgen_jax.search.head_to_head import HeadToHead, compare_methods, head_to_head_budgets
+from mgen_jax.search.judge import format_efficiency, read_front
 
 
 class Models:
@@ -237,6 +114,8 @@ def _runs_summary(c: Candidate, runs: Sequence[dict], tasks: Sequence[str], fold
         "dev_scores_by_seed": [r["scores"] for r in runs],
         "heldout_mean_score_by_seed": held,
         "heldout_mean_score": float(np.mean(held)) if all(h is not None for h in held) else None,
+        "heldout_mean_score_std": float(np.std(held, ddof=1)) if len(held) > 1 and None not in held else None,
+        "heldout_scores_by_seed": [r.get("heldout_scores") for r in runs],
         "energy_ratio_by_seed": ratios, "energy_ratio": float(np.mean(ratios)), "energy_ratio_max": max(ratios),
         "efficiency": 1.0 / max(ratios), "efficiency_text": format_efficiency(max(ratios)),
         "crossbars_by_seed": [int(r["crossbars"]) for r in runs],
@@ -287,10 +166,13 @@ def _independent(models: Models, cfg: FrontConfig) -> dict[str, Any]:
         paths = [Path(s["folder"]) / t / PREDICTIONS for t in tasks]
         preds.append(str(Path(s["folder"])) if all(p.is_file() for p in paths) else None)
     dev = [float(s["mean_score"]) for s in seeds]
+    held = [s.get("heldout_mean_score") for s in seeds]
     return {"label": "independent models", "folders": [s["folder"] for s in seeds],
             "seeds": [s["seed"] for s in seeds], "dev_mean_score_by_seed": dev, "dev_mean_score": float(np.mean(dev)),
             "dev_mean_score_std": float(np.std(dev, ddof=1)) if len(dev) > 1 else None,
             "dev_scores_mean": record["scores"], "heldout_mean_score": record.get("heldout_mean_score"),
+            "heldout_mean_score_by_seed": held, "heldout_scores_mean": record.get("heldout_scores"),
+            "heldout_mean_score_std": float(np.std(held, ddof=1)) if len(held) > 1 and None not in held else None,
             "energy_ratio": 1.0, "crossbars": record["crossbars"],
             "energy_per_request_j": record["energy_per_request_j"],
             "predictions": [_independent_predictions(p, tasks) if p else None for p in preds]}
@@ -390,11 +272,24 @@ def _config_dict(cfg: FrontConfig) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(cfg), default=list))
 
 
-def write_front(record: dict[str, Any], out_dir: str | Path) -> tuple[Path, Path]:
-    from mgen_jax.search.plots import plot_front
+def head_to_head_record(record: dict[str, Any]) -> Optional[dict[str, Any]]:
+    """The gradient search against enumeration on ``record``'s head-to-head budgets (search/head_to_head.py), read
+    against the front config's ``head_to_head`` goals; None when the front has no such budget."""
+    if not head_to_head_budgets(record):
+        return None
+    goals = HeadToHead.from_mapping(record["config"].get("head_to_head") or {}, "front record field 'head_to_head'")
+    return compare_methods(record, goals, bench=goals.benchmark())
+
+
+def write_front(record: dict[str, Any], out_dir: str | Path) -> list[Path]:
+    """The front's record and plot in ``out_dir`` (``<name>.json``, ``<name>.png``) and, when it has head-to-head
+    budgets, the comparison's (``<name>_head_to_head.json``, ``.png``): the paths written."""
+    from mgen_jax.search.plots import plot_front, plot_head_to_head
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    json_path = write_json_atomic(out / f"{record['name']}.json", record)
-    png = plot_front(record, out / f"{record['name']}.png")
-    return json_path, png
+    paths = [write_json_atomic(out / f"{record['name']}.json", record), plot_front(record, out / f"{record['name']}.png")]
+    h2h = head_to_head_record(record)
+    if h2h is not None:
+        paths += [write_json_atomic(out / f"{h2h['name']}.json", h2h), plot_head_to_head(h2h, out / f"{h2h['name']}.png")]
+    return paths

@@ -1,10 +1,12 @@
-"""Plots of search records (matplotlib, written atomically): a sweep's points (``plot_pareto``) and the front of
-pre-registered budgets (``plot_front``)."""
+"""Plots of search records (matplotlib, written atomically): a sweep's points (``plot_pareto``), the front of
+pre-registered budgets (``plot_front``) and the gradient search against enumeration on it (``plot_head_to_head``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Sequence
+
+import numpy as np
 
 from mgen_jax.io import save_figure_atomic
 
@@ -137,6 +139,67 @@ def plot_front(record: dict[str, Any], path: str | Path) -> Path:
     ax.legend(fontsize=7, loc="lower left")
     ax.grid(alpha=0.3)
     fig.tight_layout()
+    save_figure_atomic(fig, path, dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_head_to_head(record: dict[str, Any], path: str | Path) -> Path:
+    """The gradient search against enumeration (search/head_to_head.py): one panel per split (held-out, dev), the
+    budgets on x, each method's seeds as dots and their mean with error bars (std over seeds), labelled with the
+    efficiency and the tree(s); the independent models as a band (mean +- std over seeds)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.8), sharey=False)
+    ind = record["independent"]
+    styles = {"gradient": dict(marker="P", color="tab:red"), "tree": dict(marker="D", color="tab:blue")}
+    names = {"gradient": "gradient search", "tree": "enumeration tree"}
+    for ax, split, title in ((axes[0], "heldout", "held-out split of train (chooses)"),
+                             (axes[1], "dev", "dev (reported once per final model)")):
+        mean, std = ind.get(f"{split}_mean_score"), ind.get(f"{split}_mean_score_std") or 0.0
+        if mean is not None:
+            ax.axhspan(mean - std, mean + std, color="tab:purple", alpha=0.15,
+                       label=f"independent models, {len(ind['seeds'])} seeds (mean ± std)")
+            ax.axhline(mean, color="tab:purple", linewidth=1)
+        shown = set()
+        for x, budget in enumerate(record["budgets"]):
+            for dx, label in ((-0.15, budget["gradient"]), (0.15, budget["enumeration"])):
+                m = budget["methods"].get(label)
+                if m is None:
+                    continue
+                by_seed = [v for v in m[f"{split}_mean_score_by_seed"] if v is not None]
+                if not by_seed:
+                    continue
+                style = styles[m["kind"]]
+                ax.plot([x + dx] * len(by_seed), by_seed, linestyle="none", marker=".", color=style["color"],
+                        alpha=0.5)
+                sd = float(np.std(by_seed, ddof=1)) if len(by_seed) > 1 else 0.0
+                ax.errorbar([x + dx], [float(np.mean(by_seed))], yerr=[sd], capsize=3, linestyle="none", markersize=8,
+                            label=None if m["kind"] in shown else names[m["kind"]], **style)
+                shown.add(m["kind"])
+                trees = {tuple(b) for b in m["branch_points_by_seed"]}
+                tree = ("b=" + ",".join(map(str, next(iter(trees))))) if len(trees) == 1 else f"{len(trees)} trees"
+                effs = sorted(set(m["efficiency_by_seed"]))
+                eff = effs[0] if len(effs) == 1 else f"{effs[0]}-{effs[-1]}"
+                seeds = "" if m["complete"] else f", {len(by_seed)} seed(s)"
+                ax.annotate(f"{eff}\n{tree}{seeds}", (x + dx, float(np.mean(by_seed))), textcoords="offset points",
+                            xytext=(6, -4), fontsize=6)
+        ax.set_xticks(range(len(record["budgets"])))
+        ax.set_xticklabels([f"r ≤ {b['energy_budget']:g}" for b in record["budgets"]])
+        ax.set_xlim(-0.6, len(record["budgets"]) - 0.4)
+        ax.set_ylabel("mean score (main metric x 100)")
+        ax.set_title(title, fontsize=9)
+        ax.grid(alpha=0.3)
+    handles, labels = axes[1].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=7)
+    head = f"{record['front']}: gradient search vs enumeration, every model at the independent training budget"
+    if not record.get("complete"):
+        head += f"\npartial: {len(record['pending'])} run(s) still to train"
+    fig.suptitle(head, fontsize=9)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     save_figure_atomic(fig, path, dpi=120)
     plt.close(fig)
     return Path(path)

@@ -37,7 +37,8 @@ def front_setup(tmp_path_factory, tiny_bert_dir, glue_dir):
     search = _search_config(root / "tiny.yaml", tiny_bert_dir, runs)
     front = {"name": "front_tiny", "reference": search, "seeds": [0, 1], "bootstrap_samples": 50,
              "budgets": [{"label": "budget 0.95", "energy_ratio": 0.95, "candidates": [
-                 {"label": "tree", "config": search, "branch_points": [1, 1]},
+                 {"label": "tree", "config": search, "branch_points": [1, 1], "all_seeds": True},
+                 {"label": "full sharing", "config": search, "branch_points": [2, 2]},
                  {"label": "gradient", "config": search, "energy_target": 0.95, "all_seeds": True}]}],
              "baselines": [{"label": "uniform b=1", "config": search, "branch_points": [1, 1]}]}
     (root / "front.yaml").write_text(yaml.safe_dump(front))
@@ -57,7 +58,7 @@ def test_front_chooses_on_heldout_and_reports_every_seed(front_setup, glue_dir):
     point = record["points"][0]
     first = {c["label"]: c["heldout_mean_score_seed0"] for c in point["candidates"]}
     assert point["chosen"] == max(first, key=first.get)  # the held-out split of seed 0 chose
-    assert set(point["runs"]) == {point["chosen"], "gradient"}  # the choice and the all-seeds candidate
+    assert set(point["runs"]) == {point["chosen"], "gradient", "tree"}  # the choice and the all-seeds candidates
     gradient = point["runs"]["gradient"]
     assert gradient["seeds"] == [0, 1] and gradient["complete"]
     assert all(r <= 0.95 * (1 + 1e-6) for r in gradient["energy_ratio_by_seed"])
@@ -68,8 +69,16 @@ def test_front_chooses_on_heldout_and_reports_every_seed(front_setup, glue_dir):
     assert record["headline"]["met"] is not None and "goal" in record["headline"]["sentence"]
     assert [b["label"] for b in record["baselines"]] == ["uniform b=1"]
 
-    json_path, png = write_front(record, root / "out")
-    assert json.loads(json_path.read_text())["name"] == "front_tiny" and png.stat().st_size > 0
+    paths = write_front(record, root / "out")
+    assert [p.name for p in paths] == ["front_tiny.json", "front_tiny.png", "front_tiny_head_to_head.json",
+                                       "front_tiny_head_to_head.png"]
+    assert json.loads(paths[0].read_text())["name"] == "front_tiny" and paths[1].stat().st_size > 0
+    h2h = json.loads(paths[2].read_text())  # the gradient search against the all-seeds tree, read from the front
+    methods = h2h["budgets"][0]["methods"]
+    assert set(methods) == {"gradient", "tree"} and h2h["complete"]
+    assert methods["tree"]["heldout_mean_score"] == pytest.approx(point["runs"]["tree"]["heldout_mean_score"])
+    assert h2h["budgets"][0]["heldout_difference"] == pytest.approx(
+        methods["gradient"]["heldout_mean_score"] - methods["tree"]["heldout_mean_score"])
     again = build_front(cfg, models, report_only=True)  # resumes from result files: nothing left, same numbers
     assert again["points"] == record["points"]
 

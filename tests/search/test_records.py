@@ -1,7 +1,7 @@
 """The committed glue5 records are rebuilt, equal, from the committed run records: experiments/run_records.py
 restore, then `mgen sweep --report-only` on configs/search/glue5.yaml and `mgen front --report-only` on
-configs/front/glue5.yaml (train nothing), compared with experiments/results/{search,front}_glue5.json except
-wall-clock fields. They guard every change of the search wing against changing a reported number, and the front
+configs/front/glue5.yaml (train nothing), compared with experiments/results/search_glue5.json, front_glue5.json and
+front_glue5_head_to_head.json except wall-clock fields. They guard every change of the search wing against changing a reported number, and the front
 record against drifting from its run records (save both together: experiments/run_records.py save, then the front's
 --report-only)."""
 
@@ -49,12 +49,15 @@ def test_front_report_only_rebuilds_the_committed_front(tmp_path, glue_dir, monk
                    capture_output=True)
     shutil.copytree(REPO / "configs", tmp_path / "configs")
     (tmp_path / "experiments" / "results").mkdir(parents=True)
-    shutil.copy(REPO / "experiments" / "results" / "search_glue5.json", tmp_path / "experiments" / "results")
+    for name in ("search_glue5.json", "bench_gradient_run.json"):
+        if (REPO / "experiments" / "results" / name).is_file():
+            shutil.copy(REPO / "experiments" / "results" / name, tmp_path / "experiments" / "results")
     monkeypatch.chdir(tmp_path)
     from mgen_jax.cli import main
 
     assert main(["front", "--config", "configs/front/glue5.yaml", "--report-only", "--out", str(tmp_path / "out"),
                  "--no-progress", "--glue-dir", str(glue_dir)]) == 0
-    committed = json.loads((REPO / "experiments" / "results" / "front_glue5.json").read_text())
-    rebuilt = json.loads((tmp_path / "out" / "front_glue5.json").read_text())
-    assert _without_wall_clock(rebuilt) == _without_wall_clock(committed)
+    for name in ("front_glue5.json", "front_glue5_head_to_head.json"):  # the front and its gradient-vs-enumeration
+        committed = json.loads((REPO / "experiments" / "results" / name).read_text())
+        rebuilt = json.loads((tmp_path / "out" / name).read_text())
+        assert _without_wall_clock(rebuilt) == _without_wall_clock(committed), name
