@@ -61,3 +61,14 @@ def test_front_report_only_rebuilds_the_committed_front(tmp_path, glue_dir, monk
         committed = json.loads((REPO / "experiments" / "results" / name).read_text())
         rebuilt = json.loads((tmp_path / "out" / name).read_text())
         assert _without_wall_clock(rebuilt) == _without_wall_clock(committed), name
+
+
+def test_readme_front_table_is_the_committed_record():
+    """The README's table of every front point is what `mgen front` prints for the committed record."""
+    from mgen_jax.cli.search import front_table
+
+    text = (REPO / "README.md").read_text()
+    start, end = "<!-- front_glue5 table", "<!-- end of front_glue5 table -->"
+    block = text[text.index(start):text.index(end)].split("\n", 1)[1].strip()
+    record = json.loads((REPO / "experiments" / "results" / "front_glue5.json").read_text())
+    assert block == front_table(record)
