@@ -286,7 +286,7 @@ def _search_phase(gen, plan: _Plan, start: SearchState, directory: Path, target:
     mean_b = lambda state: {"mean_b": float(np.mean(
         np.asarray(jax.nn.softmax(state.logit.logits, axis=-1)) @ np.arange(units + 1)))}
     state, wall = gen.loop(search_dir, start, plan.search_steps, plan.batch_fn, step,
-                            f"gradient search r={target:g} seed {seed}", observe, mean_b,
+                           f"gradient search r={target:g} seed {seed}", observe, mean_b,
                            lambda s: replicate(s, gen.mesh))
     found = _discretise(gen, state, target, search_dir, settings, plan.search_steps) | {
         "steps": plan.search_steps, "total_steps": plan.total, "wall_clock_s": wall}
@@ -315,7 +315,6 @@ def _discretise(gen, state: SearchState, target: float, search_dir: Path, settin
         "decode_costs": costs.tolist(), "branch_points": tree, "energy_ratio": ratio_of(tree), "energy_target": target,
         "logits": logits.tolist(), "final_distribution": q.tolist(),
         "max_prob": [float(x) for x in q.max(axis=1)], "mu": float(state.logit.mu),
-
         "mu_trace": [[int(s), float(m)] for s, m in mu_trace],
         "mu_last_tenth_range": float(max(tail) - min(tail)),
         "mu_converged": mu_converged(tail, settings.dual_tolerance),
