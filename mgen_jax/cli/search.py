@@ -154,7 +154,7 @@ def front_table(record: dict) -> str:
              "ratio | efficiency | crossbars | drop [interval] | seeds |", "|---" * (len(tasks) + 10) + "|"]
     ind = record["independent"]
     lines.append("| - | independent | 0 | " + " | ".join(f"{ind['dev_scores_mean'][t]:.1f}" for t in tasks) +
-                 f" | {ind['dev_mean_score']:.2f} ± {ind['dev_mean_score_std'] or 0:.2f} | "
+                 f" | {_mean_std(ind['dev_mean_score'], ind['dev_mean_score_std'])} | "
                  f"{ind['heldout_mean_score'] or float('nan'):.2f} | 1.000 | 1.000x | {ind['crossbars']:,} | - | "
                  f"{len(ind['seeds'])} |")
     for point in record["points"]:
@@ -167,7 +167,7 @@ def front_table(record: dict) -> str:
             lines.append(
                 f"| {point['budget']} | {label}{mark} | {' / '.join(sorted(trees))} | " +
                 " | ".join(f"{p['dev_scores_mean'][t]:.1f}" for t in tasks) +
-                f" | {p['dev_mean_score']:.2f} ± {p['dev_mean_score_std'] or 0:.2f} | "
+                f" | {_mean_std(p['dev_mean_score'], p['dev_mean_score_std'])} | "
                 f"{held} | {p['energy_ratio_max']:.5f} | {p['efficiency_text']} | "
                 f"{max(p['crossbars_by_seed']):,} | {drop} | {len(p['seeds'])} |")
     return "\n".join(lines)
@@ -181,10 +181,15 @@ def head_to_head_table(h2h: dict) -> str:
              "efficiency by seed |", "|---" * (len(tasks) + 6) + "|"]
     for b in h2h["budgets"]:
         for label, m in b["methods"].items():
-            held = "-" if m["heldout_mean_score"] is None else (
-                f"{m['heldout_mean_score']:.2f} ± {m['heldout_mean_score_std'] or 0:.2f}")
+            held = "-" if m["heldout_mean_score"] is None else _mean_std(m["heldout_mean_score"],
+                                                                          m["heldout_mean_score_std"])
             lines.append(f"| {b['budget']} | {label} | " + " | ".join(f"{m['dev_scores_mean'][t]:.1f}" for t in tasks) +
-                         f" | {m['dev_mean_score']:.2f} ± {m['dev_mean_score_std'] or 0:.2f} | {held} | " +
+                         f" | {_mean_std(m['dev_mean_score'], m['dev_mean_score_std'])} | {held} | " +
                          " / ".join(",".join(map(str, t)) for t in m["branch_points_by_seed"]) + " | " +
                          " / ".join(m["efficiency_by_seed"]) + " |")
     return "\n".join(lines)
+
+
+def _mean_std(mean: float, std: float | None) -> str:
+    """"69.24 ± 0.33"; a mean of one seed (no std) prints alone."""
+    return f"{mean:.2f}" if std is None else f"{mean:.2f} ± {std:.2f}"

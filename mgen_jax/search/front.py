@@ -59,14 +59,14 @@ class Models:
         return run_dir(gen, c.energy_target, seed, c.tag)
 
     def run(self, c: Candidate, seed: int, train: bool) -> dict[str, Any] | None:
+        """The model's record, trained first if ``train`` and it is not finished (else None). A finished model is
+        read through the function that trains it, so that a folder trained with other settings than the
+        candidate's (another recipe, another search fraction) is a ConfigError naming the field, never read as
+        the candidate's."""
         from mgen_jax.search.gradient import gradient_run
-
         from mgen_jax.search.rundir import RunDir
 
-        folder = self.folder(c, seed)
-        if RunDir.finished(folder):
-            return RunDir.result(folder, ("branch_points", "energy_ratio", "metrics"))
-        if not train:
+        if not train and not RunDir.finished(self.folder(c, seed)):
             return None
         gen = self.generator(c.config)
         if c.kind == "tree":
@@ -128,6 +128,7 @@ def _runs_summary(c: Candidate, runs: Sequence[dict], tasks: Sequence[str], fold
         out["energy_target"] = c.energy_target
         out["gradient_overrides"] = c.gradient or {}
         out["repaired_by_seed"] = [r["search"]["repaired"] for r in runs]
+        out["search_fraction_by_seed"] = [(r.get("settings") or {}).get("search_fraction") for r in runs]
         out["mu_converged_by_seed"] = [r["search"]["mu_converged"] for r in runs]
         out["search_wall_clock_s_by_seed"] = [r.get("search_wall_clock_s") for r in runs]
     return out

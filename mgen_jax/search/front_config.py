@@ -95,6 +95,16 @@ class FrontConfig:
                               f"got {self.bootstrap_samples!r}")
         if not isinstance(self.bootstrap_level, float) or not 0.5 <= self.bootstrap_level < 1:
             raise ConfigError(f"front config field 'bootstrap_level' must be in [0.5, 1), got {self.bootstrap_level!r}")
+        compared = [b.energy_ratio for b in self.budgets if _head_to_head(b)]
+        if compared and not any(abs(r - self.head_to_head.dev_goal_budget) < 1e-9 for r in compared):
+            raise ConfigError(f"front config field 'head_to_head.dev_goal_budget' ({self.head_to_head.dev_goal_budget})"
+                              f" is not the energy ratio of a head-to-head budget ({compared})")
+
+
+def _head_to_head(budget: Budget) -> bool:
+    """Does ``budget`` compare one gradient-search candidate with one tree, both on every seed?"""
+    seeded = [c for c in budget.candidates if c.all_seeds]
+    return sum(c.kind == "gradient" for c in seeded) == 1 and sum(c.kind == "tree" for c in seeded) == 1
 
 
 def _items(value: Any, where: str) -> list:
@@ -130,14 +140,11 @@ def load_front_config(path: str | Path) -> FrontConfig:
     values["baselines"] = tuple(_candidate(c, f"front config {path}: baselines[{j}]")
                                 for j, c in enumerate(_items(values.pop("baselines", None),
                                                              f"front config {path}: baselines")))
-    goal = values.pop("goal", None) or {}
-    if not isinstance(goal, dict):
-        raise ConfigError(f"front config {path}: 'goal' must be a mapping")
-    values["goal"] = Goal.from_mapping(goal, f"front config {path}: goal")
-    h2h = values.pop("head_to_head", None) or {}
-    if not isinstance(h2h, dict):
-        raise ConfigError(f"front config {path}: 'head_to_head' must be a mapping")
-    values["head_to_head"] = HeadToHead.from_mapping(h2h, f"front config {path}: head_to_head")
+    for name, kind in (("goal", Goal), ("head_to_head", HeadToHead)):
+        given = values.pop(name, None)
+        if given is not None and not isinstance(given, dict):
+            raise ConfigError(f"front config {path}: '{name}' must be a mapping, got {describe_value(given)}")
+        values[name] = kind.from_mapping(given or {}, f"front config {path}: {name}")
     if "seeds" in values and isinstance(values["seeds"], list):
         values["seeds"] = tuple(values["seeds"])
     return build_config(FrontConfig, values, source=str(path), what="front config", required=("reference", "budgets"))

@@ -182,8 +182,10 @@ def plot_head_to_head(record: dict[str, Any], path: str | Path) -> Path:
                 shown.add(m["kind"])
                 trees = {tuple(b) for b in m["branch_points_by_seed"]}
                 tree = ("b=" + ",".join(map(str, next(iter(trees))))) if len(trees) == 1 else f"{len(trees)} trees"
-                effs = sorted(set(m["efficiency_by_seed"]))
-                eff = effs[0] if len(effs) == 1 else f"{effs[0]}-{effs[-1]}"
+                ratios = m["energy_ratio_by_seed"]
+                low, high = m["efficiency_by_seed"][ratios.index(max(ratios))], m["efficiency_by_seed"][
+                    ratios.index(min(ratios))]
+                eff = low if low == high else f"{low}-{high}"
                 seeds = "" if m["complete"] else f", {len(by_seed)} seed(s)"
                 ax.annotate(f"{eff}\n{tree}{seeds}", (x + dx, float(np.mean(by_seed))), textcoords="offset points",
                             xytext=(6, -4), fontsize=6)
@@ -195,7 +197,7 @@ def plot_head_to_head(record: dict[str, Any], path: str | Path) -> Path:
         ax.grid(alpha=0.3)
     handles, labels = axes[1].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=7)
-    head = f"{record['front']}: gradient search vs enumeration, every model at the independent training budget"
+    head = f"{record['front']}: gradient search vs enumeration, {len(record['seeds'])} seeds per method and budget"
     if not record.get("complete"):
         head += f"\npartial: {len(record['pending'])} run(s) still to train"
     fig.suptitle(head, fontsize=9)

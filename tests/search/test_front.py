@@ -82,6 +82,21 @@ def test_front_chooses_on_heldout_and_reports_every_seed(front_setup, glue_dir):
     again = build_front(cfg, models, report_only=True)  # resumes from result files: nothing left, same numbers
     assert again["points"] == record["points"]
 
+    # the same run folders under a search config whose gradient section changed: refused, never read as its runs
+    other = root / "changed"
+    other.mkdir()
+    search = yaml.safe_load((root / "tiny.yaml").read_text())
+    search["gradient"]["search_fraction"] = 0.25
+    (other / "tiny.yaml").write_text(yaml.safe_dump(search))
+    front = yaml.safe_load((root / "front.yaml").read_text())
+    for c in front["budgets"][0]["candidates"] + front["baselines"]:
+        c["config"] = str(other / "tiny.yaml")
+    front["reference"] = str(other / "tiny.yaml")
+    (other / "front.yaml").write_text(yaml.safe_dump(front))
+    with pytest.raises(ConfigError, match="search_fraction"):
+        build_front(load_front_config(other / "front.yaml"), Models(glue_dir=glue_dir, progress=False,
+                                                                    runs_root=str(root / "runs")), report_only=True)
+
 
 def test_front_config_errors_name_the_field(tmp_path):
     bad = {"name": "x", "reference": "r.yaml", "budgets": [{"label": "b", "energy_ratio": 0.5, "candidates": [

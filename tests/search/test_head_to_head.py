@@ -3,8 +3,6 @@ read per budget and pending while a seed is missing, the dev goal against the in
 from the benchmark's record only, trees varying over seeds are counted, ratios are never rounded across a goal; the
 front config's head_to_head settings are checked; the table and plot are written."""
 
-import copy
-
 import numpy as np
 import pytest
 import yaml
@@ -27,7 +25,8 @@ def _run(label, kind, dev, held, trees, ratios, *, target=None):
            "finetune_wall_clock_s_by_seed": [100.0] * len(dev)}
     if kind == "gradient":
         out |= {"energy_target": target, "gradient_overrides": {}, "repaired_by_seed": [False] * len(dev),
-                "mu_converged_by_seed": [True] * len(dev), "search_wall_clock_s_by_seed": [10.0] * len(dev)}
+                "mu_converged_by_seed": [True] * len(dev), "search_wall_clock_s_by_seed": [10.0] * len(dev),
+                "search_fraction_by_seed": [0.2] * len(dev)}
     return out
 
 
@@ -56,9 +55,9 @@ def _front(grad_05_held=(71.0, 70.0, 70.5), grad_334_dev=(68.5, 68.0, 69.0)):
                             "heldout_mean_score_std": 0.5, "heldout_mean_score_by_seed": [71.0, 70.7, 71.6]}}
 
 
-def _bench(ratio):
+def _bench(ratio, search_fraction=0.2):
     run = {"training_wall_clock_s": 100.0 * ratio, "search_wall_clock_s": 20.0, "load_before": [2.1, 2.0, 2.0]}
-    return {"run_over_model_wall_clock": ratio, "search_fraction": 0.2, "gradient_run": run,
+    return {"run_over_model_wall_clock": ratio, "search_fraction": search_fraction, "gradient_run": run,
             "equal_budget_model": {"training_wall_clock_s": 100.0, "load_before": [2.0, 2.0, 2.0]}}
 
 
@@ -82,6 +81,9 @@ def test_heldout_goal_is_read_per_budget():
     goal = record["goals"]["heldout_at_least_enumeration"]
     assert goal["by_budget"] == {"budget 0.5": True, "budget 0.334": False} and goal["met"] is False
     assert "+0.30" in goal["sentence"] and "-1.10" in goal["sentence"]
+    # seed 0 took part in choices: the later seeds' held-out means are compared apart (0.5: 70.25 vs 70.3)
+    assert by["budget 0.5"]["heldout_difference_later_seeds"] == pytest.approx(-0.05)
+    assert "later seeds only -0.05" in goal["sentence"]
     assert record["complete"] and record["goal_settings"]["dev_goal_budget"] == 0.334
     tied = _front()
     tied["points"][1]["runs"]["gradient search"] = _run("gradient search", "gradient", [69.0] * 3, [70.0, 70.2, 70.4],
@@ -123,7 +125,31 @@ def test_a_missing_seed_leaves_the_goals_pending():
     assert not record["complete"] and record["pending"] == ["budget 0.5: gradient search, seed 2"]
     goal = record["goals"]["heldout_at_least_enumeration"]
     assert goal["met"] is None and goal["by_budget"]["budget 0.5"] is None and "budget 0.5: pending" in goal["sentence"]
-    assert record["goals"]["dev_within_independent"]["met"] is not None  # 0.334 has all its seeds
+    assert record["goals"]["dev_within_independent"]["drop_points"] == pytest.approx(69.24 - 68.5)  # 0.334 is whole
+
+
+def test_a_method_without_runs_or_heldout_scores_is_pending_not_a_crash():
+    front = _front()
+    del front["points"][0]["runs"]["gradient search"]  # no seed of the gradient search has finished at 0.5
+    for run in front["points"][1]["runs"].values():  # a config without a held-out split
+        run["heldout_mean_score"], run["heldout_mean_score_by_seed"] = None, [None] * 3
+        run["heldout_scores_by_seed"] = [None] * 3
+    record = compare_methods(front)
+    assert list(record["budgets"][0]["methods"]) == ["enumeration tree"] and not record["budgets"][0]["complete"]
+    goal = record["goals"]["heldout_at_least_enumeration"]
+    assert goal["met"] is None and goal["by_budget"] == {"budget 0.5": None, "budget 0.334": None}
+    assert "budget 0.334: no held-out scores" in goal["sentence"]
+    assert "heldout_scores_mean" not in record["budgets"][1]["methods"]["gradient search"]
+
+
+def test_budgets_that_are_not_a_head_to_head_are_listed():
+    front = _front()
+    front["config"]["budgets"][0]["candidates"].append(
+        {"label": "gradient search 2", "branch_points": None, "energy_target": 0.5, "all_seeds": True})
+    record = compare_methods(front)
+    assert [b["budget"] for b in record["budgets"]] == ["budget 0.334"]
+    assert record["not_compared"] == ["budget 0.5: 2 all-seeds gradient candidate(s) and 1 all-seeds tree(s); a "
+                                      "head-to-head needs exactly one of each"]
 
 
 def test_wall_clock_goal_comes_from_the_benchmark_only():
@@ -132,6 +158,8 @@ def test_wall_clock_goal_comes_from_the_benchmark_only():
     assert inside["met"] is True and "1.120x" in inside["sentence"] and "load" in inside["sentence"]
     over = compare_methods(_front(), HeadToHead(wall_clock_goal=1.1), bench=_bench(1.12))["goals"]["wall_clock"]
     assert over["met"] is False
+    other = compare_methods(_front(), bench=_bench(1.05, search_fraction=0.1))["goals"]["wall_clock"]
+    assert other["met"] is None and "rerun" in other["sentence"]  # it timed other settings than the runs
 
 
 def test_settings_errors_name_the_field(tmp_path):
@@ -141,6 +169,8 @@ def test_settings_errors_name_the_field(tmp_path):
         HeadToHead(dev_goal_budget=float("nan"))
     with pytest.raises(ConfigError, match="typo"):
         HeadToHead.from_mapping({"typo": 1}, "front config f.yaml: head_to_head")
+    with pytest.raises(ConfigError, match="f.yaml: head_to_head: .*wall_clock_goal"):
+        HeadToHead.from_mapping({"wall_clock_goal": 0}, "front config f.yaml: head_to_head")
     from mgen_jax.search.front import load_front_config
 
     front = {"name": "f", "reference": "r.yaml", "head_to_head": [1], "budgets": [
@@ -148,9 +178,19 @@ def test_settings_errors_name_the_field(tmp_path):
     (tmp_path / "f.yaml").write_text(yaml.safe_dump(front))
     with pytest.raises(ConfigError, match="'head_to_head' must be a mapping"):
         load_front_config(tmp_path / "f.yaml")
+    front["head_to_head"] = False
+    (tmp_path / "f.yaml").write_text(yaml.safe_dump(front))
+    with pytest.raises(ConfigError, match="'head_to_head' must be a mapping"):
+        load_front_config(tmp_path / "f.yaml")
     front["head_to_head"] = {"wall_clock_benchmark": str(tmp_path / "absent.json")}
     (tmp_path / "f.yaml").write_text(yaml.safe_dump(front))
     assert load_front_config(tmp_path / "f.yaml").head_to_head.benchmark() is None  # not run yet: pending
+    front["budgets"][0]["candidates"] = [{"label": "t", "config": "r.yaml", "branch_points": [1], "all_seeds": True},
+                                         {"label": "g", "config": "r.yaml", "energy_target": 0.5, "all_seeds": True}]
+    front["head_to_head"] = {"dev_goal_budget": 0.33}
+    (tmp_path / "f.yaml").write_text(yaml.safe_dump(front))
+    with pytest.raises(ConfigError, match=r"head_to_head.dev_goal_budget' \(0.33\) is not the energy ratio"):
+        load_front_config(tmp_path / "f.yaml")
 
 
 def test_table_and_plot(tmp_path):
@@ -160,8 +200,11 @@ def test_table_and_plot(tmp_path):
     record = compare_methods(_front(), bench=_bench(1.05))
     table = head_to_head_table(record)
     assert table.count("| budget 0.334 |") == 2 and "2,2 / 2,2 / 1,2" in table and "3.029x" in table
-    partial = copy.deepcopy(record)
-    partial["complete"], partial["pending"] = False, ["budget 0.5: gradient search, seed 2"]
+    front = _front()
+    del front["points"][0]["runs"]["gradient search"]  # not one seed of it yet
+    front["pending"] = [f"budget 0.5: gradient search, seed {s}" for s in range(3)]
+    partial = compare_methods(front)
+    assert len(partial["pending"]) == 3 and "| budget 0.5 | gradient search |" not in head_to_head_table(partial)
     for name, rec in (("full.png", record), ("partial.png", partial)):
         path = plot_head_to_head(rec, tmp_path / name)
         assert path.stat().st_size > 10_000
