@@ -5,9 +5,10 @@ exactly the examples each task's independent model saw (``finetune_budget: indep
 ``{examples: N}`` or ``{epochs: E}``, where no independent models exist): the global schedule of one-task batches of
 equal-budget fine-tuning (search/budget.py) is cut in two.
 
-1. **Search** (the first ``search_fraction`` of the N steps). At step k, task t = schedule[k]: a branch point b ~
-   q_t = softmax(z_t) is drawn and the weights take an equal-budget step of that discrete model (lazy
-   per-task AdamW, as fine-tuning); the logits take a natural-gradient step on the Lagrangian of
+1. **Search** (the first ``search_fraction`` of the N steps). At step k, task t = schedule[k]: a branch point b is
+   drawn, from q_t = softmax(z_t) (``weight_sampling: distribution``) or uniformly over 0..U (``uniform``: the
+   units of every branch point train alike whatever the logits), and the weights take an equal-budget step of that
+   discrete model (lazy per-task AdamW, as fine-tuning); the logits take a natural-gradient step on the Lagrangian of
    search/constrained.py, and the multiplier mu a projected dual-ascent step toward the energy target r. The logits' gradient comes from one of
    two estimators:
    - ``enumerate``: the exact gradient of E_{q_t}[loss_t(b)] on the first ``logit_rows`` rows of the batch: the
@@ -80,8 +81,8 @@ def make_logit_step(model, tasks, energy, settings: GradientSettings, target: fl
                     every_b_losses=None):
     """step(logit_state, params, batch, task, k, rng) -> (logit_state, b, info): on task ``task``'s batch, update
     its loss estimate at every branch point, then take one natural-gradient step of every task's logits and one
-    dual-ascent step of mu (search/constrained.py); b ~ softmax(z_task) is the branch point the weights train on at
-    this step (drawn before the update). ``info``: (energy ratio E(q)/E0, tau, the task's expected loss under q).
+    dual-ascent step of mu (search/constrained.py); b is the branch point the weights train on at this step:
+    ~ softmax(z_task), drawn before the update, or uniform over 0..U (``weight_sampling``). ``info``: (energy ratio E(q)/E0, tau, the task's expected loss under q).
     ``every_b_losses(params, task, batch) -> [U + 1]`` replaces the model's losses at every branch point (the
     enumerate estimator; tests plant a known loss table through it)."""
     rows = settings.logit_rows
@@ -110,6 +111,10 @@ def make_logit_step(model, tasks, energy, settings: GradientSettings, target: fl
         q = jax.nn.softmax(logits, axis=-1)
         gumbel = jax.random.gumbel(rng, (logits.shape[1],))
         b = jnp.argmax(logits[task] + gumbel).astype(jnp.int32)  # a sample of q_task
+        if settings.weight_sampling == "uniform":  # the weights' branch point, whatever the logits
+            b_weights = jnp.argmax(gumbel).astype(jnp.int32)
+        else:
+            b_weights = b
         if settings.estimator == "enumerate":
             costs = jax.lax.stop_gradient(every_b_losses(params, task, sub))
             expected = jnp.sum(q[task] * costs)
@@ -121,7 +126,7 @@ def make_logit_step(model, tasks, energy, settings: GradientSettings, target: fl
         (_, ratio), c = jax.value_and_grad(lagrangian, has_aux=True)(q, loss_tb, weights, state.mu, ratio_fn)
         logits = natural_step(logits, c, settings.logit_damping / tau, tau)
         mu = dual_update(state.mu, ratio, target, dual_step_size(k, settings.dual_step, settle, settings.dual_decay))
-        return LogitState(logits, mu, estimate, count), b, (ratio, tau, expected)
+        return LogitState(logits, mu, estimate, count), b_weights, (ratio, tau, expected)
 
     return jax.jit(step)
 

@@ -11,6 +11,7 @@ from mgen_jax.errors import ConfigError
 from mgen_jax.io import check_known_fields
 
 ESTIMATORS = ("enumerate", "straight-through")
+WEIGHT_SAMPLINGS = ("distribution", "uniform")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +38,9 @@ class GradientSettings:
     normalize_losses: bool = True  # each task's loss over its mean over branch points: tasks of different loss
     # scales (cross-entropy near 0.7, STS-B's squared error near 10 early) pull on their logits alike
     loss_memory: float = 0.97  # moving-average factor per task step of each task's loss at every branch point
+    weight_sampling: str = "distribution"  # the branch point the weights train on at each search step: drawn from
+    # q_t ("distribution"), or uniformly over 0..U ("uniform": every branch point's units train alike whatever the
+    # logits, so that the loss estimates compare equally trained paths)
 
     def __post_init__(self) -> None:
         field = lambda name: f"search config field 'gradient.{name}'"
@@ -53,6 +57,9 @@ class GradientSettings:
             raise ConfigError(f"{field('seeds')} must hold distinct integers >= 0, got {list(self.seeds)}")
         if self.estimator not in ESTIMATORS:
             raise ConfigError(f"{field('estimator')} must be one of {ESTIMATORS}, got {self.estimator!r}")
+        if self.weight_sampling not in WEIGHT_SAMPLINGS:
+            raise ConfigError(f"{field('weight_sampling')} must be one of {WEIGHT_SAMPLINGS}, got "
+                              f"{self.weight_sampling!r}")
         for name, low, high in (("search_fraction", 0.0, 1.0), ("dual_settle_fraction", 0.0, 10.0),
                                 ("logit_damping", 0.0, 1.0), ("dual_step", 0.0, 1e6), ("dual_tolerance", 0.0, 1e6),
                                 ("temperature_start", 0.0, 100.0), ("temperature_end", 0.0, 100.0),
@@ -85,6 +92,7 @@ class GradientSettings:
         return cls(**values)
 
     def run_settings(self) -> dict[str, Any]:
-        """What one run's result depends on (targets and seeds name the run's folder instead)."""
+        """What one run's result depends on (targets and seeds name the run's folder instead). A run folder made
+        before a field existed counts as made with that field's earlier behaviour (rundir.BEFORE_THE_FIELD)."""
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()
                 if k not in ("energy_targets", "seeds")}

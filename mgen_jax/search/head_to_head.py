@@ -35,10 +35,10 @@ from mgen_jax.search.judge import format_efficiency
 class HeadToHead:
     """The goals a front's head-to-head is read against (a front config's ``head_to_head`` mapping):
     ``dev_goal_budget`` and ``dev_goal_points`` (the gradient search's dev mean within that many points of the
-    independent models' at that budget), ``wall_clock_goal`` (one run over one equal-budget model) and
-    ``wall_clock_benchmark`` (that benchmark's record, read when the file exists)."""
+    independent models' at that budget; no dev goal while the budget is not set), ``wall_clock_goal`` (one run over
+    one equal-budget model) and ``wall_clock_benchmark`` (that benchmark's record, read when the file exists)."""
 
-    dev_goal_budget: float = 0.334
+    dev_goal_budget: Optional[float] = None
     dev_goal_points: float = 1.0
     wall_clock_goal: float = 1.15
     wall_clock_benchmark: Optional[str] = None
@@ -47,6 +47,8 @@ class HeadToHead:
         for name, low, high in (("dev_goal_budget", 0.0, 1.0), ("dev_goal_points", 0.0, math.inf),
                                 ("wall_clock_goal", 1.0, math.inf)):
             value = getattr(self, name)
+            if value is None and name == "dev_goal_budget":
+                continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
                     math.isfinite(value) and low <= value <= high):
                 raise ConfigError(f"head_to_head field '{name}' must be a finite number in [{low:g}, {high:g}], "
@@ -216,7 +218,9 @@ def _heldout_reading(budgets: Sequence[dict]) -> dict[str, Any]:
             "met": met, "by_budget": per, "sentence": "; ".join(parts)}
 
 
-def _dev_reading(budgets: Sequence[dict], ind: dict, budget_ratio: float, points: float) -> dict[str, Any]:
+def _dev_reading(budgets: Sequence[dict], ind: dict, budget_ratio: Optional[float], points: float) -> dict[str, Any]:
+    if budget_ratio is None:
+        return {"rule": None, "met": None, "sentence": "no dev goal set (head_to_head.dev_goal_budget)"}
     rule = (f"at budget {budget_ratio:g}, the gradient search's dev mean over the seeds within {points:g} point(s) of "
             f"the independent models' ({ind['dev_mean_score']:.2f})")
     match = [b for b in budgets if abs(b["energy_budget"] - budget_ratio) < 1e-9]

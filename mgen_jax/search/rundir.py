@@ -60,12 +60,18 @@ class PhaseFields:
         return {k: v for k, v in cfg.to_dict().items() if k in self.fields}
 
 
+# Settings added after runs were recorded whose earlier behaviour is not their default: what a settings file that
+# lacks them was made with.
+BEFORE_THE_FIELD = {"weight_sampling": "distribution"}  # gradient runs drew the weights' branch point from q
+
+
 def config_defaults() -> dict[str, Any]:
-    """Every SearchConfig field's default, as a settings file holds it (lists, not tuples)."""
+    """What a settings file that lacks a field was made with: every SearchConfig field's default, as a settings
+    file holds it (lists, not tuples), and BEFORE_THE_FIELD."""
     from mgen_jax.search.config import SearchConfig
 
     defaults = {f.name: f.default for f in dataclasses.fields(SearchConfig) if f.default is not dataclasses.MISSING}
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in defaults.items()}
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in defaults.items()} | BEFORE_THE_FIELD
 
 
 def run_settings(cfg, phases: Sequence[PhaseFields]) -> dict[str, Any]:

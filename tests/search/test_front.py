@@ -36,6 +36,7 @@ def front_setup(tmp_path_factory, tiny_bert_dir, glue_dir):
         _independent(run, tiny_bert_dir, glue_dir, seed, max_dev_examples=None)  # a paired bootstrap: every row
     search = _search_config(root / "tiny.yaml", tiny_bert_dir, runs)
     front = {"name": "front_tiny", "reference": search, "seeds": [0, 1], "bootstrap_samples": 50,
+             "head_to_head": {"dev_goal_budget": 0.95},
              "budgets": [{"label": "budget 0.95", "energy_ratio": 0.95, "candidates": [
                  {"label": "tree", "config": search, "branch_points": [1, 1], "all_seeds": True},
                  {"label": "full sharing", "config": search, "branch_points": [2, 2]},
@@ -76,6 +77,8 @@ def test_front_chooses_on_heldout_and_reports_every_seed(front_setup, glue_dir):
     h2h = json.loads(paths[2].read_text())  # the gradient search against the all-seeds tree, read from the front
     methods = h2h["budgets"][0]["methods"]
     assert set(methods) == {"gradient", "tree"} and h2h["complete"]
+    assert h2h["goals"]["dev_within_independent"]["drop_points"] == pytest.approx(
+        record["independent"]["dev_mean_score"] - methods["gradient"]["dev_mean_score"])
     assert methods["tree"]["heldout_mean_score"] == pytest.approx(point["runs"]["tree"]["heldout_mean_score"])
     assert h2h["budgets"][0]["heldout_difference"] == pytest.approx(
         methods["gradient"]["heldout_mean_score"] - methods["tree"]["heldout_mean_score"])

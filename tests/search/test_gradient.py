@@ -43,6 +43,8 @@ def test_gradient_settings_name_the_field():
         GradientSettings(estimator="reinforce")
     with pytest.raises(ConfigError, match="gradient.search_fraction"):
         GradientSettings(search_fraction=0.0)
+    with pytest.raises(ConfigError, match="gradient.weight_sampling"):
+        GradientSettings(weight_sampling="q")
     with pytest.raises(ConfigError, match="unknown field"):
         GradientSettings.from_mapping({"searchfraction": 0.2})
 
@@ -120,6 +122,44 @@ def test_the_tree_follows_the_losses(tiny_energy):
     _, best, _ = _best_by_enumeration(tiny_energy, 0.55, swapped)
     tree, _, _ = _planted_search(tiny_energy, 0.55, planted=swapped)
     assert tree == best and best != _best_by_enumeration(tiny_energy, 0.55)[1]
+
+
+def test_uniform_weight_sampling_trains_every_branch_point_whatever_the_logits(tiny_energy):
+    """weight_sampling: the branch points the weights train on follow q ("distribution": they concentrate as the
+    logits settle) or stay uniform over 0..U ("uniform"); the logits, mu and the decoded tree are the same."""
+    table = jnp.asarray(PLANTED)
+    losses = lambda params, task, batch: table[task]
+    draws, trees = {}, {}
+    for sampling in ("distribution", "uniform"):
+        settings = GradientSettings(weight_sampling=sampling)
+        step = make_logit_step(None, None, tiny_energy, settings, 0.55, 600, every_b_losses=losses)
+        state, bs = LogitState.zeros(3, U, settings.mu_init), []
+        for k in range(600):
+            state, b, _ = step(state, None, {}, jnp.int32(0), jnp.int32(k), jax.random.PRNGKey(k))
+            bs.append(int(b))
+        draws[sampling] = np.bincount(bs[300:], minlength=U + 1) / 300  # task 0 (it gains from sharing)
+        trees[sampling] = (np.asarray(state.logits).tolist(), float(state.mu))
+    assert draws["distribution"][U] > 0.9  # q_0 settled on full sharing
+    assert np.all(np.abs(draws["uniform"] - 1 / (U + 1)) < 0.08)  # 300 draws: each share 0.2 +- 0.08
+    assert trees["uniform"] == trees["distribution"]
+
+
+
+def test_a_run_folder_made_before_weight_sampling_counts_as_drawn_from_q(tmp_path):
+    """Settings files written before the field existed lack it: they were made drawing from q, whatever the
+    field's default is now; a uniform run is refused in such a folder."""
+    import json
+
+    from mgen_jax.search.rundir import RunDir
+
+    settings = GradientSettings().run_settings()
+    old = {k: v for k, v in settings.items() if k != "weight_sampling"}
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "settings.json").write_text(json.dumps(old))
+    check = lambda values: RunDir(tmp_path, seed=0).check_phase(tmp_path / "run", values, "gradient run folder")
+    check(settings | {"weight_sampling": "distribution"})
+    with pytest.raises(ConfigError, match="weight_sampling"):
+        check(settings | {"weight_sampling": "uniform"})
 
 
 def test_decode_repairs_then_improves_within_the_target(tiny_energy):

@@ -10,6 +10,8 @@ import yaml
 from mgen_jax.errors import ConfigError
 from mgen_jax.search.head_to_head import HeadToHead, compare_methods, head_to_head_budgets
 
+GOALS = HeadToHead(dev_goal_budget=0.334)
+
 TASKS = ["A", "B"]
 
 
@@ -84,7 +86,7 @@ def test_heldout_goal_is_read_per_budget():
     # seed 0 took part in choices: the later seeds' held-out means are compared apart (0.5: 70.25 vs 70.3)
     assert by["budget 0.5"]["heldout_difference_later_seeds"] == pytest.approx(-0.05)
     assert "later seeds only -0.05" in goal["sentence"]
-    assert record["complete"] and record["goal_settings"]["dev_goal_budget"] == 0.334
+    assert record["complete"] and record["goal_settings"]["dev_goal_budget"] is None  # no dev goal unless set
     tied = _front()
     tied["points"][1]["runs"]["gradient search"] = _run("gradient search", "gradient", [69.0] * 3, [70.0, 70.2, 70.4],
                                                         [[2, 1]] * 3, [0.33] * 3, target=0.334)
@@ -103,10 +105,12 @@ def test_per_task_means_trees_and_ratios():
 
 
 def test_dev_goal_against_the_independent_models():
-    met = compare_methods(_front(grad_334_dev=(68.5, 68.0, 69.0)))["goals"]["dev_within_independent"]
+    met = compare_methods(_front(grad_334_dev=(68.5, 68.0, 69.0)), GOALS)["goals"]["dev_within_independent"]
     assert met["met"] is True and met["drop_points"] == pytest.approx(0.74)
-    missed = compare_methods(_front(grad_334_dev=(68.0, 68.2, 68.5)))["goals"]["dev_within_independent"]
+    missed = compare_methods(_front(grad_334_dev=(68.0, 68.2, 68.5)), GOALS)["goals"]["dev_within_independent"]
     assert missed["met"] is False and missed["drop_points"] == pytest.approx(69.24 - np.mean([68.0, 68.2, 68.5]))
+    unset = compare_methods(_front())["goals"]["dev_within_independent"]
+    assert unset["met"] is None and "no dev goal set" in unset["sentence"]
     elsewhere = compare_methods(_front(), HeadToHead(dev_goal_budget=0.25))["goals"]["dev_within_independent"]
     assert elsewhere["met"] is None and "no head-to-head budget at 0.25" in elsewhere["sentence"]
 
@@ -121,7 +125,7 @@ def test_a_missing_seed_leaves_the_goals_pending():
         run[key] = run[key][:2]
     run["complete"] = False
     front["pending"] = ["budget 0.5: gradient search, seed 2", "budget 0.25: enumeration tree, seed 1"]
-    record = compare_methods(front)
+    record = compare_methods(front, GOALS)
     assert not record["complete"] and record["pending"] == ["budget 0.5: gradient search, seed 2"]
     goal = record["goals"]["heldout_at_least_enumeration"]
     assert goal["met"] is None and goal["by_budget"]["budget 0.5"] is None and "budget 0.5: pending" in goal["sentence"]
