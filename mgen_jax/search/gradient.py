@@ -9,8 +9,8 @@ equal-budget fine-tuning (search/budget.py) is cut in two.
    drawn, from q_t = softmax(z_t) (``weight_sampling: distribution``) or uniformly over 0..U (``uniform``: the
    units of every branch point train alike whatever the logits), and the weights take an equal-budget step of that
    discrete model (lazy per-task AdamW, as fine-tuning); the logits take a natural-gradient step on the Lagrangian of
-   search/constrained.py, and the multiplier mu a projected dual-ascent step toward the energy target r. The logits' gradient comes from one of
-   two estimators:
+   search/constrained.py, and the multiplier mu a projected dual-ascent step toward the energy target r. The logits'
+   gradient comes from one of two estimators:
    - ``enumerate``: the exact gradient of E_{q_t}[loss_t(b)] on the first ``logit_rows`` rows of the batch: the
      task's loss at every b = 0..U (``MultiTaskModel.every_branch_point_task_forward``, dropout off; U + U(U+1)/2
      unit passes instead of U);
@@ -82,7 +82,8 @@ def make_logit_step(model, tasks, energy, settings: GradientSettings, target: fl
     """step(logit_state, params, batch, task, k, rng) -> (logit_state, b, info): on task ``task``'s batch, update
     its loss estimate at every branch point, then take one natural-gradient step of every task's logits and one
     dual-ascent step of mu (search/constrained.py); b is the branch point the weights train on at this step:
-    ~ softmax(z_task), drawn before the update, or uniform over 0..U (``weight_sampling``). ``info``: (energy ratio E(q)/E0, tau, the task's expected loss under q).
+    ~ softmax(z_task), drawn before the update, or uniform over 0..U (``weight_sampling``). ``info``: (energy ratio
+    E(q)/E0, tau, the task's expected loss under q).
     ``every_b_losses(params, task, batch) -> [U + 1]`` replaces the model's losses at every branch point (the
     enumerate estimator; tests plant a known loss table through it)."""
     rows = settings.logit_rows
