@@ -96,7 +96,8 @@ class FrontConfig:
         if not isinstance(self.bootstrap_level, float) or not 0.5 <= self.bootstrap_level < 1:
             raise ConfigError(f"front config field 'bootstrap_level' must be in [0.5, 1), got {self.bootstrap_level!r}")
         compared = [b.energy_ratio for b in self.budgets if _head_to_head(b)]
-        if compared and self.head_to_head.dev_goal_budget is not None and not any(abs(r - self.head_to_head.dev_goal_budget) < 1e-9 for r in compared):
+        dev_budget = self.head_to_head.dev_goal_budget
+        if compared and dev_budget is not None and not any(abs(r - dev_budget) < 1e-9 for r in compared):
             raise ConfigError(f"front config field 'head_to_head.dev_goal_budget' ({self.head_to_head.dev_goal_budget})"
                               f" is not the energy ratio of a head-to-head budget ({compared})")
 

@@ -188,7 +188,8 @@ def compare_methods(front: dict[str, Any], goals: HeadToHead = HeadToHead(), *,
             "goal_settings": dataclasses.asdict(goals),
             "selection": "each budget's representative on the front was chosen on the held-out split of seed "
                          f"{front['seeds'][0]}, and a method's settings (a tree, a search fraction) may have been "
-                         f"chosen on it too: seed {front['seeds'][0]}'s held-out score is not an unselected measurement, "
+                         f"chosen on it too: seed {front['seeds'][0]}'s held-out score is not an unselected "
+                         "measurement, "
                          "so each method's held-out mean over the later seeds is given beside the mean over all; dev "
                          "is evaluated once per final model and reported only",
             "note": "the front's runs may have been timed beside other jobs: their wall clocks are reported only; the "
@@ -196,7 +197,8 @@ def compare_methods(front: dict[str, Any], goals: HeadToHead = HeadToHead(), *,
 
 
 def _ours(pending: str, budgets: Sequence[dict]) -> bool:
-    return any(pending.startswith(f"{b['budget']}: {label},") for b in budgets for label in (b["gradient"], b["enumeration"]))
+    return any(pending.startswith(f"{b['budget']}: {label},") for b in budgets
+               for label in (b["gradient"], b["enumeration"]))
 
 
 def _heldout_reading(budgets: Sequence[dict]) -> dict[str, Any]:
@@ -250,7 +252,8 @@ def _wall_reading(bench: Optional[dict[str, Any]], goals: HeadToHead, budgets: S
                  for f in m.get("search_fraction_by_seed") or [None]}
     if fractions != {bench.get("search_fraction")}:
         return {"rule": rule, "met": None, "sentence": f"pending: the benchmark ran search_fraction "
-                f"{bench.get('search_fraction')}, the head-to-head's gradient runs {sorted(fractions, key=str)}: rerun it"}
+                f"{bench.get('search_fraction')}, the head-to-head's gradient runs {sorted(fractions, key=str)}: "
+                "rerun it"}
     ratio = float(bench["run_over_model_wall_clock"])
     run, model = bench["gradient_run"], bench["equal_budget_model"]
     loads = f"load {run['load_before'][0]:.2f}/{model['load_before'][0]:.2f} at the start of run/model"
