@@ -1,0 +1,1 @@
+"""Shipped presets (YAML data, read with importlib.resources): see ``hw/``."""
