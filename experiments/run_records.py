@@ -40,7 +40,8 @@ def record_files(runs: Path) -> list[Path]:
                 keep.add(workdir / name)
         keep.update(f for f in (workdir / "teachers").rglob("*.npy") if f.stat().st_size <= MAX_BYTES)
     rel = (p.relative_to(runs) for p in keep)
-    return sorted(p for p in rel if "jax_cache" not in p.parts and not (p.parts[0] == "search" and p.parts[1] in SCRATCH))
+    return sorted(p for p in rel if "jax_cache" not in p.parts and "run_records" not in p.parts  # a code copy's records
+                  and not (p.parts[0] == "search" and p.parts[1] in SCRATCH))
 
 
 def copy(src_root: Path, dst_root: Path, files, *, overwrite: bool) -> int:
