@@ -180,8 +180,7 @@ def plot_head_to_head(record: dict[str, Any], path: str | Path) -> Path:
                 ax.errorbar([x + dx], [float(np.mean(by_seed))], yerr=[sd], capsize=3, linestyle="none", markersize=8,
                             label=None if m["kind"] in shown else names[m["kind"]], **style)
                 shown.add(m["kind"])
-                trees = {tuple(b) for b in m["branch_points_by_seed"]}
-                tree = ("b=" + ",".join(map(str, next(iter(trees))))) if len(trees) == 1 else f"{len(trees)} trees"
+                tree = _tree(m)
                 ratios = m["energy_ratio_by_seed"]
                 low, high = m["efficiency_by_seed"][ratios.index(max(ratios))], m["efficiency_by_seed"][
                     ratios.index(min(ratios))]
