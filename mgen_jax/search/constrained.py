@@ -154,10 +154,12 @@ def update_estimate(estimate_tb: jax.Array, count_t: jax.Array, task: jax.Array,
 
 
 def read_estimate(estimate_tb: jax.Array, count_t: jax.Array, memory: float) -> jax.Array:
-    """The estimates without the moving average's start-up bias (divided by 1 - memory^n; 0 for a task not yet
-    seen)."""
+    """The estimates [T, U + 1, ...] without the moving average's start-up bias (divided by 1 - memory^n; 0 for a
+    task not yet seen)."""
     correction = 1.0 - jnp.power(jnp.float32(memory), count_t.astype(jnp.float32))
-    return jnp.where(count_t[:, None] > 0, estimate_tb / jnp.maximum(correction, 1e-12)[:, None], 0.0)
+    per_task = (-1,) + (1,) * (estimate_tb.ndim - 1)
+    return jnp.where(count_t.reshape(per_task) > 0, estimate_tb / jnp.maximum(correction, 1e-12).reshape(per_task),
+                     0.0)
 
 
 def lagrangian(q_tb: jax.Array, loss_tb: jax.Array, weights_t: jax.Array, mu: jax.Array,

@@ -16,6 +16,11 @@ equal-budget fine-tuning (search/budget.py) is cut in two.
      unit passes instead of U);
    - ``straight-through``: a Gumbel straight-through sample of b on the same rows (both paths of every unit run, so
      that the gradient reaches every logit): biased, one sample.
+   What a branch point costs a task (``objective``): its loss on those rows (``loss``), or 1 - the task's main metric
+   (MCC, F1, accuracy, Pearson's r) read from moving averages of running sums over them (``score``,
+   search/running_score.py; with ``enumerate`` only). A task's loss need not follow its metric: in the glue5
+   warm-up's held-out profile CoLA's loss fell from 0.655 at b = 0 to 0.620 at b = 12 while its MCC fell from 34.5
+   to 0.
 2. **Tree.** b_t = argmax z_t, decoded against the search's loss estimates (``decode_tree``: repaired if its exact
    energy exceeds r, improved by single-task moves within r; every move recorded).
 3. **Training goes on** from the search's weights and optimizer state with the tree fixed, for the rest of the N
@@ -44,6 +49,7 @@ from mgen_jax.search.finetune import (
 )
 from mgen_jax.search.gradient_settings import GradientSettings
 from mgen_jax.search.rundir import PhaseFields
+from mgen_jax.search.running_score import NUM_STATS, batch_stats, score_from_stats
 from mgen_jax.search.constrained import (
     MU_FLOOR, check_target, dual_step_size, dual_update, energy_ratio, feasible_range, lagrangian, natural_step,
     decode_tree, read_estimate, temperature, tree_ratio, update_estimate,
@@ -60,13 +66,15 @@ GRADIENT_FIELDS = PhaseFields(("gradient",), "gradient run folder")
 class LogitState:
     logits: jax.Array  # [T, U + 1] branch-point logits z
     mu: jax.Array  # the Lagrange multiplier of the energy constraint
-    loss_estimate: jax.Array  # [T, U + 1] moving average of every task's loss at every branch point
+    loss_estimate: jax.Array  # [T, U + 1] moving average of every task's loss at every branch point, or
+    # [T, U + 1, NUM_STATS] of its metric's running sums (objective: score)
     loss_count: jax.Array  # [T] steps of each task seen by the estimate
 
     @classmethod
-    def zeros(cls, num_tasks: int, num_units: int, mu: float = 1.0) -> "LogitState":
+    def zeros(cls, num_tasks: int, num_units: int, mu: float = 1.0, objective: str = "loss") -> "LogitState":
         shape = (num_tasks, num_units + 1)
-        return cls(jnp.zeros(shape, jnp.float32), jnp.float32(max(mu, MU_FLOOR)), jnp.zeros(shape, jnp.float32),
+        estimate = shape + ((NUM_STATS,) if objective == "score" else ())
+        return cls(jnp.zeros(shape, jnp.float32), jnp.float32(max(mu, MU_FLOOR)), jnp.zeros(estimate, jnp.float32),
                    jnp.zeros((num_tasks,), jnp.int32))
 
 
@@ -78,14 +86,15 @@ class SearchState:
 
 
 def make_logit_step(model, tasks, energy, settings: GradientSettings, target: float, search_steps: int, *,
-                    every_b_losses=None):
+                    every_b_losses=None, every_b_stats=None):
     """step(logit_state, params, batch, task, k, rng) -> (logit_state, b, info): on task ``task``'s batch, update
-    its loss estimate at every branch point, then take one natural-gradient step of every task's logits and one
+    its cost estimate at every branch point, then take one natural-gradient step of every task's logits and one
     dual-ascent step of mu (search/constrained.py); b is the branch point the weights train on at this step:
     ~ softmax(z_task), drawn before the update, or uniform over 0..U (``weight_sampling``). ``info``: (energy ratio
-    E(q)/E0, tau, the task's expected loss under q).
+    E(q)/E0, tau, the task's expected cost under q: its loss on this batch, or 1 - its estimated score).
     ``every_b_losses(params, task, batch) -> [U + 1]`` replaces the model's losses at every branch point (the
-    enumerate estimator; tests plant a known loss table through it)."""
+    enumerate estimator), ``every_b_stats(params, task, batch) -> [U + 1, NUM_STATS]`` its metric's sums (objective:
+    score); tests plant known tables through them. ``tasks``: the GlueTasks (their labels and main metrics)."""
     rows = settings.logit_rows
     ratio_fn = lambda q: energy_ratio(q, energy.tables, energy.workload, energy.independent_j)
     settle = max(1.0, settings.dual_settle_fraction * search_steps)
@@ -97,7 +106,15 @@ def make_logit_step(model, tasks, energy, settings: GradientSettings, target: fl
         out = model.every_branch_point_task_forward(params, task, batch)  # [U + 1, m, C]
         return jax.vmap(lambda o: single_task_loss(tasks, o, batch, task))(out)
 
-    every_b_losses = every_b_losses or model_losses
+    def model_stats(params, task, batch):
+        out = model.every_branch_point_task_forward(params, task, batch)  # [U + 1, m, C]
+        num_labels = jnp.asarray([t.num_labels for t in tasks])[task]
+        regression = jnp.asarray([t.is_regression for t in tasks])[task]
+        return jax.vmap(lambda o: batch_stats(o, batch["labels"], batch["weights"], num_labels, regression))(out)
+
+    score = settings.objective == "score"
+    every_b_costs = (every_b_stats or model_stats) if score else (every_b_losses or model_losses)
+    metrics = main_metrics(tasks) if score else None
 
     def st_loss(sample, params, task, batch):
         """The task's loss at a straight-through sample (one-hot in value; its gradient is the sample's cost)."""
@@ -117,13 +134,15 @@ def make_logit_step(model, tasks, energy, settings: GradientSettings, target: fl
         else:
             b_weights = b
         if settings.estimator == "enumerate":
-            costs = jax.lax.stop_gradient(every_b_losses(params, task, sub))
-            expected = jnp.sum(q[task] * costs)
+            costs = jax.lax.stop_gradient(every_b_costs(params, task, sub))
+            expected = None if score else jnp.sum(q[task] * costs)
         else:  # the gradient of the loss in the one-hot sample: first-order cost of every branch point
             hard = jax.nn.one_hot(b, logits.shape[-1], dtype=logits.dtype)
             expected, costs = jax.value_and_grad(st_loss)(hard, params, task, sub)
         estimate, count = update_estimate(state.loss_estimate, state.loss_count, task, costs, memory)
-        loss_tb = task_costs(estimate, count, settings)
+        loss_tb = task_costs(estimate, count, settings, metrics)
+        if expected is None:
+            expected = jnp.sum(q[task] * loss_tb[task])
         (_, ratio), c = jax.value_and_grad(lagrangian, has_aux=True)(q, loss_tb, weights, state.mu, ratio_fn)
         logits = natural_step(logits, c, settings.logit_damping / tau, tau)
         mu = dual_update(state.mu, ratio, target, dual_step_size(k, settings.dual_step, settle, settings.dual_decay))
@@ -132,19 +151,32 @@ def make_logit_step(model, tasks, energy, settings: GradientSettings, target: fl
     return jax.jit(step)
 
 
-def task_costs(estimate: jax.Array, count: jax.Array, settings: GradientSettings) -> jax.Array:
-    """[T, U + 1] every task's estimated loss at every branch point (bias-corrected moving average), divided by its
-    mean over branch points with ``normalize_losses``."""
+def main_metrics(tasks) -> tuple[str, ...]:
+    """Every task's main metric, the one objective: score reads (search/running_score.py)."""
+    return tuple(t.main_metric for t in tasks)
+
+
+def task_costs(estimate: jax.Array, count: jax.Array, settings: GradientSettings,
+               metrics: Sequence[str] | None = None) -> jax.Array:
+    """[T, U + 1] what every branch point costs every task. ``objective: loss``: the estimated loss
+    (bias-corrected moving average), divided by its mean over branch points with ``normalize_losses``.
+    ``objective: score``: 1 - the task's main metric (``metrics``, one per task) read from the estimated sums; the
+    tasks' scores share one scale, as in the mean GLUE score, and are not normalized."""
     loss_tb = read_estimate(estimate, count, settings.loss_memory)
+    if settings.objective == "score":
+        if metrics is None or len(metrics) != loss_tb.shape[0]:
+            raise ValueError(f"objective score needs one main metric per task, got {metrics!r}")
+        return jnp.stack([1.0 - score_from_stats(loss_tb[t], m) for t, m in enumerate(metrics)])
     if settings.normalize_losses:
         loss_tb = loss_tb / jnp.maximum(jnp.mean(jnp.abs(loss_tb), axis=-1, keepdims=True), 1e-8)
     return loss_tb
 
 
-def decode_costs(state: "LogitState", settings: GradientSettings) -> np.ndarray:
-    """[T, U + 1] what the discrete tree is decoded against: w_t x the task costs."""
+def decode_costs(state: "LogitState", settings: GradientSettings, metrics: Sequence[str] | None = None) -> np.ndarray:
+    """[T, U + 1] what the discrete tree is decoded against: w_t x the task costs (``metrics``: task_costs)."""
     weights = np.asarray(settings.task_weights or (1.0,) * state.logits.shape[0], np.float64)
-    costs = np.asarray(jax.device_get(task_costs(state.loss_estimate, state.loss_count, settings)), np.float64)
+    costs = np.asarray(jax.device_get(task_costs(state.loss_estimate, state.loss_count, settings, metrics)),
+                       np.float64)
     return weights[:, None] * costs
 
 
@@ -228,7 +260,7 @@ def _gradient_run(gen, directory: Path, target: float, seed: int, settings: Grad
     result_path = directory / "result.json"
     plan, tx = _plan(gen, seed, settings)
     start = SearchState(jnp.asarray(0, jnp.int32), init_budget_state(gen.pretrained_params(seed), tx),
-                        LogitState.zeros(len(gen.tasks), gen.num_units, settings.mu_init))
+                        LogitState.zeros(len(gen.tasks), gen.num_units, settings.mu_init, settings.objective))
     state, found = _search_phase(gen, plan, start, directory, target, seed, settings)
     b_arr = np.asarray(found["branch_points"], np.int32)
 
@@ -308,7 +340,7 @@ def _discretise(gen, state: SearchState, target: float, search_dir: Path, settin
     logits = np.asarray(jax.device_get(state.logit.logits), np.float64)
     argmax = [int(b) for b in logits.argmax(axis=1)]
     ratio_of = lambda b: tree_ratio(b, e.tables, e.workload, e.independent_j)
-    costs = decode_costs(state.logit, settings)
+    costs = decode_costs(state.logit, settings, main_metrics(gen.tasks) if settings.objective == "score" else None)
     tree, moves = decode_tree(argmax, costs, target, ratio_of)
     q = np.asarray(jax.nn.softmax(jnp.asarray(logits), axis=-1))
     trace = [parse_json(line, f"search metrics {search_dir / 'metrics.jsonl'}")
@@ -325,7 +357,8 @@ def _discretise(gen, state: SearchState, target: float, search_dir: Path, settin
         "mu_last_tenth_range": float(max(tail) - min(tail)),
         "mu_converged": mu_converged(tail, settings.dual_tolerance),
         "expected_energy_ratio_final": float(energy_ratio(jnp.asarray(q), e.tables, e.workload, e.independent_j)),
-        "estimator": settings.estimator, "note": "tree = argmax of the logits, decoded against the search's loss "
-                                                 "estimates (search/constrained.py: decode_tree)" + (
+        "estimator": settings.estimator, "objective": settings.objective,
+        "note": "tree = argmax of the logits, decoded against the search's cost estimates (search/constrained.py: "
+                "decode_tree)" + (
             f": {len(moves)} move(s)" if moves else ": unchanged"),
     }

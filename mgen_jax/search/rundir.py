@@ -60,9 +60,9 @@ class PhaseFields:
         return {k: v for k, v in cfg.to_dict().items() if k in self.fields}
 
 
-# Settings added after runs were recorded whose earlier behaviour is not their default: what a settings file that
-# lacks them was made with.
-BEFORE_THE_FIELD = {"weight_sampling": "distribution"}  # gradient runs drew the weights' branch point from q
+# Settings added after runs were recorded, and what a settings file that lacks them was made with: gradient runs drew
+# the weights' branch point from q and scored branch points by their loss.
+BEFORE_THE_FIELD = {"weight_sampling": "distribution", "objective": "loss"}
 
 
 def config_defaults() -> dict[str, Any]:

@@ -45,6 +45,10 @@ def test_gradient_settings_name_the_field():
         GradientSettings(search_fraction=0.0)
     with pytest.raises(ConfigError, match="gradient.weight_sampling"):
         GradientSettings(weight_sampling="q")
+    with pytest.raises(ConfigError, match="gradient.objective"):
+        GradientSettings(objective="accuracy")
+    with pytest.raises(ConfigError, match="gradient.objective.*estimator: enumerate"):
+        GradientSettings(objective="score", estimator="straight-through")
     with pytest.raises(ConfigError, match="unknown field"):
         GradientSettings.from_mapping({"searchfraction": 0.2})
 
@@ -73,27 +77,43 @@ PLANTED = np.array([[0.60, 0.55, 0.50, 0.45, 0.40],
                     [0.50, 0.50, 0.50, 0.50, 0.50]], np.float32)
 
 
-def _best_by_enumeration(energy, target, table=PLANTED):
+# accuracies (objective: score): task 0's falls with b although its loss falls (as CoLA's MCC in the glue5 warm-up),
+# task 1's falls faster, task 2's rises a little
+SCORES = np.array([[0.80, 0.79, 0.76, 0.70, 0.62],
+                   [0.90, 0.88, 0.85, 0.80, 0.72],
+                   [0.70, 0.70, 0.71, 0.71, 0.72]], np.float32)
+
+
+def _best_by_enumeration(energy, target, table=PLANTED, normalize=True):
     best = None
     for b in itertools.product(range(U + 1), repeat=3):
         ratio = tree_ratio(b, energy.tables, energy.workload, energy.independent_j)
-        loss = sum(table[t, x] / table[t].mean() for t, x in enumerate(b))  # normalize_losses
+        loss = sum(table[t, x] / (table[t].mean() if normalize else 1.0) for t, x in enumerate(b))
         if ratio <= target and (best is None or loss < best[0] - 1e-9):
             best = (loss, list(b), ratio)
     return best
 
 
-def _planted_search(energy, target, steps=1500, seed=0, noise=0.05, planted=PLANTED, **changes):
+def _planted_search(energy, target, steps=1500, seed=0, noise=0.05, planted=PLANTED, scores=None, **changes):
     """Drive make_logit_step (the real logits' step) with the planted table plus batch noise in place of the
-    model's losses; tasks' batches in turn. Returns (decoded tree, argmax tree, mu trace)."""
+    model's losses (or, given ``scores``, the sums of 8 rows whose accuracy is the planted score plus noise: three
+    accuracy tasks); tasks' batches in turn. Returns (decoded tree, argmax tree, mu trace)."""
+    from mgen_jax.data.glue import TASKS as GLUE
+    from mgen_jax.search.running_score import NUM_STATS
+
     settings = GradientSettings(**changes)
     table = jnp.asarray(planted)
 
     def losses(params, task, batch):
         return table[task] + noise * batch["noise"]
 
-    step = make_logit_step(None, None, energy, settings, target, steps, every_b_losses=losses)
-    state = LogitState.zeros(3, U, settings.mu_init)
+    def stats(params, task, batch):  # n = 8 rows, correct = 8 x (score + noise); accuracy reads only these two
+        correct = 8.0 * (jnp.asarray(scores)[task] + noise * batch["noise"])
+        return jnp.zeros((U + 1, NUM_STATS)).at[:, 0].set(8.0).at[:, 1].set(correct)
+
+    tasks = [GLUE["SST-2"], GLUE["RTE"], GLUE["SST-2"]]
+    step = make_logit_step(None, tasks, energy, settings, target, steps, every_b_losses=losses, every_b_stats=stats)
+    state = LogitState.zeros(3, U, settings.mu_init, settings.objective)
     rng = np.random.default_rng(seed)
     mus = []
     for k in range(steps):
@@ -102,7 +122,8 @@ def _planted_search(energy, target, steps=1500, seed=0, noise=0.05, planted=PLAN
         mus.append(float(state.mu))
     argmax = [int(b) for b in np.asarray(state.logits).argmax(axis=1)]
     ratio_of = lambda b: tree_ratio(b, energy.tables, energy.workload, energy.independent_j)
-    tree, _ = decode_tree(argmax, decode_costs(state, settings), target, ratio_of)
+    metrics = ("accuracy",) * 3 if settings.objective == "score" else None
+    tree, _ = decode_tree(argmax, decode_costs(state, settings, metrics), target, ratio_of)
     return tree, argmax, np.asarray(mus)
 
 
@@ -122,6 +143,21 @@ def test_the_tree_follows_the_losses(tiny_energy):
     _, best, _ = _best_by_enumeration(tiny_energy, 0.55, swapped)
     tree, _, _ = _planted_search(tiny_energy, 0.55, planted=swapped)
     assert tree == best and best != _best_by_enumeration(tiny_energy, 0.55)[1]
+
+
+@pytest.mark.parametrize("target", [0.75, 0.55])
+def test_the_score_objective_keeps_the_units_of_a_task_whose_metric_falls_as_its_loss_falls(tiny_energy, target):
+    """objective: score minimises 1 - the task's metric from running sums: where task 0's loss says "share" and its
+    accuracy says "keep your units", the loss objective shares it fully and the score objective finds the best tree
+    by enumeration of the planted accuracies, within the target."""
+    by_loss = _best_by_enumeration(tiny_energy, target)[1]
+    _, by_score, ratio = _best_by_enumeration(tiny_energy, target, 1.0 - SCORES, normalize=False)
+    assert by_loss[0] == U and by_score[0] < U  # the two objectives disagree on task 0
+    tree, argmax, mus = _planted_search(tiny_energy, target, scores=SCORES, objective="score")
+    assert tree == by_score, (argmax, tree, by_score)
+    assert tree_ratio(tree, tiny_energy.tables, tiny_energy.workload, tiny_energy.independent_j) <= target * 1.01
+    assert mu_converged(mus[int(0.9 * len(mus)):], GradientSettings().dual_tolerance)
+    assert _planted_search(tiny_energy, target, scores=SCORES)[0] == by_loss  # the same run scoring by loss
 
 
 def test_uniform_weight_sampling_trains_every_branch_point_whatever_the_logits(tiny_energy):
@@ -210,6 +246,30 @@ def test_planted_problem_on_a_tiny_bert(planted_bert, target):
     assert mu_converged(mus[int(0.9 * steps):], settings.dual_tolerance)
 
 
+def test_the_score_objective_reads_the_metric_of_the_rows_at_every_branch_point(planted_bert):
+    """One logits' step with objective: score on a tiny BERT's real forward passes: the estimate after one step holds
+    the sums of the rows the logits read, and the metric read from them at every b is the GLUE metric of that b's
+    predictions on those rows."""
+    from mgen_jax.data.metrics import accuracy
+    from mgen_jax.search.constrained import read_estimate
+
+    P = planted_bert
+    settings = GradientSettings(logit_rows=16, objective="score")
+    step = make_logit_step(P.model, P.tasks, P.energy, settings, 0.8, 10)
+    state = LogitState.zeros(2, U, settings.mu_init, "score")
+    batch = P.batch(1, 3, 16)
+    state, _, (_, _, expected) = step(state, P.params, batch, jnp.int32(1), jnp.int32(0), jax.random.PRNGKey(0))
+    outputs = np.asarray(P.model.every_branch_point_task_forward(P.params, 1, batch))  # [U + 1, 16, C]
+    want = [accuracy(np.argmax(o[:, :2], axis=1), np.asarray(batch["labels"])) for o in outputs]
+    costs = decode_costs(state, settings, ("accuracy", "accuracy"))
+    np.testing.assert_allclose(1.0 - costs[1], want, atol=1e-6)
+    assert len(set(want)) > 1  # the branch points predict differently: the check is not vacuous
+    assert np.all(costs[0] == 1.0)  # task 0 not yet seen: no score
+    assert float(expected) == pytest.approx(1.0 - np.mean(want), abs=1e-5)  # under q before the step: uniform
+    np.testing.assert_allclose(np.asarray(read_estimate(state.loss_estimate, state.loss_count, 0.97))[1, :, 0], 16.0,
+                               rtol=1e-5)  # n: 16 rows at every b
+
+
 def test_temperature_anneals_geometrically():
     assert float(temperature(0, 11, 1.0, 0.01)) == pytest.approx(1.0)
     assert float(temperature(5, 11, 1.0, 0.01)) == pytest.approx(0.1, rel=1e-5)
@@ -278,6 +338,23 @@ def test_one_run_spends_the_budget_meets_the_target_and_resumes(tmp_path, tiny_b
         path.write_text(keep)
         if name == "search.json":
             path.with_suffix(".keep").rename(run_dir(gen2, target, 0) / "result.json")
+
+
+def test_a_run_scoring_branch_points_by_their_metric(tmp_path, tiny_bert_dir, glue_dir, independent_runs):
+    """objective: score through the whole run: the search's costs are 1 - a score of every task at every b, the
+    tree meets the target, and a folder made scoring by loss is refused rather than read."""
+    gen = _gen(tmp_path / "s", tiny_bert_dir, glue_dir, independent_runs, objective="score")
+    low, high = target_range(gen)
+    target = low + 0.3 * (high - low)
+    record = gradient_run(gen, target, 0, gen.cfg.gradient)
+    search = record["search"]
+    assert search["objective"] == "score" and record["settings"]["objective"] == "score"
+    costs = np.asarray(search["decode_costs"])
+    assert costs.shape == (len(TASKS), gen.num_units + 1) and np.all((costs >= 0) & (costs <= 2))
+    assert record["energy_ratio"] <= target * (1 + 1e-6)
+    by_loss = _gen(tmp_path / "s", tiny_bert_dir, glue_dir, independent_runs)
+    with pytest.raises(ConfigError, match="objective"):
+        gradient_run(by_loss, target, 0, by_loss.cfg.gradient)
 
 
 def test_a_sweep_refuses_a_gradient_config_before_any_phase(tmp_path, tiny_bert_dir, glue_dir):
