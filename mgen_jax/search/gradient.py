@@ -21,7 +21,7 @@ equal-budget fine-tuning (search/budget.py) is cut in two.
    search/running_score.py; with ``enumerate`` only). A task's loss need not follow its metric: in the glue5
    warm-up's held-out profile CoLA's loss fell from 0.655 at b = 0 to 0.620 at b = 12 while its MCC fell from 34.5
    to 0.
-2. **Tree.** b_t = argmax z_t, decoded against the search's loss estimates (``decode_tree``: repaired if its exact
+2. **Tree.** b_t = argmax z_t, decoded against the search's cost estimates (``decode_tree``: repaired if its exact
    energy exceeds r, improved by single-task moves within r; every move recorded).
 3. **Training goes on** from the search's weights and optimizer state with the tree fixed, for the rest of the N
    steps (no restart, no separate warm-up), then the held-out and (once) dev evaluation.
@@ -110,7 +110,9 @@ def make_logit_step(model, tasks, energy, settings: GradientSettings, target: fl
         out = model.every_branch_point_task_forward(params, task, batch)  # [U + 1, m, C]
         num_labels = jnp.asarray([t.num_labels for t in tasks])[task]
         regression = jnp.asarray([t.is_regression for t in tasks])[task]
-        return jax.vmap(lambda o: batch_stats(o, batch["labels"], batch["weights"], num_labels, regression))(out)
+        center = jnp.asarray([sum(t.score_range) / 2 for t in tasks], jnp.float32)[task]
+        return jax.vmap(lambda o: batch_stats(o, batch["labels"], batch["weights"], num_labels, regression,
+                                              center))(out)
 
     score = settings.objective == "score"
     every_b_costs = (every_b_stats or model_stats) if score else (every_b_losses or model_losses)
@@ -314,11 +316,12 @@ def _search_phase(gen, plan: _Plan, start: SearchState, directory: Path, target:
         return SearchState(budget.step, budget, logit), (t, loss, b) + info + (logit.mu,)
 
     log = task_loss_log(gen.tasks)
+    expected_key = "expected_loss" if settings.objective == "loss" else "expected_cost"  # 1 - the expected score
 
     def observe(k, outputs):
         t, loss, b, ratio, tau, expected, mu = outputs
         return log(t, loss) | {"b": int(b), "energy_ratio": float(ratio), "tau": float(tau), "mu": float(mu),
-                               "expected_loss": float(expected)}
+                               expected_key: float(expected)}
 
     units = gen.num_units
     mean_b = lambda state: {"mean_b": float(np.mean(

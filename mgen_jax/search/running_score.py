@@ -7,7 +7,9 @@ task's metric is read from the averaged sums. Every metric here is a ratio of su
 sums alike (the moving average's start-up bias) leaves it unchanged.
 
 Sums (``STATS``): rows n; correct predictions; the binary confusion counts tp, fp, fn, tn (positive class: label
-id 1, as data/metrics.py); and sx, sy, sxx, syy, sxy of prediction x and label y (regression). The metrics read from
+id 1, as data/metrics.py); and sx, sy, sxx, syy, sxy of prediction x and label y less a center c (regression; the
+middle of the task's score range: Pearson's r does not change under a shift, and float32 sums of centred values
+keep the variance of a prediction that barely varies). The metrics read from
 them are those of data/metrics.py on the same rows: accuracy, F1 of class 1, Matthews correlation (0 when a margin
 of the confusion matrix is empty) and Pearson's r (0 when either variance is 0). Spearman's rank correlation has no
 running form: ``spearman`` reads Pearson's r (STS-B's main metric is Pearson).
@@ -24,17 +26,19 @@ METRICS = ("accuracy", "f1", "mcc", "pearson", "spearman")
 _I = {name: i for i, name in enumerate(STATS)}
 
 
-def batch_stats(outputs: jax.Array, labels: jax.Array, weights: jax.Array, num_labels, regression) -> jax.Array:
+def batch_stats(outputs: jax.Array, labels: jax.Array, weights: jax.Array, num_labels, regression,
+                center=0.0) -> jax.Array:
     """[NUM_STATS] the sums of one batch: ``outputs`` [m, C] (logits, padded past ``num_labels``; column 0 is the
-    prediction of a regression task), ``labels`` [m], ``weights`` [m] (0 for padding). ``num_labels`` and
-    ``regression`` may be traced (the task index of a jitted step)."""
+    prediction of a regression task), ``labels`` [m], ``weights`` [m] (0 for padding); a regression task's
+    prediction and label are summed less ``center``. ``num_labels``, ``regression`` and ``center`` may be traced
+    (the task index of a jitted step)."""
     w = weights.astype(jnp.float32)
     masked = jnp.where(jnp.arange(outputs.shape[-1])[None, :] < num_labels, outputs, -jnp.inf)
     pred = jnp.argmax(masked, axis=-1)
     y_class = labels.astype(jnp.int32)
     correct = (pred == y_class).astype(jnp.float32)
     p1, y1 = (pred == 1).astype(jnp.float32), (y_class == 1).astype(jnp.float32)
-    x, y = outputs[:, 0].astype(jnp.float32), labels.astype(jnp.float32)
+    x, y = outputs[:, 0].astype(jnp.float32) - center, labels.astype(jnp.float32) - center
     classes = jnp.stack([w, w * correct, w * p1 * y1, w * p1 * (1 - y1), w * (1 - p1) * y1,
                          w * (1 - p1) * (1 - y1)], axis=-1).sum(0)
     moments = jnp.stack([w * x, w * y, w * x * x, w * y * y, w * x * y], axis=-1).sum(0)
@@ -65,5 +69,5 @@ def score_from_stats(stats: jax.Array, metric: str) -> jax.Array:
         # relative floor: a constant prediction's variance is float rounding, not signal
         tiny = 1e-7 * jnp.maximum(s("sxx") * n, 1e-30)
         var_x = jnp.where(var_x > tiny, var_x, 0.0)
-        return safe(cov, jnp.sqrt(var_x * var_y))
+        return jnp.clip(safe(cov, jnp.sqrt(var_x * var_y)), -1.0, 1.0)
     raise ValueError(f"no running form of metric {metric!r}; known: {METRICS}")

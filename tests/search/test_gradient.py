@@ -198,6 +198,20 @@ def test_a_run_folder_made_before_weight_sampling_counts_as_drawn_from_q(tmp_pat
         check(settings | {"weight_sampling": "uniform"})
 
 
+def test_a_run_folder_made_before_objective_counts_as_scoring_by_loss(tmp_path):
+    import json
+
+    from mgen_jax.search.rundir import RunDir
+
+    settings = GradientSettings().run_settings()
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "settings.json").write_text(json.dumps({k: v for k, v in settings.items() if k != "objective"}))
+    check = lambda values: RunDir(tmp_path, seed=0).check_phase(tmp_path / "run", values, "gradient run folder")
+    check(settings | {"objective": "loss"})
+    with pytest.raises(ConfigError, match="objective"):
+        check(settings | {"objective": "score"})
+
+
 def test_decode_repairs_then_improves_within_the_target(tiny_energy):
     ratio_of = lambda b: tree_ratio(b, tiny_energy.tables, tiny_energy.workload, tiny_energy.independent_j)
     # task 1's cost is not convex in energy: b = 2 lies above the line from b = 0 to b = 4, so a Lagrangian (and the
@@ -342,7 +356,7 @@ def test_one_run_spends_the_budget_meets_the_target_and_resumes(tmp_path, tiny_b
 
 def test_a_run_scoring_branch_points_by_their_metric(tmp_path, tiny_bert_dir, glue_dir, independent_runs):
     """objective: score through the whole run: the search's costs are 1 - a score of every task at every b, the
-    tree meets the target, and a folder made scoring by loss is refused rather than read."""
+    tree meets the target, and a run scoring by loss is refused in that folder rather than read from it."""
     gen = _gen(tmp_path / "s", tiny_bert_dir, glue_dir, independent_runs, objective="score")
     low, high = target_range(gen)
     target = low + 0.3 * (high - low)

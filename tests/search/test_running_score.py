@@ -19,9 +19,9 @@ def _classification(rng, rows, classes=2, pad_to=4, bias=0.0):
     return logits, labels
 
 
-def _stats(outputs, labels, weights, num_labels, regression):
+def _stats(outputs, labels, weights, num_labels, regression, center=0.0):
     return batch_stats(jnp.asarray(outputs), jnp.asarray(labels), jnp.asarray(weights, jnp.float32), num_labels,
-                       regression)
+                       regression, center)
 
 
 @pytest.mark.parametrize("metric", ["accuracy", "f1", "mcc"])
@@ -54,6 +54,20 @@ def test_pearson_of_a_regression_task_and_spearman_reads_pearson():
     assert float(score_from_stats(stats, "pearson")) == pytest.approx(want, abs=1e-4)
     assert float(score_from_stats(stats, "spearman")) == float(score_from_stats(stats, "pearson"))
     assert 0.5 < want < 0.95  # the planted correlation is neither trivial nor perfect
+
+
+def test_pearson_of_a_prediction_that_barely_varies_far_from_zero():
+    """Sums of values less the task's center keep a small spread's variance in float32 (an STS-B head early in
+    training answers about 2.7 for every pair); r stays within [-1, 1]."""
+    rng = np.random.default_rng(4)
+    labels = rng.uniform(0, 5, 64)
+    pred = 2.7 + 0.003 * (0.5 * (labels - 2.5) / 1.44 + rng.normal(0, 0.87, 64))
+    outputs = pred.astype(np.float32)[:, None]
+    want = glue_metrics.pearson(outputs[:, 0].astype(np.float64), labels.astype(np.float32).astype(np.float64))
+    stats = sum(_stats(outputs[i:i + 8], labels[i:i + 8].astype(np.float32), np.ones(8), 1, True, 2.5)
+                for i in range(0, 64, 8))
+    got = float(score_from_stats(stats, "pearson"))
+    assert got == pytest.approx(want, abs=0.01) and 0.2 < want < 0.8
 
 
 def test_sums_add_over_batches_and_a_common_scale_leaves_the_metric():
