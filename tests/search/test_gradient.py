@@ -427,7 +427,8 @@ def test_sweep_runs_the_gradient_targets_on_a_per_task_budget(tmp_path, tiny_ber
     budget = {"SST-2": {"examples": 48}, "STS-B": {"examples": 32}}
     cfg = _config(tiny_bert_dir, [], independent_runs=None, finetune_budget=budget, finetune_batch_size=8,
                   warmup_steps=0, energy_budgets=[], uniform_at_budgets=False, search_task_weights=None,
-                  claim_seeds=[], uniform_branch_points=[0], gradient={"energy_targets": [0.8], "logit_rows": 4})
+                  claim_seeds=[], uniform_branch_points=[0], gradient={"energy_targets": [0.8], "logit_rows": 4,
+                                                                 "search_fraction": 0.2})
     gen = ModelGenerator(cfg, tmp_path / "w", glue_dir=glue_dir, progress=False)
     with pytest.raises(ConfigError, match="nothing to report|not finished"):
         run_sweep(gen, tmp_path / "out", report_only=True)  # the baselines have not trained either
