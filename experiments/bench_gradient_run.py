@@ -3,6 +3,8 @@
     .venv/bin/python experiments/bench_gradient_run.py [--config configs/search/glue5_gradient.yaml]
         [--target 0.334] [--seed 0] [--tree 12,4,12,12,12] [--workdir runs/bench/gradient_run]
         [--out experiments/results/bench_gradient_run.json]
+    .venv/bin/python experiments/bench_gradient_run.py --front configs/front/glue5.yaml \
+        --front-model "budget 0.227:enumeration tree:1" --front-run "budget 0.334:gradient search:2"
 
 Both train all-MiniLM-L6-v2 on glue5 with exactly the examples each task's independent model saw (the config's
 ``finetune_budget: independent``), from the pretrained encoder, and are evaluated the same way (held-out, then dev
@@ -13,7 +15,12 @@ once):
   budget (``ModelGenerator.finetune_and_evaluate``), what every point of the front costs.
 
 They run one after the other, the model first, in a work folder of their own (nothing is shared with the front's
-runs, so both are trained here), recording the load average before and after each. A kill resumes where it
+runs, so both are trained here), recording the load average before and after each. With ``--front``, the two are
+instead runs of that front config still to train (``BUDGET:CANDIDATE:SEED`` by their labels), trained in the folders
+where ``mgen front`` reads them, so that the benchmark's two hours also train two of the front's models; a run the
+front has already finished is refused (its wall clock was not measured here). The model's tree is then the front
+candidate's; every equal-budget model trains the same steps on the same rows whatever its tree (one task's batch
+through the whole encoder per step), so the tree does not change its wall clock. A kill resumes where it
 stopped: the training loops' wall clocks exclude the time between sessions, and a part already finished keeps the
 load averages recorded when it ran (``bench_state.json`` in the work folder). The goal of issue 31: the run's wall
 clock (search + training) at most 1.15x the model's.
@@ -31,6 +38,7 @@ import time
 from pathlib import Path
 
 from mgen_jax.data.glue import default_glue_dir
+from mgen_jax.errors import ConfigError
 from mgen_jax.io import write_json_atomic
 from mgen_jax.search.config import load_search_config
 from mgen_jax.search.generator import ModelGenerator
@@ -63,6 +71,29 @@ def _timed(state: dict, state_path: Path, name: str, run) -> dict:
     return state[name]
 
 
+def front_part(front, spec: str, kind: str):
+    """(candidate, seed) of ``front`` named ``BUDGET:CANDIDATE:SEED`` by their labels; ConfigError naming what is
+    wrong (an unknown label, a candidate of the other kind, a seed not in the front)."""
+    from mgen_jax.search.front import load_front_config
+
+    cfg = load_front_config(front)
+    parts = spec.split(":")
+    if len(parts) != 3:
+        raise ConfigError(f"--front-{'run' if kind == 'gradient' else 'model'} {spec!r}: expected BUDGET:CANDIDATE:SEED")
+    budget, label, seed = parts
+    budgets = {b.label: b for b in cfg.budgets}
+    if budget not in budgets:
+        raise ConfigError(f"{front}: no budget labelled {budget!r} (budgets: {sorted(budgets)})")
+    cands = {c.label: c for c in budgets[budget].candidates}
+    if label not in cands:
+        raise ConfigError(f"{front}: budget {budget!r} has no candidate {label!r} (candidates: {sorted(cands)})")
+    if cands[label].kind != kind:
+        raise ConfigError(f"{front}: {budget!r} / {label!r} is a {cands[label].kind} candidate, not a {kind} one")
+    if not seed.isdigit() or int(seed) not in cfg.seeds:
+        raise ConfigError(f"{front}: seed {seed!r} is not one of the front's seeds {list(cfg.seeds)}")
+    return cands[label], int(seed)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="configs/search/glue5_gradient.yaml")
@@ -72,21 +103,48 @@ def main() -> None:
     parser.add_argument("--workdir", default="runs/bench/gradient_run")
     parser.add_argument("--out", default="experiments/results/bench_gradient_run.json")
     parser.add_argument("--glue-dir", default=None)
+    parser.add_argument("--front", default=None, help="train two runs of this front config in its folders instead")
+    parser.add_argument("--front-model", default=None, help="with --front: BUDGET:CANDIDATE:SEED of a tree candidate")
+    parser.add_argument("--front-run", default=None, help="with --front: BUDGET:CANDIDATE:SEED of a gradient one")
+    parser.add_argument("--runs-root", default="runs/search", help="with --front: where mgen front keeps its runs")
     args = parser.parse_args()
-
-    cfg = load_search_config(args.config)
-    tree = [int(x) for x in args.tree.split(",")]
+    glue_dir = args.glue_dir or default_glue_dir()
     workdir = Path(args.workdir)
-    gen = ModelGenerator(cfg, workdir, glue_dir=args.glue_dir or default_glue_dir(), progress=True)
     state_path = workdir / "bench_state.json"
     state = json.loads(state_path.read_text()) if state_path.exists() else {}
-    model = _timed(state, state_path, "equal_budget_model",
-                   lambda: gen.finetune_and_evaluate(tree, None, seed=args.seed))
-    run = _timed(state, state_path, "gradient_run", lambda: gradient_run(gen, args.target, args.seed, cfg.gradient))
+
+    if args.front:
+        from mgen_jax.search.front import Models
+        from mgen_jax.search.rundir import RunDir
+
+        if not (args.front_model and args.front_run):
+            parser.error("--front needs --front-model and --front-run")
+        models = Models(glue_dir=glue_dir, progress=True, runs_root=args.runs_root)
+        (mc, mseed), (rc, rseed) = front_part(args.front, args.front_model, "tree"), front_part(
+            args.front, args.front_run, "gradient")
+        for name, c, s in (("equal_budget_model", mc, mseed), ("gradient_run", rc, rseed)):
+            models.check(c, f"{args.front}: {c.label!r}")
+            if name not in state and RunDir.finished(models.folder(c, s)):
+                raise ConfigError(f"{models.folder(c, s)} is already trained: its wall clock was not measured by this "
+                                  "benchmark; name a run of the front still to train")
+        settings = models.gradient_settings(rc, "gradient")
+        config, target, seeds = rc.config, rc.energy_target, {"model": mseed, "run": rseed}
+        model = _timed(state, state_path, "equal_budget_model", lambda: models.run(mc, mseed, train=True))
+        run = _timed(state, state_path, "gradient_run", lambda: models.run(rc, rseed, train=True))
+        front = {"config": args.front, "model": args.front_model, "run": args.front_run}
+    else:
+        cfg = load_search_config(args.config)
+        tree = [int(x) for x in args.tree.split(",")]
+        gen = ModelGenerator(cfg, workdir, glue_dir=glue_dir, progress=True)
+        settings, config, target, seeds, front = cfg.gradient, args.config, args.target, args.seed, None
+        model = _timed(state, state_path, "equal_budget_model",
+                       lambda: gen.finetune_and_evaluate(tree, None, seed=args.seed))
+        run = _timed(state, state_path, "gradient_run", lambda: gradient_run(gen, args.target, args.seed, settings))
     ratio = run["training_wall_clock_s"] / model["training_wall_clock_s"]
     record = {
-        "config": args.config, "target": args.target, "seed": args.seed,
-        "search_fraction": cfg.gradient.search_fraction, "estimator": cfg.gradient.estimator,
+        "config": config, "target": target, "seed": seeds, "front": front,
+        "search_fraction": settings.search_fraction, "estimator": settings.estimator,
+        "weight_sampling": settings.weight_sampling, "objective": settings.objective,
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "equal_budget_model": model, "gradient_run": run,
         "run_over_model_wall_clock": ratio,
@@ -104,4 +162,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except ConfigError as exc:
+        raise SystemExit(f"error: {exc}") from None

@@ -176,3 +176,52 @@ def test_bench_gradient_run_times_both_and_resumes(front_setup, glue_dir, tmp_pa
     assert len(model["load_before"]) == 3 and record["goal_met"] == (record["run_over_model_wall_clock"] <= 1.15)
     bench.main()  # resumes: both parts finished, nothing trains, the first invocation's times kept
     assert json.loads((tmp_path / "bench.json").read_text()) == record
+
+
+def _bench_module():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[2] / "experiments" / "bench_gradient_run.py"
+    spec = importlib.util.spec_from_file_location("bench_gradient_run", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench
+
+
+def test_bench_gradient_run_trains_two_of_the_fronts_runs(front_setup, glue_dir, tmp_path, monkeypatch):
+    """With --front, the benchmark's two parts are runs of the front still to train, in the folders the front reads:
+    afterwards the front reports them as finished with the benchmark's trees and seeds; a run already trained is
+    refused (its wall clock was not measured by the benchmark), and so is a label the front does not have."""
+    import sys
+
+    root, cfg = front_setup
+    bench = _bench_module()
+    runs = tmp_path / "runs"
+    common = ["bench", "--front", str(root / "front.yaml"), "--runs-root", str(runs), "--glue-dir", str(glue_dir),
+              "--out", str(tmp_path / "bench.json")]
+    monkeypatch.setattr(sys, "argv", common + ["--workdir", str(tmp_path / "w"), "--front-model", "budget 0.95:tree:1",
+                                               "--front-run", "budget 0.95:gradient:1"])
+    bench.main()
+    record = json.loads((tmp_path / "bench.json").read_text())
+    assert record["seed"] == {"model": 1, "run": 1} and record["front"]["run"] == "budget 0.95:gradient:1"
+    assert record["equal_budget_model"]["branch_points"] == [1, 1] and record["gradient_run"]["energy_ratio"] <= 0.95
+
+    models = Models(glue_dir=glue_dir, progress=False, runs_root=str(runs))
+    tree, _, grad = cfg.budgets[0].candidates
+    assert models.run(tree, 1, train=False)["branch_points"] == [1, 1]
+    assert models.run(grad, 1, train=False)["branch_points"] == record["gradient_run"]["branch_points"]
+    assert models.run(tree, 0, train=False) is None  # nothing else trained
+
+    monkeypatch.setattr(sys, "argv", common + ["--workdir", str(tmp_path / "w2"), "--front-model",
+                                               "budget 0.95:tree:1", "--front-run", "budget 0.95:gradient:0"])
+    with pytest.raises(ConfigError, match="already trained"):
+        bench.main()
+    for model, run, words in (("budget 0.95:nope:0", "budget 0.95:gradient:0", "no candidate 'nope'"),
+                              ("budget 0.95:gradient:0", "budget 0.95:gradient:0", "is a gradient candidate"),
+                              ("budget 0.95:tree:7", "budget 0.95:gradient:0", "seed '7'"),
+                              ("budget 0.5:tree:0", "budget 0.95:gradient:0", "no budget labelled 'budget 0.5'")):
+        monkeypatch.setattr(sys, "argv", common + ["--workdir", str(tmp_path / "w3"), "--front-model", model,
+                                                   "--front-run", run])
+        with pytest.raises(ConfigError, match=words):
+            bench.main()
