@@ -22,8 +22,9 @@ front has already finished is refused (its wall clock was not measured here). Th
 candidate's. Every equal-budget model trains the same steps on the same rows whatever its tree, but a step's cost
 depends somewhat on the tree: a task's own units are updated in its row of the stacked own weights, which costs more
 than a trunk unit's update (bench_equal_budget.json: b = 0, every unit own, 4 % slower per step than b = 12). The
-record names both trees; compare a run with a model whose tree has as many own units where the ratio is close. A kill resumes where it
-stopped: the training loops' wall clocks exclude the time between sessions, and a part already finished keeps the
+record names both trees; where the ratio is close, compare a run with a model whose tree has as many own units.
+
+A kill resumes where it stopped: the training loops' wall clocks exclude the time between sessions, and a part already finished keeps the
 load averages recorded when it ran (``bench_state.json`` in the work folder). The goal of issue 31: the run's wall
 clock (search + training) at most 1.15x the model's.
 
