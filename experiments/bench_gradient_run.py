@@ -24,9 +24,9 @@ depends somewhat on the tree: a task's own units are updated in its row of the s
 than a trunk unit's update (bench_equal_budget.json: b = 0, every unit own, 4 % slower per step than b = 12). The
 record names both trees; where the ratio is close, compare a run with a model whose tree has as many own units.
 
-A kill resumes where it stopped: the training loops' wall clocks exclude the time between sessions, and a part already finished keeps the
-load averages recorded when it ran (``bench_state.json`` in the work folder). The goal of issue 31: the run's wall
-clock (search + training) at most 1.15x the model's.
+A kill resumes where it stopped: the training loops' wall clocks exclude the time between sessions, and a part already
+finished keeps the load averages recorded when it ran (``bench_state.json`` in the work folder). The goal of issue 31:
+the run's wall clock (search + training) at most 1.15x the model's.
 
 Runtime: about 2 x 50 minutes on 2 quiet CPU cores. Writes ``--out`` (JSON).
 """
@@ -82,7 +82,8 @@ def front_part(front, spec: str, kind: str):
     cfg = load_front_config(front)
     parts = spec.split(":")
     if len(parts) != 3:
-        raise ConfigError(f"--front-{'run' if kind == 'gradient' else 'model'} {spec!r}: expected BUDGET:CANDIDATE:SEED")
+        flag = "--front-run" if kind == "gradient" else "--front-model"
+        raise ConfigError(f"{flag} {spec!r}: expected BUDGET:CANDIDATE:SEED")
     budget, label, seed = parts
     budgets = {b.label: b for b in cfg.budgets}
     if budget not in budgets:
