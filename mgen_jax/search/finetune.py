@@ -172,12 +172,12 @@ def train_budget(gen, directory: Path, params, b: list[int], seed: int):
     tx, fn = budget_step(gen)
     dropout_key = gen.replicate(jax.random.PRNGKey(seed + 5))
     state = init_budget_state(params, tx)
-    b_arr = np.asarray(b, np.int32)
+    b_placed = placed_branch_points(gen, b)
 
     def step(state, batch, k):
         t = int(schedule[k])
         args = (jnp.float32(teacher_weight(k, total, cfg.distill_weight, cfg.distill_anneal)),) if distill else ()
-        state, loss = fn(state, batch, jnp.int32(t), jnp.int32(b_arr[t]), jnp.float32(lr(k)), dropout_key, *args)
+        state, loss = fn(state, batch, jnp.int32(t), b_placed[t], jnp.float32(lr(k)), dropout_key, *args)
         return state, (t, loss)
 
     log = task_loss_log(gen.tasks)
@@ -275,6 +275,13 @@ def budget_step(gen):
         gen.model, gen.tasks, tx, own_lr_scale=cfg.finetune_own_lr_scale,
         distill_temperature=cfg.distill_temperature if cfg.distill_weight > 0 else None))
     return tx, step
+
+
+def placed_branch_points(gen, branch_points: Sequence[int]) -> list[jax.Array]:
+    """Every task's branch point as an int32 replicated over the devices, as the gradient search's logit step
+    outputs it: the equal-budget step (``budget_step``) then compiles one program per batch shape for the search and
+    every fine-tuning run alike (an argument placed otherwise would compile it again)."""
+    return [gen.replicate(jnp.int32(b)) for b in np.asarray(branch_points, np.int32)]
 
 
 def budget_batches(gen, streams: Sequence[BatchStream], schedule: np.ndarray,

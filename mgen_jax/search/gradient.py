@@ -44,8 +44,8 @@ from mgen_jax.errors import ConfigError
 from mgen_jax.io import parse_json, read_json_file, write_json_atomic
 from mgen_jax.search.budget import BudgetState, init_budget_state, interleave, single_task_loss
 from mgen_jax.search.finetune import (
-    FINETUNE_FIELDS, budget_batches, budget_step, budget_streams, evaluate, per_task_fields, task_loss_log,
-    token_counts,
+    FINETUNE_FIELDS, budget_batches, budget_step, budget_streams, evaluate, per_task_fields, placed_branch_points,
+    task_loss_log, token_counts,
 )
 from mgen_jax.search.gradient_settings import GradientSettings
 from mgen_jax.search.rundir import PhaseFields
@@ -265,10 +265,11 @@ def _gradient_run(gen, directory: Path, target: float, seed: int, settings: Grad
                         LogitState.zeros(len(gen.tasks), gen.num_units, settings.mu_init, settings.objective))
     state, found = _search_phase(gen, plan, start, directory, target, seed, settings)
     b_arr = np.asarray(found["branch_points"], np.int32)
+    b_placed = placed_branch_points(gen, b_arr)  # as the search passed them: no second compilation of the step
 
     def train_step(state: BudgetState, batch, k):
         t = int(plan.schedule[k])
-        state, loss = plan.budget_fn(state, batch, jnp.int32(t), jnp.int32(b_arr[t]), jnp.float32(plan.lr(k)),
+        state, loss = plan.budget_fn(state, batch, jnp.int32(t), b_placed[t], jnp.float32(plan.lr(k)),
                                      plan.dropout_key)
         return state, (t, loss)
 

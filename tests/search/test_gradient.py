@@ -13,6 +13,7 @@ import pytest
 from mgen_jax import cost
 from mgen_jax.errors import ConfigError
 from mgen_jax.search import ModelGenerator
+from mgen_jax.search.finetune import budget_step, budget_streams
 from mgen_jax.search.constrained import check_target, decode_tree, temperature, tree_ratio
 from mgen_jax.search.gradient import (
     GradientSettings, LogitState, decode_costs, gradient_run, make_logit_step, mu_converged, run_dir, target_range,
@@ -317,6 +318,10 @@ def test_one_run_spends_the_budget_meets_the_target_and_resumes(tmp_path, tiny_b
     assert record["search"]["energy_ratio"] == pytest.approx(record["energy_ratio"], rel=1e-5)
     assert (run_dir(gen, target, 0) / "predictions.json").is_file()
     assert not list(run_dir(gen, target, 0).rglob("checkpoint.msgpack"))
+    # the equal-budget step compiled once per batch shape: the search and the training after it call it alike
+    streams = budget_streams(gen, 0)
+    shapes = {(s.batch_size, s.batch(i)[1]) for s in streams for i in range(s.steps)}
+    assert budget_step(gen)[1]._cache_size() == len(shapes)  # (a jitted function's count of compiled programs)
 
     # interrupted during the search, and again during training: the same tree and weights as the straight run
     from mgen_jax.search.generator import Interrupted
