@@ -26,7 +26,10 @@ record names both trees; where the ratio is close, compare a run with a model wh
 
 A kill resumes where it stopped: the training loops' wall clocks exclude the time between sessions, and a part already
 finished keeps the load averages recorded when it ran (``bench_state.json`` in the work folder). The goal of issue 31:
-the run's wall clock (search + training) at most 1.15x the model's.
+the run's wall clock (search + training) at most 1.15x the model's. Both wall clocks include compiling the steps (one
+program per batch shape); the record names the commit and JAX's persistent compilation cache, if one was set
+(``JAX_COMPILATION_CACHE_DIR``: leave it unset to time a first run). A new measurement written to ``--out`` keeps the
+ones already there under ``earlier_measurements``.
 
 Runtime: about 2 x 50 minutes on 2 quiet CPU cores. Writes ``--out`` (JSON).
 """
@@ -37,8 +40,11 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import time
 from pathlib import Path
+
+import jax
 
 from mgen_jax.data.glue import default_glue_dir
 from mgen_jax.errors import ConfigError
@@ -72,6 +78,29 @@ def _timed(state: dict, state_path: Path, name: str, run) -> dict:
                         "search_steps": record.get("search", {}).get("steps")}
     write_json_atomic(state_path, state)
     return state[name]
+
+
+def _commit() -> str | None:
+    """The checkout's commit (``+`` if it has uncommitted changes), or None outside a git checkout."""
+    def git(*cmd):
+        return subprocess.run(["git", *cmd], cwd=Path(__file__).parent, capture_output=True, text=True)
+
+    head = git("rev-parse", "--short", "HEAD")
+    if head.returncode != 0:
+        return None
+    dirty = git("status", "--porcelain", "--untracked-files=no").stdout.strip()
+    return head.stdout.strip() + ("+" if dirty else "")
+
+
+def _earlier(out: Path, record: dict) -> list[dict]:
+    """The measurements ``out`` already holds, so that a new measurement never erases an earlier one: its own
+    earlier list, plus its latest measurement unless that is this one (the same two parts, rewritten by a rerun)."""
+    if not out.is_file():
+        return []
+    previous = json.loads(out.read_text())
+    earlier = previous.pop("earlier_measurements", [])
+    same = all(previous.get(k) == record.get(k) for k in ("front", "seed", "equal_budget_model", "gradient_run"))
+    return earlier if same else earlier + [previous]
 
 
 def front_part(front, spec: str, kind: str):
@@ -159,6 +188,8 @@ def main() -> None:
                 f"efficiencies: run {format_efficiency(run['energy_ratio'])}, "
                 f"model {format_efficiency(model['energy_ratio'])}",
     }
+    record |= {"commit": _commit(), "compilation_cache_dir": jax.config.jax_compilation_cache_dir,
+               "earlier_measurements": _earlier(Path(args.out), record)}
     write_json_atomic(args.out, record)
     print(f"gradient run {run['training_wall_clock_s']:.0f} s (search {run.get('search_wall_clock_s', 0):.0f} s) "
           f"against one equal-budget model {model['training_wall_clock_s']:.0f} s: {ratio:.3f}x (goal <= {GOAL}x)")

@@ -5,6 +5,7 @@ interval resamples rows and seeds once every run kept its predictions, and the h
 import dataclasses
 import json
 
+import jax
 import pytest
 import yaml
 
@@ -174,8 +175,18 @@ def test_bench_gradient_run_times_both_and_resumes(front_setup, glue_dir, tmp_pa
     assert run["search_wall_clock_s"] > 0 and run["train_wall_clock_s"] > 0
     assert record["run_over_model_wall_clock"] == run["training_wall_clock_s"] / model["training_wall_clock_s"]
     assert len(model["load_before"]) == 3 and record["goal_met"] == (record["run_over_model_wall_clock"] <= 1.15)
+    assert record["earlier_measurements"] == []
+    assert record["compilation_cache_dir"] == jax.config.jax_compilation_cache_dir  # the tests' own (conftest.py)
     bench.main()  # resumes: both parts finished, nothing trains, the first invocation's times kept
     assert json.loads((tmp_path / "bench.json").read_text()) == record
+
+    # a new measurement (another work folder) into the same record keeps the earlier one
+    monkeypatch.setattr(sys, "argv", argv[:argv.index("--workdir") + 1] + [str(tmp_path / "w2")]
+                        + argv[argv.index("--workdir") + 2:])
+    bench.main()
+    again = json.loads((tmp_path / "bench.json").read_text())
+    assert again["gradient_run"] != record["gradient_run"]  # timed anew
+    assert again["earlier_measurements"] == [{k: v for k, v in record.items() if k != "earlier_measurements"}]
 
 
 def _bench_module():
